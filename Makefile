@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh Debian 12 machine:
+#   make run    install, then run the quickstart sweep on this machine
+#   make test   install what the tests need, then run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --constraint constraints.txt
+SWEEP ?= conf/sweeps/quickstart.yaml
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-test system-deps clean
+
+run: $(VENV)/.installed
+	$(BIN)/orch run $(SWEEP)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Debian packages: venv support and git (for the code version every run records).
+system-deps:
+	@if ! $(PYTHON) -c "import ensurepip, venv" 2>/dev/null || ! command -v git >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv git; \
+	fi
+
+$(VENV)/.installed: pyproject.toml constraints.txt | system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) .orch .pytest_cache

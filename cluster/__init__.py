@@ -1,0 +1,1 @@
+"""How a sweep becomes work on machines: the local backend, the Tune experiment, (later) SLURM."""

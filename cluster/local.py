@@ -1,0 +1,62 @@
+"""The local backend: Ray on this machine, kept to loopback, sized to what the machine has."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class MachineResources:
+    cpus: int
+    gpus: int
+
+
+def detect_gpus() -> int:
+    """GPUs visible to this process, without importing torch (CUDA_VISIBLE_DEVICES wins)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
+
+
+def machine_resources(cpus: int | str = "auto", gpus: int | str = "auto") -> MachineResources:
+    return MachineResources(
+        cpus=(os.cpu_count() or 1) if cpus == "auto" else int(cpus),
+        gpus=detect_gpus() if gpus == "auto" else int(gpus),
+    )
+
+
+@contextmanager
+def local_ray(resources: MachineResources) -> Iterator[None]:
+    """A private Ray instance on loopback for the duration of one sweep."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    import ray
+
+    ray.init(
+        num_cpus=resources.cpus,
+        num_gpus=resources.gpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        configure_logging=True,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()

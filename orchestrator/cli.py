@@ -1,0 +1,106 @@
+"""`orch`: the command line. Errors are reported here, once, as one line; exit codes:
+0 done, 1 the sweep ran but trials failed (or another runtime problem), 2 bad input,
+130 interrupted."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from orchestrator.errors import OrchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Run research sweeps with Ray Tune, locally or on SLURM, tracked in MLflow.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+SweepFile = typer.Argument(..., help="A sweep file, e.g. conf/sweeps/quickstart.yaml", show_default=False)
+TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)")
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="Config files under conf/{projects,sweeps,clusters}/")) -> None:
+    """Check config files without running anything."""
+    from orchestrator.config.loading import validate_file
+
+    for file in files:
+        console.print(f"[green]ok[/] {file}: {validate_file(file)}", highlight=False)
+
+
+@app.command()
+def run(
+    sweep_file: Path = SweepFile,
+    cluster: str = typer.Option("local", "--cluster", "-c", help="Cluster profile name (conf/clusters/NAME.yaml) or file"),
+    tracking_uri: Optional[str] = TrackingUri,
+) -> None:
+    """Run a sweep on this machine with Ray Tune; results go to MLflow."""
+    from cluster.local import machine_resources
+    from orchestrator.config.loading import conf_root_of, load_cluster, load_sweep
+    from orchestrator.config.resources import check_resources, max_concurrent
+    from orchestrator.errors import SweepFailedError
+    from orchestrator.progress import results_table
+    from orchestrator.state import LocalState
+    from orchestrator.sweep_runner import run_sweep
+    from orchestrator.tracking.target import resolve_tracking
+
+    resolved = load_sweep(sweep_file)
+    profile = load_cluster(cluster, conf_root_of(sweep_file))
+    resources = machine_resources(profile.cpus, profile.gpus)
+    check_resources(resolved, resources, profile.name)
+    # Validation is complete: only now is anything written.
+    state = LocalState.in_directory().ensure()
+    target = resolve_tracking(tracking_uri, profile.tracking, state)
+    outcome = run_sweep(resolved, profile, resources, max_concurrent(resolved, resources), state, target, console)
+
+    console.print(results_table(outcome.rows, resolved.sweep.metric, outcome.varying, f"sweep {outcome.sweep_id}"))
+    best = outcome.best
+    if best is not None:
+        params = " ".join(f"{k}={best['params'].get(k)}" for k in outcome.varying)
+        console.print(f"best trial {best['trial_id']}: {resolved.sweep.metric}={best['metric']:.6g} {params}", highlight=False)
+    ui = "orch ui" if target.embedded else f"orch ui --tracking-uri {target.uri}"
+    console.print(f"MLflow: experiment '{resolved.project.experiment_name}', parent run {outcome.parent_run_id}")
+    console.print(f"open the MLflow UI with: [bold]{ui}[/]", highlight=False)
+    if outcome.failed:
+        raise SweepFailedError(f"{len(outcome.failed)} of {len(outcome.rows)} trials failed; see the MLflow runs for their errors")
+
+
+@app.command()
+def ui(
+    tracking_uri: Optional[str] = TrackingUri,
+    host: str = typer.Option("127.0.0.1", help="Address to serve on"),
+    port: int = typer.Option(5000, help="Port to serve on"),
+) -> None:
+    """Open the MLflow UI on the configured tracking store."""
+    from orchestrator.state import LocalState
+
+    state = LocalState.in_directory()
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or state.tracking_uri
+    if uri == state.tracking_uri and not state.mlflow_db.is_file():
+        raise OrchError(f"no runs yet in {state.mlflow_db}; run a sweep first: orch run conf/sweeps/quickstart.yaml")
+    console.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", highlight=False)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    os.execv(sys.executable, command)
+
+
+def main() -> None:
+    try:
+        app()  # standalone mode: click reports its own usage errors (exit 2)
+    except OrchError as exc:
+        err_console.print(f"error: {exc.one_line()}", style="red", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", style="red")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

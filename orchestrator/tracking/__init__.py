@@ -1,0 +1,1 @@
+"""MLflow integration: the run layout contract, the tracking target and the Tune callback."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: a throw-away conf/ tree and a way to run the `orch` CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ConfTree:
+    root: Path
+
+    def write(self, kind: str, name: str, content: dict | str) -> Path:
+        path = self.root / kind / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+        return path
+
+
+@pytest.fixture
+def conf_tree(tmp_path: Path) -> ConfTree:
+    """tmp/conf with the repository's projects and cluster profiles, and no sweeps."""
+    root = tmp_path / "conf"
+    shutil.copytree(REPO / "conf" / "projects", root / "projects")
+    shutil.copytree(REPO / "conf" / "clusters", root / "clusters")
+    (root / "sweeps").mkdir()
+    return ConfTree(root)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_orch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> CliResult:
+    """Run the real `orch` entry point in a subprocess, as a user would."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
