@@ -52,9 +52,8 @@ def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
             metric=sweep.metric,
             mode=sweep.mode,
             num_samples=sweep.num_samples,
-            search_alg=BasicVariantGenerator(random_state=sweep.search.seed),
+            search_alg=BasicVariantGenerator(random_state=sweep.search.seed, max_concurrent=plan.max_concurrent_trials),
             scheduler=_scheduler(plan.resolved),
-            max_concurrent_trials=plan.max_concurrent_trials,
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(

@@ -20,7 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Run research sweeps with Ray Tune, locally or on SLURM, tracked in MLflow.",
 )
-console = Console()
+# Off a terminal (logs, CI) keep lines whole rather than wrapped at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
 err_console = Console(stderr=True)
 
 SweepFile = typer.Argument(..., help="A sweep file, e.g. conf/sweeps/quickstart.yaml", show_default=False)

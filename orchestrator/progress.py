@@ -35,6 +35,14 @@ class SweepProgress(Callback):
         self.started = time.monotonic()
         self._live: Live | None = None
 
+    # Ray Tune pickles its callbacks with the experiment state: leave the terminal behind.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "console": None, "_live": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.console = Console()
+
     # ---- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> SweepProgress:
         if self.console.is_terminal:

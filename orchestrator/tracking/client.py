@@ -6,6 +6,7 @@ see a tracking-server stack trace.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,9 +25,17 @@ class TrackingClient:
     def __init__(self, tracking_uri: str, artifact_root: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter on the console
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self._client = MlflowClient(tracking_uri=tracking_uri)
+
+    # Ray Tune pickles its callbacks with the experiment state: carry the target, not the connection.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"tracking_uri": self.tracking_uri, "artifact_root": self.artifact_root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["tracking_uri"], state["artifact_root"])  # type: ignore[misc]
 
     def ensure_experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
