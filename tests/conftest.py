@@ -50,3 +50,13 @@ def run_orch(args: list[str], cwd: Path, env: dict[str, str] | None = None, time
         [sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that collected nothing, or passed nothing (all skipped), is a failure."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    passed = len(reporter.stats.get("passed", [])) if reporter is not None else 0
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED or (exitstatus == pytest.ExitCode.OK and passed == 0):
+        if reporter is not None:
+            reporter.write_line("error: no test passed (none collected, or all skipped): failing the run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
