@@ -1,0 +1,117 @@
+"""AVAETrainable outside Ray: metrics, pictures, checkpoint format, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables import checkpoint
+from trainables.avae.trainable import AVAETrainable
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+_RESUME_SCRIPT = """
+import json, sys
+from ray.tune.trainable import trainable
+trainable.DEFAULT_STORAGE_PATH = sys.argv[3]
+from trainables.avae.trainable import AVAETrainable
+t = AVAETrainable(config=json.loads(sys.argv[1]))
+t.restore(sys.argv[2])
+results = [t.train() for _ in range(2)]
+print(json.dumps([{k: r[k] for k in json.loads(sys.argv[4])} for r in results]))
+"""
+
+
+def _metrics(result: dict, names: list[str]) -> dict:
+    return {name: result[name] for name in names}
+
+
+@pytest.mark.usefixtures("ray_results_in_tmp")
+def test_exact_resume_in_a_fresh_process(tiny_avae_config, tmp_path):
+    config = {**tiny_avae_config, "epochs": 4, "eval_every": 2}
+    straight = AVAETrainable(config=config)
+    expected = [straight.train() for _ in range(4)]
+    names = sorted(k for k in expected[-1] if k in _reported(config))
+
+    first = AVAETrainable(config=config)
+    before = [first.train() for _ in range(2)]
+    assert [_metrics(r, names) for r in before] == [_metrics(r, names) for r in expected[:2]]
+    first.save(str(tmp_path / "ckpt"))
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RESUME_SCRIPT,
+            json.dumps(config),
+            str(tmp_path / "ckpt"),
+            str(tmp_path / "ray_results_child"),
+            json.dumps(names + ["training_iteration"]),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = json.loads(out.stdout.strip().splitlines()[-1])
+    # Exact float equality on CPU: same weights, optimizer, scheduler, RNG and data order.
+    assert [_metrics(r, names) for r in resumed] == [_metrics(r, names) for r in expected[2:]]
+    assert [r["training_iteration"] for r in resumed] == [3, 4]
+    assert resumed[-1]["done"] is True
+
+
+def _reported(config: dict) -> set[str]:
+    from trainables.registry import get_trainable_spec
+
+    spec = get_trainable_spec("avae")
+    return {"done"} | set(spec.metrics) | {f"val_loss_rot{d}" for d in config["eval_rotations_deg"]}
+
+
+@pytest.mark.usefixtures("ray_results_in_tmp")
+@pytest.mark.parametrize("mode", ["upright", "augmented", "train_opt"])
+def test_one_epoch_reports_plain_float_metrics(tiny_avae_config, mode):
+    config = {**tiny_avae_config, "epochs": 1, "train_mode": mode, "test_time_opt": mode != "upright"}
+    result = AVAETrainable(config=config).step()
+    assert result["epoch"] == 1 and result["done"] is True
+    expected = {"train_loss", "lr", "val_loss", "val_loss_rot0", "val_loss_rot90"}
+    expected |= {"orientation_r1", "orientation_r2"}
+    for name in expected:
+        assert type(result[name]) is float and math.isfinite(result[name]), name
+    assert result["val_loss"] == pytest.approx((result["val_loss_rot0"] + result["val_loss_rot90"]) / 2)
+    assert 0 <= result["orientation_r1"] <= 1 and 0 <= result["orientation_r2"] <= 1
+    from trainables.registry import get_trainable_spec
+
+    spec = get_trainable_spec("avae")
+    assert all(spec.reports_metric(name) for name in expected)
+
+
+@pytest.mark.usefixtures("ray_results_in_tmp")
+def test_checkpoint_layout_and_pictures(tiny_avae_config, tmp_path):
+    t = AVAETrainable(config={**tiny_avae_config, "epochs": 1})
+    t.train()
+    t.save(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pictures", "state.pt"]
+    pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert pictures == ["orientation_histogram.png", "reconstructions.png"]
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["format_version"] == checkpoint.FORMAT_VERSION
+    assert state["epoch"] == 1 and state["global_step"] == 2  # 128 digits / batch 64
+    assert state["config"]["train_subset"] == 128
+    assert {"python", "numpy", "torch"} <= set(state["rng"])
+
+
+def test_bad_config_fails_with_the_valid_keys(ray_results_in_tmp):
+    with pytest.raises(ValueError, match="valid keys: .*latent_dim"):
+        AVAETrainable(config={"latent_dims": 4})
+
+
+def test_unknown_format_version_is_refused(tmp_path):
+    torch.save({"format_version": 99}, tmp_path / checkpoint.STATE_FILE)
+    with pytest.raises(checkpoint.CheckpointFormatError, match="version 99"):
+        checkpoint.read_state(tmp_path)

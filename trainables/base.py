@@ -1,0 +1,160 @@
+"""``CheckpointableTrainable``: the Ray Tune lifecycle shared by every research trainable.
+
+The base owns ``setup`` (typed config, seeding, device), ``step`` (one epoch),
+``save_checkpoint`` and ``load_checkpoint`` (format of :mod:`trainables.checkpoint`).
+A subclass sets ``config_model`` and implements small hooks:
+
+* ``build(config)``      create ``self.model``, ``self.optimizer`` and optionally
+                         ``self.scheduler`` / ``self.scaler``; data; use ``self.generator``
+                         (CPU ``torch.Generator``) for shuffling and augmentation
+* ``train_epoch()``      one pass over the training data -> metrics (floats)
+* ``evaluate()``         validation metrics (floats)
+* ``write_pictures(d)``  PNG files into folder ``d``
+* ``state_dict()`` / ``load_state_dict(s)``  extra subclass state (default: none)
+
+Runs under Ray Tune or standalone: ``MyTrainable(config={...})`` then ``train()``,
+``save(dir)``, ``restore(dir)``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+import pydantic
+import torch
+from ray import tune
+
+from trainables import checkpoint
+from trainables.config import TrainableConfig
+
+__all__ = ["CheckpointableTrainable", "seed_everything", "select_device"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """CUDA when requested/available (CUDA_VISIBLE_DEVICES decides which), else CPU."""
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class CheckpointableTrainable(tune.Trainable):
+    """Base of the research trainables: one ``step()`` = one epoch."""
+
+    config_model: ClassVar[type[TrainableConfig]] = TrainableConfig
+
+    # Set by setup()/build(); listed for readers.
+    cfg: TrainableConfig
+    device: torch.device
+    generator: torch.Generator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[Any] = None
+    scaler: Optional[Any] = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def setup(self, config: dict[str, Any]) -> None:
+        # Ray's own bookkeeping keys look like "__trial_info__"; they are not ours.
+        user_config = {k: v for k, v in config.items() if not k.startswith("__")}
+        try:
+            self.cfg = self.config_model.model_validate(user_config)
+        except pydantic.ValidationError as error:
+            valid = ", ".join(self.config_model.model_fields)
+            raise ValueError(
+                f"invalid {type(self).__name__} config: {error}\nvalid keys: {valid}"
+            ) from None
+        seed_everything(self.cfg.seed)
+        self.device = select_device(self.cfg.device)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.epoch = 0
+        self.global_step = 0
+        self.last_eval: dict[str, float] = {}
+        self.build(self.cfg)
+
+    def step(self) -> dict[str, Any]:
+        self.epoch += 1
+        metrics: dict[str, Any] = {"epoch": self.epoch}
+        metrics.update(self.train_epoch())
+        if self._evaluate_now():
+            self.last_eval = {name: float(value) for name, value in self.evaluate().items()}
+        # Between evaluations the last values are repeated, so that every metric is
+        # present in every result (schedulers and the metric validation rely on it).
+        metrics.update(self.last_eval)
+        if self.epoch >= self.cfg.epochs:
+            metrics["done"] = True
+        return metrics
+
+    def save_checkpoint(self, checkpoint_dir: str) -> str:
+        checkpoint.write_state(checkpoint_dir, self._full_state())
+        self.write_pictures(checkpoint.pictures_dir(checkpoint_dir))
+        return checkpoint_dir
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        state = checkpoint.read_state(checkpoint_dir)
+        # The trial's current config wins over the saved one: PBT restores another
+        # trial's checkpoint under a mutated config (the saved one is for provenance).
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["data_order"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.last_eval = dict(state["extra"].get("last_eval", {}))
+        self.load_state_dict(state["extra"].get("trainable", {}))
+        checkpoint.restore_rng_state(state["rng"])
+        # One step() is one epoch; keeps training_iteration right when restored by path.
+        self._iteration = self.epoch
+
+    # ----------------------------------------------------------------- hooks
+    def build(self, config: TrainableConfig) -> None:
+        """Create model, optimizer (+ scheduler/scaler) and data on ``self.device``."""
+        raise NotImplementedError
+
+    def train_epoch(self) -> dict[str, float]:
+        """One epoch of training; returns e.g. ``{"train_loss": ...}``."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics; must not consume ``self.generator`` or the global RNGs."""
+        raise NotImplementedError
+
+    def write_pictures(self, directory: Any) -> None:
+        """Write PNG figures into ``directory`` (default: none)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Extra subclass state beyond model/optimizer/scheduler/scaler/generator."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+
+    # ----------------------------------------------------------------- private
+    def _evaluate_now(self) -> bool:
+        every = self.cfg.eval_every
+        return self.epoch == 1 or self.epoch % every == 0 or self.epoch >= self.cfg.epochs
+
+    def _full_state(self) -> dict[str, Any]:
+        return {
+            "format_version": checkpoint.FORMAT_VERSION,
+            "config": self.cfg.model_dump(mode="json"),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "data_order": self.generator.get_state(),
+            "rng": checkpoint.capture_rng_state(),
+            "extra": {"last_eval": dict(self.last_eval), "trainable": self.state_dict()},
+        }
