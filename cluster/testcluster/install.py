@@ -1,0 +1,36 @@
+"""Install the Debian packages the test cluster needs; a no-op when they are all there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from .procs import ClusterError
+
+PACKAGES = ("slurm-wlm", "slurmdbd", "mariadb-server", "munge", "openssh-server", "iproute2")
+# one program per package, to tell cheaply whether it is installed
+PROGRAMS = ("slurmctld", "slurmd", "slurmdbd", "mariadbd", "munged", "sshd", "ip", "nsenter")
+
+
+def missing_programs() -> list[str]:
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    return [p for p in PROGRAMS if shutil.which(p, path=path) is None]
+
+
+def install() -> None:
+    missing = missing_programs()
+    if not missing:
+        print("SLURM test-cluster packages already installed")
+        return
+    if os.geteuid() != 0:
+        raise ClusterError(f"missing {', '.join(missing)}; installing needs root (apt-get)")
+    # policy-rc.d style: the packages' own services must not start; the test cluster starts its own
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
+        print("+", " ".join(argv), flush=True)
+        if subprocess.run(argv, env=env, timeout=900).returncode != 0:
+            raise ClusterError(f"{' '.join(argv)} failed")
+    still = missing_programs()
+    if still:
+        raise ClusterError(f"still missing after apt-get install: {', '.join(still)}")
