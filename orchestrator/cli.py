@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -90,6 +91,102 @@ def ui(
     console.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     os.execv(sys.executable, command)
+
+
+ClusterOption = typer.Option(..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile (conf/clusters/NAME.yaml)")
+ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/")
+
+
+def _slurm_target(cluster: str, conf: Path) -> Any:
+    from orchestrator.config.loading import cluster_file, load_cluster
+    from orchestrator.slurm_commands import SlurmTarget
+
+    return SlurmTarget.of(load_cluster(cluster, conf), cluster_file(cluster, conf))
+
+
+@app.command()
+def submit(
+    sweep_file: Path = SweepFile,
+    cluster: str = ClusterOption,
+    tracking_uri: Optional[str] = TrackingUri,
+) -> None:
+    """Send a sweep to a SLURM cluster; returns as soon as its jobs are queued."""
+    from orchestrator.config.loading import conf_root_of, load_sweep
+    from orchestrator.slurm_commands import check_slurm_resources, submit as submit_sweep, tracking_uri_for
+    from orchestrator.sweep_runner import new_sweep_id
+
+    resolved = load_sweep(sweep_file)
+    target = _slurm_target(cluster, conf_root_of(sweep_file))
+    check_slurm_resources(resolved, target)
+    uri = tracking_uri_for(target, tracking_uri)
+    answer, warnings = submit_sweep(resolved, target, uri, new_sweep_id(resolved.sweep.name))
+    for warning in warnings:
+        err_console.print(f"warning: {warning}", style="yellow", highlight=False)
+    console.print(f"submitted sweep [bold]{answer['sweep_id']}[/] to '{target.profile.name}' as SLURM job(s) "
+                  f"{', '.join(answer['job_ids'])}; MLflow parent run {answer['parent_run_id']}", highlight=False)
+    console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
+
+
+@app.command()
+def status(
+    sweep: Optional[str] = typer.Argument(None, help="A sweep id (default: every sweep on the cluster)"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON"),
+) -> None:
+    """Show the sweeps on a cluster: their SLURM jobs and trials."""
+    import json
+
+    from orchestrator.status_view import status_tables
+
+    target = _slurm_target(cluster, conf)
+    args = ["status", target.workdir, *(["--sweep", sweep] if sweep else [])]
+    answer = target.call(args, code_dir=_code_dir(target, sweep))
+    if as_json:
+        console.print_json(json.dumps(answer["sweeps"]))
+        return
+    for renderable in status_tables(answer["sweeps"]):
+        console.print(renderable)
+
+
+@app.command()
+def logs(
+    sweep: str = typer.Argument(..., help="The sweep id"),
+    trial: Optional[str] = typer.Argument(None, help="A trial id (default: the SLURM job logs)"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
+) -> None:
+    """Print the logs of a sweep's jobs, or of one trial."""
+    target = _slurm_target(cluster, conf)
+    args = ["logs", target.workdir, sweep, *(["--trial", trial] if trial else [])]
+    if follow:
+        raise typer.Exit(target.stream([*args, "--follow"], code_dir=_code_dir(target, sweep)))
+    _, printed = target.call_with_output(args, code_dir=_code_dir(target, sweep))
+    for line in printed:
+        console.out(line, highlight=False)
+
+
+@app.command()
+def cancel(
+    sweep: str = typer.Argument(..., help="The sweep id"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+) -> None:
+    """Cancel a sweep's SLURM jobs and close its MLflow runs as KILLED."""
+    target = _slurm_target(cluster, conf)
+    answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
+    console.print(f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
+                  f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
+
+
+def _code_dir(target: Any, sweep: Optional[str]) -> Optional[str]:
+    """The sweep's own code snapshot answers for it; without a sweep, the installed package does."""
+    if not sweep:
+        return None
+    from cluster.bundle import sweep_dir
+
+    return str(sweep_dir(target.workdir, sweep) / "code")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -82,20 +82,82 @@ class TrackingConfig(StrictModel):
     artifact_location: str | None = None
 
 
+class SshLogin(StrictModel):
+    """How the laptop reaches the cluster's login node (the `ssh` binary, argument lists)."""
+
+    host: str = Field(min_length=1)
+    user: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    identity_file: str | None = None
+    ssh_config: str | None = Field(default=None, description="an ssh_config file passed with -F")
+    jump_host: str | None = Field(default=None, description="ProxyJump host, e.g. user@gateway")
+    control_persist_s: int = Field(default=600, ge=0, description="reuse one (MFA) login this long; 0 disables")
+    connect_timeout_s: int = Field(default=10, ge=1)
+    options: dict[str, str] = Field(default_factory=dict, description="extra ssh -o options")
+
+
+class RemoteSettings(StrictModel):
+    """The cluster side: where sweeps are unpacked and how jobs find their Python."""
+
+    workdir: str = Field(min_length=1, description="per-sweep folders are created under it (shared filesystem)")
+    python: str = Field(default="python3", description="the Python (with this project's dependencies) that runs jobs")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before each job: module load, venv")
+    env: dict[str, str] = Field(default_factory=dict, description="environment for SLURM commands and jobs")
+    container: str | None = Field(default=None, description="container image (Apptainer/Pyxis), later")
+    untracked_files: Literal["refuse", "warn", "include"] = "warn"
+
+
+class SlurmSettings(StrictModel):
+    """What every job of a sweep asks SLURM for."""
+
+    partition: str = Field(min_length=1)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int = Field(default=1, ge=1, description="nodes per job; Ray spans them")
+    gpus_per_node: int = Field(default=1, ge=0)
+    gpu_type: str | None = None
+    cpus_per_gpu: int = Field(default=4, ge=1)
+    cpus_per_node: int | None = Field(default=None, ge=1, description="for CPU-only jobs (gpus_per_node: 0)")
+    mem_per_gpu_gb: float = Field(default=16, gt=0)
+    time_limit_min: int = Field(default=60, ge=1)
+    signal_lead_s: int = Field(default=120, ge=1, description="USR2 this long before the time limit or preemption")
+    max_requeues: int = Field(default=5, ge=0)
+    layout: Literal["allocation", "array"] = Field(
+        default="allocation", description="allocation: one job per sweep; array: trials split into shards as array tasks"
+    )
+    shards: int = Field(default=1, ge=1, description="array tasks per sweep with layout: array")
+
+
 class ClusterConfig(StrictModel):
-    """Where trials run. `local`: Ray on this machine."""
+    """Where trials run. `local`: Ray on this machine. `slurm`: jobs through submitit."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "slurm"] = "local"
     description: str = ""
     cpus: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     gpus: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     tracking: TrackingConfig = TrackingConfig()
+    login: SshLogin | None = Field(default=None, description="omit to run the SLURM commands on this machine")
+    remote: RemoteSettings | None = None
+    slurm: SlurmSettings | None = None
+
+    @model_validator(mode="after")
+    def _slurm_sections(self) -> ClusterConfig:
+        if self.backend == "slurm" and (self.slurm is None or self.remote is None):
+            missing = "slurm" if self.slurm is None else "remote"
+            raise ValueError(f"backend slurm needs a '{missing}:' section")
+        if self.backend == "local" and (self.slurm or self.login or self.remote):
+            raise ValueError("backend local takes no login/remote/slurm sections")
+        return self
 
 
 __all__ = [
     "CheckpointPolicy",
     "ClusterConfig",
+    "RemoteSettings",
+    "SlurmSettings",
+    "SshLogin",
     "ProjectConfig",
     "ResourcesConfig",
     "SchedulerConfig",

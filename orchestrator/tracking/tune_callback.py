@@ -6,7 +6,9 @@ trainable stays usable without the orchestrator.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,37 @@ log = logging.getLogger(__name__)
 class MLflowTrialTracker(Callback):
     """Creates, feeds and closes one child run per trial under the sweep's parent run."""
 
-    def __init__(self, client: TrackingClient, experiment_id: str, parent_run_id: str, base_tags: dict[str, str], sweep_name: str) -> None:
+    def __init__(
+        self, client: TrackingClient, experiment_id: str, parent_run_id: str, base_tags: dict[str, str], sweep_name: str,
+        ledger_path: Path | None = None,
+    ) -> None:
         self._client = client
         self._experiment_id = experiment_id
         self._parent_run_id = parent_run_id
         self._base_tags = base_tags
         self._sweep_name = sweep_name
-        self.run_ids: dict[str, str] = {}
+        self._ledger_path = ledger_path
+        self.run_ids: dict[str, str] = self._read_ledger()
         self.final_status: dict[str, str] = {}
+
+    # The ledger (trial id -> MLflow run id) on disk lets a restarted job continue the same runs.
+    def _read_ledger(self) -> dict[str, str]:
+        if self._ledger_path is None or not self._ledger_path.exists():
+            return {}
+        try:
+            return dict(json.loads(self._ledger_path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _write_ledger(self) -> None:
+        if self._ledger_path is not None:
+            tmp = self._ledger_path.with_name(f".{self._ledger_path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(self.run_ids, indent=1, sort_keys=True))
+            os.replace(tmp, self._ledger_path)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.run_ids.update(self._read_ledger())
 
     def _run_for(self, trial: Any) -> str:
         run_id = self.run_ids.get(trial.trial_id)
@@ -45,6 +70,7 @@ class MLflowTrialTracker(Callback):
                 self._experiment_id, layout.trial_run_name(self._sweep_name, trial.trial_id), tags, layout.trial_params(trial.config)
             )
             self.run_ids[trial.trial_id] = run_id
+            self._write_ledger()
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

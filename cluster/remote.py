@@ -1,0 +1,245 @@
+"""The login-node side of `orch submit|status|logs|cancel`: `python -m cluster.remote CMD ...`.
+
+The laptop runs this over ssh (or directly on the login node) inside the sweep's code
+snapshot. Each command prints one JSON object as its last stdout line:
+`{"ok": true, ...}` or `{"ok": false, "error": {"key": ..., "problem": ..., "fix": ...}}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from cluster.bundle import Bundle, BundleManifest, write_atomic
+
+RESULT_PREFIX = "ORCH-RESULT "
+
+
+class RemoteError(Exception):
+    def __init__(self, key: str, problem: str, fix: str, code: int = 2) -> None:
+        super().__init__(problem)
+        self.key, self.problem, self.fix, self.code = key, problem, fix, code
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(RESULT_PREFIX + json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------- submit
+def submit(bundle_root: Path) -> dict[str, Any]:
+    from cluster.slurm_backend import submit_sweep, test_only_args
+    from cluster.slurm_client import SlurmClient, SlurmError
+    from orchestrator.config.loading import load_sweep
+    from orchestrator.config.models import ClusterConfig
+    from orchestrator.errors import ConfigError
+
+    bundle = Bundle(bundle_root)
+    manifest = bundle.manifest()
+    profile = ClusterConfig.model_validate(manifest.cluster)
+    assert profile.slurm is not None and profile.remote is not None  # checked by the model validator
+    try:
+        resolved = load_sweep(bundle.code / manifest.sweep_file)
+    except ConfigError as exc:
+        raise RemoteError(exc.key, f"{exc.file}: {exc.problem}", exc.fix) from None
+    client = SlurmClient(env=profile.remote.env)
+    try:
+        client.test_only(test_only_args(profile.slurm))
+    except SlurmError as exc:
+        raise RemoteError(_slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",
+                          "ask for what the cluster has (sinfo; scontrol show partition)") from None
+
+    parent_run_id, experiment_id = _open_parent_run(manifest, resolved)
+    try:
+        jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle)
+    except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
+        _discard_parent_run(manifest.tracking_uri, parent_run_id)
+        raise RemoteError("slurm", f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                          "check the profile's slurm section against the cluster", code=1) from None
+    manifest = BundleManifest(**{**manifest.__dict__, "parent_run_id": parent_run_id, "experiment_id": experiment_id})
+    bundle.write_manifest(manifest)
+    write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
+    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "parent_run_id": parent_run_id,
+            "experiment_id": experiment_id, "bundle": str(bundle.root)}
+
+
+def _slurm_key(message: str) -> str:
+    lowered = message.lower()
+    if "partition" in lowered:
+        return "slurm.partition"
+    if "time limit" in lowered:
+        return "slurm.time_limit_min"
+    if "gres" in lowered or "node configuration" in lowered or "gpu" in lowered:
+        return "slurm.gpus_per_node"
+    if "account" in lowered:
+        return "slurm.account"
+    if "qos" in lowered:
+        return "slurm.qos"
+    return "slurm"
+
+
+def _open_parent_run(manifest: BundleManifest, resolved: Any) -> tuple[str, str]:
+    """The sweep's parent MLflow run, created before any job exists (jobs attach to it)."""
+    from orchestrator.tracking import layout
+    from orchestrator.tracking.client import TrackingClient, TrackingError
+
+    try:
+        client = TrackingClient(manifest.tracking_uri)
+        experiment_id = client.ensure_experiment(resolved.project.experiment_name)
+        tags = {
+            layout.TAG_KIND: layout.KIND_SWEEP, layout.TAG_SWEEP_ID: manifest.sweep_id,
+            layout.TAG_SWEEP_NAME: manifest.sweep_name, layout.TAG_PROJECT: manifest.project,
+            layout.TAG_TRAINABLE: resolved.project.trainable, layout.TAG_GIT_COMMIT: str(manifest.code.get("commit")),
+            layout.TAG_GIT_DIRTY: str(manifest.code.get("dirty", False)).lower(), layout.TAG_CLUSTER: manifest.cluster["name"],
+            layout.TAG_SOURCE_COMMIT: str(manifest.code.get("commit")),
+        }
+        params = {"metric": resolved.sweep.metric, "mode": resolved.sweep.mode, "num_trials": str(resolved.num_trials),
+                  "num_samples": str(resolved.sweep.num_samples), "scheduler": resolved.sweep.scheduler.type}
+        run_id = client.start_run(experiment_id, layout.parent_run_name(manifest.sweep_id), tags, params)
+        bundle_code = Path(resolved.file)
+        client.log_text(run_id, bundle_code.read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
+        client.log_text(run_id, Path(resolved.project_file).read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/project.yaml")
+        return run_id, experiment_id
+    except TrackingError as exc:
+        raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None
+    except Exception as exc:  # MLflow's own errors: unreachable server, refused request
+        raise RemoteError("tracking.uri", f"MLflow at {manifest.tracking_uri} failed: {str(exc).splitlines()[0][:200]}",
+                          "start the tracking server or fix tracking.uri in the profile") from None
+
+
+def _discard_parent_run(tracking_uri: str, run_id: str) -> None:
+    from orchestrator.tracking.client import TrackingClient
+
+    try:
+        TrackingClient(tracking_uri).raw.delete_run(run_id)
+    except Exception:  # best effort: the submit error is what the user needs to see
+        pass
+
+
+# ---------------------------------------------------------------------------- status
+def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
+    from cluster.bundle import SWEEPS_DIRNAME
+    from cluster.slurm_client import SlurmClient
+
+    root = workdir / SWEEPS_DIRNAME
+    folders = [root / sweep_id] if sweep_id else sorted(p for p in root.glob("*") if (p / "bundle.json").exists())
+    if sweep_id and not (root / sweep_id / "bundle.json").exists():
+        raise RemoteError("sweep", f"no sweep '{sweep_id}' under {root}", "list sweeps with: orch status --cluster NAME")
+    bundles = [Bundle(folder) for folder in folders]
+    job_ids = {b.root.name: b.read_json(b.jobs_file, []) for b in bundles}
+    env = bundles[0].manifest().cluster.get("remote", {}).get("env", {}) if bundles else {}
+    records = SlurmClient(env=env).jobs(j for ids in job_ids.values() for j in ids)  # ONE sacct call
+    sweeps = []
+    for bundle in bundles:
+        manifest = bundle.manifest()
+        jobs = [records[j].__dict__ | {"state": records[j].state.value} if j in records else {"job_id": j, "state": "UNKNOWN"}
+                for j in job_ids[bundle.root.name]]
+        trials = bundle.read_json(bundle.trials_file, {}).get("trials", {})
+        sweeps.append({
+            "sweep_id": manifest.sweep_id, "project": manifest.project, "submitted_at": manifest.submitted_at,
+            "cancelled": bundle.cancelled_marker.exists(), "jobs": jobs, "trials": list(trials.values()),
+            "parent_run_id": manifest.parent_run_id, "code": manifest.code.get("commit"),
+        })
+    return {"sweeps": sweeps}
+
+
+# ---------------------------------------------------------------------------- logs
+def log_files(workdir: Path, sweep_id: str, trial_id: str | None) -> list[Path]:
+    from cluster.bundle import SWEEPS_DIRNAME
+
+    bundle = Bundle(workdir / SWEEPS_DIRNAME / sweep_id)
+    if not bundle.manifest_file.exists():
+        raise RemoteError("sweep", f"no sweep '{sweep_id}'", "list sweeps with: orch status --cluster NAME")
+    if trial_id is None:
+        return sorted(bundle.submitit_dir.glob("*/*_log.*"))
+    trial_dir = bundle.ray_results / sweep_id / trial_id
+    if not trial_dir.is_dir():
+        known = sorted(p.name for p in (bundle.ray_results / sweep_id).glob("*") if p.is_dir())
+        raise RemoteError("trial", f"no trial '{trial_id}' in sweep {sweep_id}", f"use one of: {', '.join(known) or 'none yet'}")
+    return sorted(p for p in trial_dir.iterdir() if p.name in ("stdout", "stderr") or p.suffix in (".out", ".err", ".log"))
+
+
+# ---------------------------------------------------------------------------- cancel
+def cancel(workdir: Path, sweep_id: str) -> dict[str, Any]:
+    from cluster.bundle import SWEEPS_DIRNAME
+    from cluster.slurm_client import SlurmClient
+
+    bundle = Bundle(workdir / SWEEPS_DIRNAME / sweep_id)
+    if not bundle.manifest_file.exists():
+        raise RemoteError("sweep", f"no sweep '{sweep_id}'", "list sweeps with: orch status --cluster NAME")
+    manifest = bundle.manifest()
+    write_atomic(bundle.cancelled_marker, "")
+    job_ids = bundle.read_json(bundle.jobs_file, [])
+    SlurmClient(env=manifest.cluster.get("remote", {}).get("env", {})).cancel(job_ids)
+    closed = _close_runs(manifest, bundle)
+    return {"sweep_id": sweep_id, "cancelled_jobs": job_ids, "closed_runs": closed}
+
+
+def _close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
+    """Cancelled runs are marked KILLED, never left RUNNING."""
+    from orchestrator.tracking.client import TrackingClient
+
+    client = TrackingClient(manifest.tracking_uri)
+    run_ids = list(bundle.read_json(bundle.runs_file, {}).values()) + ([manifest.parent_run_id] if manifest.parent_run_id else [])
+    closed = 0
+    for run_id in run_ids:
+        if client.raw.get_run(run_id).info.status == "RUNNING":
+            client.end_run(run_id, "KILLED")
+            closed += 1
+    return closed
+
+
+# ---------------------------------------------------------------------------- entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cluster.remote")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("submit").add_argument("bundle")
+    p_status = sub.add_parser("status")
+    p_status.add_argument("workdir")
+    p_status.add_argument("--sweep")
+    p_logs = sub.add_parser("logs")
+    p_logs.add_argument("workdir")
+    p_logs.add_argument("sweep")
+    p_logs.add_argument("--trial")
+    p_logs.add_argument("--follow", action="store_true")
+    p_cancel = sub.add_parser("cancel")
+    p_cancel.add_argument("workdir")
+    p_cancel.add_argument("sweep")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "submit":
+            result = submit(Path(args.bundle))
+        elif args.command == "status":
+            result = status(Path(args.workdir), args.sweep)
+        elif args.command == "cancel":
+            result = cancel(Path(args.workdir), args.sweep)
+        else:
+            files = log_files(Path(args.workdir), args.sweep, args.trial)
+            if args.follow and files:
+                sys.stdout.flush()
+                os.execvp("tail", ["tail", "-n", "+1", "-F", *map(str, files)])
+            for path in files:
+                sys.stdout.write(f"==> {path.name} <==\n{path.read_text(errors='replace')}\n")
+            result = {"files": [str(p) for p in files]}
+    except RemoteError as exc:
+        if args.command == "submit":
+            _cleanup_failed_submit(Path(args.bundle))
+        _emit({"ok": False, "error": {"key": exc.key, "problem": exc.problem, "fix": exc.fix}, "code": exc.code})
+        return exc.code
+    _emit({"ok": True, **result})
+    return 0
+
+
+def _cleanup_failed_submit(bundle_root: Path) -> None:
+    """A refused submit leaves nothing behind on the cluster."""
+    if (bundle_root / "bundle.json").exists() and not (bundle_root / "jobs.json").exists():
+        shutil.rmtree(bundle_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

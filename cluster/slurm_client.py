@@ -1,0 +1,139 @@
+"""The one adaptor that runs SLURM's command-line tools (on the login node), with typed results.
+
+Every call is an argument list with a timeout; one `sacct` call answers for all the
+jobs of a query (no per-job polling).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterable, Mapping, Sequence
+
+
+class SlurmError(Exception):
+    def __init__(self, command: Sequence[str], returncode: int, message: str) -> None:
+        super().__init__(f"{command[0]} failed ({returncode}): {message}")
+        self.command, self.returncode, self.message = list(command), returncode, message
+
+
+class JobState(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    REQUEUED = "REQUEUED"
+    SUSPENDED = "SUSPENDED"
+    COMPLETING = "COMPLETING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    PREEMPTED = "PREEMPTED"
+    NODE_FAIL = "NODE_FAIL"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    BOOT_FAIL = "BOOT_FAIL"
+    DEADLINE = "DEADLINE"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, text: str) -> JobState:
+        word = text.split()[0] if text.strip() else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+        return cls.__members__.get(word, cls.UNKNOWN)
+
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT, JobState.NODE_FAIL,
+             JobState.OUT_OF_MEMORY, JobState.BOOT_FAIL, JobState.DEADLINE}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    name: str
+    state: JobState
+    node_list: str
+    elapsed: str
+    restarts: int
+    reason: str
+    alloc_tres: str
+
+
+@dataclass(frozen=True)
+class SlurmClient:
+    env: Mapping[str, str]
+    timeout_s: float = 60
+
+    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s,
+                                  env={**os.environ, **self.env}, check=False)
+        except FileNotFoundError:
+            raise SlurmError(argv, 127, f"{argv[0]} not found: is this a SLURM login node?") from None
+        except subprocess.TimeoutExpired:
+            raise SlurmError(argv, 124, f"no answer in {self.timeout_s:g} s: is slurmctld up?") from None
+        if check and done.returncode != 0:
+            raise SlurmError(argv, done.returncode, _last_line(done.stderr or done.stdout))
+        return done
+
+    def test_only(self, sbatch_args: list[str]) -> str:
+        """Ask SLURM whether (and when) a job of this shape would start, without submitting it."""
+        done = self._run(["sbatch", "--test-only", *sbatch_args, "--wrap", "true"], check=False)
+        message = (done.stderr + done.stdout).strip()
+        if done.returncode != 0:
+            raise SlurmError(["sbatch", "--test-only"], done.returncode, _last_line(message))
+        return _last_line(message)
+
+    def partitions(self) -> dict[str, dict[str, str]]:
+        done = self._run(["scontrol", "show", "partition", "--oneliner"])
+        result = {}
+        for line in done.stdout.splitlines():
+            fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+            if "PartitionName" in fields:
+                result[fields["PartitionName"]] = fields
+        return result
+
+    def jobs(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        """One sacct call for all the given jobs (array tasks and requeues folded in)."""
+        ids = [j for j in job_ids if j]
+        if not ids:
+            return {}
+        fields = "JobID,JobName,State,NodeList,Elapsed,Restarts,Reason,AllocTRES"
+        done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates",
+                          f"--format={fields}", "-j", ",".join(ids)], check=False)
+        records: dict[str, JobRecord] = {}
+        if done.returncode == 0:
+            for line in done.stdout.splitlines():
+                parts = line.split("|")
+                if len(parts) < 8:
+                    continue
+                record = JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4],
+                                   int(parts[5]) if parts[5].isdigit() else 0, parts[6], parts[7])
+                records[record.job_id] = record  # with --duplicates the latest attempt comes last
+        missing = [j for j in ids if j not in records]
+        if missing:  # accounting may lag a few seconds behind a fresh submit: ask squeue
+            records.update(self._squeue(missing))
+        return records
+
+    def _squeue(self, ids: list[str]) -> dict[str, JobRecord]:
+        done = self._run(["squeue", "--noheader", "--format=%i|%j|%T|%N|%M|%r", "--jobs", ",".join(ids)], check=False)
+        records = {}
+        for line in done.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 6:
+                records[parts[0]] = JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], 0, parts[5], "")
+        return records
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        ids = [j for j in job_ids if j]
+        if ids:
+            self._run(["scancel", *ids], check=False)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[-1] if lines else "no output"
+    return re.sub(r"^sbatch: (error: )?", "", line)

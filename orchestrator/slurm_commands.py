@@ -1,0 +1,169 @@
+"""The laptop side of `orch submit|status|logs|cancel` against a SLURM cluster profile.
+
+Everything the cluster needs (code snapshot, manifest) is copied to the login node and
+submitted there before `submit` returns; nothing keeps running on the laptop. The
+login node answers through `python -m cluster.remote` (see that module).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.bundle import BundleManifest, sweep_dir
+from cluster.remote import RESULT_PREFIX
+from cluster.snapshot import SnapshotError, take_snapshot
+from cluster.transport import Transport, TransportError, transport_for
+from orchestrator.config.loading import ResolvedSweep
+from orchestrator.config.models import ClusterConfig
+from orchestrator.errors import ConfigError, OrchError, ResourceError
+
+
+class RemoteCommandError(OrchError):
+    """The login node answered with an error (bad profile, refused job, missing sweep)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class SlurmTarget:
+    """A SLURM cluster profile with the transport that reaches its login node."""
+
+    profile: ClusterConfig
+    profile_file: Path
+    transport: Transport
+
+    @classmethod
+    def of(cls, profile: ClusterConfig, profile_file: Path) -> SlurmTarget:
+        if profile.backend != "slurm" or profile.remote is None or profile.slurm is None:
+            raise ConfigError(profile_file, "backend", f"cluster profile '{profile.name}' is not a SLURM profile",
+                              "use --cluster with a profile whose backend is slurm (e.g. slurm-local)")
+        return cls(profile, profile_file, transport_for(profile.login))
+
+    @property
+    def workdir(self) -> str:
+        assert self.profile.remote is not None
+        return self.profile.remote.workdir
+
+    def call(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300) -> dict[str, Any]:
+        """Run `python -m cluster.remote ARGS` on the login node and return its JSON answer."""
+        return self.call_with_output(args, code_dir=code_dir, timeout_s=timeout_s)[0]
+
+    def remote_env(self, code_dir: str | None) -> dict[str, str]:
+        assert self.profile.remote is not None
+        return {**self.profile.remote.env, **({"PYTHONPATH": code_dir} if code_dir else {})}
+
+    def stream(self, args: list[str], *, code_dir: str | None = None) -> int:
+        assert self.profile.remote is not None
+        return self.transport.stream([self.profile.remote.python, "-m", "cluster.remote", *args], env=self.remote_env(code_dir))
+
+    def call_with_output(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300) -> tuple[dict[str, Any], list[str]]:
+        """Like `call`, also returning what the command printed before its answer."""
+        assert self.profile.remote is not None
+        python = self.profile.remote.python
+        try:
+            result = self.transport.run([python, "-m", "cluster.remote", *args], env=self.remote_env(code_dir), timeout_s=timeout_s)
+        except TransportError as exc:
+            raise RemoteCommandError(f"{self.profile_file}: login: {exc.problem}; fix: {exc.fix}", 2) from None
+        answer = next((line[len(RESULT_PREFIX):] for line in reversed(result.stdout.splitlines())
+                       if line.startswith(RESULT_PREFIX)), None)
+        if answer is None:
+            raise self._no_answer(python, result.returncode, result.stderr)
+        payload = json.loads(answer)
+        if not payload.get("ok"):
+            error = payload["error"]
+            raise RemoteCommandError(f"{self.profile_file}: {error['key']}: {error['problem']}; fix: {error['fix']}",
+                                     int(payload.get("code", 2)))
+        return payload, [line for line in result.stdout.splitlines() if not line.startswith(RESULT_PREFIX)]
+
+    def _no_answer(self, python: str, returncode: int, stderr: str) -> RemoteCommandError:
+        tail = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "no output")
+        if returncode == 127 or "No such file or directory" in stderr and python in stderr:
+            return RemoteCommandError(f"{self.profile_file}: remote.python: '{python}' not found on {self.transport.description}; "
+                                      "fix: set remote.python to the Python that has this project installed", 2)
+        if "No module named" in stderr:
+            return RemoteCommandError(f"{self.profile_file}: remote.python: '{python}' on {self.transport.description} "
+                                      f"lacks this project's dependencies ({tail}); fix: install them in that environment", 2)
+        return RemoteCommandError(f"{self.profile_file}: the login node failed ({tail}); fix: run with the same profile "
+                                  "on the login node to see the full error", 1)
+
+    def upload(self, remote_dir: str, archive: bytes) -> None:
+        for argv, stdin in ((["mkdir", "-p", remote_dir], None), (["tar", "-xzf", "-", "-C", remote_dir], archive)):
+            try:
+                result = self.transport.run(argv, stdin=stdin, timeout_s=300)
+            except TransportError as exc:
+                raise RemoteCommandError(f"{self.profile_file}: login: {exc.problem}; fix: {exc.fix}", 2) from None
+            if result.returncode != 0:
+                raise RemoteCommandError(f"{self.profile_file}: remote.workdir: cannot write {remote_dir} "
+                                         f"({result.stderr.strip()[:200]}); fix: choose a writable remote.workdir", 2)
+
+
+def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
+    settings = target.profile.slurm
+    assert settings is not None
+    asked = resolved.sweep.resources_per_trial
+    gpus = settings.gpus_per_node * settings.nodes
+    if asked.gpu > settings.gpus_per_node:
+        raise ResourceError(resolved.file, "resources_per_trial.gpu",
+                            f"a trial asks for {asked.gpu:g} GPUs but a node of '{target.profile.name}' gives {settings.gpus_per_node}",
+                            f"ask for at most {settings.gpus_per_node} or raise slurm.gpus_per_node in {target.profile_file}")
+    from cluster.slurm_backend import cpus_per_node
+
+    if asked.cpu > cpus_per_node(settings):
+        raise ResourceError(resolved.file, "resources_per_trial.cpu",
+                            f"a trial asks for {asked.cpu:g} CPUs but a job of '{target.profile.name}' has {cpus_per_node(settings)} per node",
+                            "ask for fewer CPUs or raise slurm.cpus_per_gpu / cpus_per_node in the profile")
+    del gpus
+
+
+def tracking_uri_for(target: SlurmTarget, cli_uri: str | None) -> str:
+    uri = cli_uri or target.profile.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise ConfigError(target.profile_file, "tracking.uri", "a SLURM profile needs an MLflow tracking URI the jobs can reach",
+                          "set tracking.uri (e.g. http://mlflow.example.org:5000) in the profile")
+    return uri
+
+
+def _bundle_archive(manifest: BundleManifest, diff: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, text in (("bundle.json", manifest.to_json()), ("uncommitted.diff", diff)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:
+    """Ship the code and manifest, submit on the login node; returns its answer and warnings."""
+    assert target.profile.remote is not None
+    try:
+        snapshot, warnings = take_snapshot(resolved.file.parent, target.profile.remote.untracked_files)
+    except SnapshotError as exc:
+        raise ConfigError(resolved.file, "code", exc.problem, exc.fix) from None
+    try:
+        sweep_rel = resolved.file.resolve().relative_to(snapshot.repo_root)
+    except ValueError:
+        raise ConfigError(resolved.file, "", "the sweep file is outside the repository it would run", "keep sweeps under conf/sweeps/ of the repository") from None
+    if str(sweep_rel) not in snapshot.files:
+        raise ConfigError(resolved.file, "", "the sweep file is not tracked by git, so it would not be shipped", f"git add {sweep_rel}")
+    remote_dir = str(sweep_dir(target.workdir, sweep_id))
+    manifest = BundleManifest(
+        sweep_id=sweep_id, sweep_name=resolved.sweep.name, project=resolved.project.name, sweep_file=str(sweep_rel),
+        cluster=target.profile.model_dump(mode="json"), tracking_uri=tracking_uri, code=snapshot.describe(),
+        submitted_at=time.time(), submitted_from=socket.gethostname(),
+    )
+    target.upload(f"{remote_dir}/code", snapshot.archive)
+    target.upload(remote_dir, _bundle_archive(manifest, snapshot.version.diff))
+    answer = target.call(["submit", remote_dir], code_dir=f"{remote_dir}/code")
+    return answer, warnings

@@ -1,0 +1,26 @@
+"""Rich tables for `orch status`: one table per sweep, its SLURM jobs and its trials."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+from rich.table import Table
+
+
+def status_tables(sweeps: list[dict[str, Any]]) -> Iterator[Any]:
+    if not sweeps:
+        yield "no sweeps on this cluster yet"
+        return
+    for sweep in sweeps:
+        jobs = ", ".join(f"{job['job_id']} {job['state']}" + (f" on {job.get('node_list')}" if job.get("node_list") else "")
+                         for job in sweep["jobs"]) or "no jobs"
+        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep["submitted_at"]))
+        title = f"{sweep['sweep_id']} ({sweep['project']}, submitted {age}){' CANCELLED' if sweep['cancelled'] else ''}"
+        table = Table(title=title, caption=f"jobs: {jobs}", title_justify="left", caption_justify="left")
+        for column in ("trial", "state", "epoch", "metric"):
+            table.add_column(column)
+        for trial in sorted(sweep["trials"], key=lambda t: t["trial_id"]):
+            metric = trial.get("metric")
+            table.add_row(trial["trial_id"], trial["state"], str(trial.get("epoch", 0)), "-" if metric is None else f"{metric:.4g}")
+        yield table
