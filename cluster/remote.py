@@ -33,7 +33,7 @@ def _emit(payload: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------- submit
 def submit(bundle_root: Path) -> dict[str, Any]:
-    from cluster.slurm_backend import submit_sweep, test_only_args
+    from cluster.slurm_backend import preflight_args, submit_sweep
     from cluster.slurm_client import SlurmClient, SlurmError
     from orchestrator.config.loading import load_sweep
     from orchestrator.config.models import ClusterConfig
@@ -49,7 +49,7 @@ def submit(bundle_root: Path) -> dict[str, Any]:
         raise RemoteError(exc.key, f"{exc.file}: {exc.problem}", exc.fix) from None
     client = SlurmClient(env=profile.remote.env)
     try:
-        client.test_only(test_only_args(profile.slurm))
+        client.test_only(preflight_args(profile.slurm))
     except SlurmError as exc:
         raise RemoteError(_slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",
                           "ask for what the cluster has (sinfo; scontrol show partition)") from None

@@ -69,7 +69,7 @@ def job_parameters(settings: SlurmSettings, remote: RemoteSettings, sweep_id: st
     return params
 
 
-def test_only_args(settings: SlurmSettings) -> list[str]:
+def preflight_args(settings: SlurmSettings) -> list[str]:
     """The same shape as the real job, for `sbatch --test-only`."""
     args = ["--partition", settings.partition, "--time", str(settings.time_limit_min), "--nodes", str(settings.nodes),
             "--ntasks-per-node", "1", "--cpus-per-task", str(cpus_per_node(settings))]

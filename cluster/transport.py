@@ -78,7 +78,7 @@ class SshTransport:
 
     host: str
     user: str | None = None
-    port: int = 22
+    port: int | None = None
     identity_file: str | None = None
     ssh_config: str | None = None
     jump_host: str | None = None
@@ -89,13 +89,15 @@ class SshTransport:
 
     @property
     def description(self) -> str:
-        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        return f"{self.user + '@' if self.user else ''}{self.host}" + (f":{self.port}" if self.port else "")
 
     def base_argv(self) -> list[str]:
         argv = ["ssh"]
         if self.ssh_config:
             argv += ["-F", os.path.expanduser(self.ssh_config)]
-        argv += ["-p", str(self.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}"]
+        if self.port:
+            argv += ["-p", str(self.port)]
+        argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}"]
         if self.identity_file:
             argv += ["-i", os.path.expanduser(self.identity_file), "-o", "IdentitiesOnly=yes"]
         if self.jump_host:

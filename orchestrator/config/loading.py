@@ -7,6 +7,8 @@ trainable; both are resolved and cross-checked here, before anything runs.
 
 from __future__ import annotations
 
+import os
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,7 +178,30 @@ def load_cluster(name_or_path: str, conf_root: Path) -> ClusterConfig:
     if not path.is_file() and path.parent.is_dir():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(path, "", f"no cluster profile '{name_or_path}'", f"use one of: {', '.join(known) or 'none found'}")
-    return parse_model(ClusterConfig, read_yaml(path), path)
+    return parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(node: Any, file: Path, key: str = "") -> Any:
+    """Replace `${NAME}` in a cluster profile's strings by environment variables (paths, hosts).
+
+    Secrets never go in profiles: credentials come from the standard chains (ssh agent,
+    boto3, MLflow's environment variables)."""
+    if isinstance(node, dict):
+        return {k: expand_environment(v, file, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_environment(v, file, f"{key}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(file, key, f"environment variable {name} is not set", f"export {name}=... or write the value")
+            return os.environ[name]
+
+        return _ENV_REFERENCE.sub(value, node)
+    return node
 
 
 def validate_file(path: Path) -> str:
@@ -189,6 +214,6 @@ def validate_file(path: Path) -> str:
         project = load_project(path)
         return f"project '{project.name}' (trainable {project.trainable})"
     if kind == "clusters":
-        cluster = parse_model(ClusterConfig, read_yaml(path), path)
+        cluster = parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
         return f"cluster profile '{cluster.name}' ({cluster.backend})"
     raise ConfigError(path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/")

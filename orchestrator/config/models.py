@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -87,7 +87,7 @@ class SshLogin(StrictModel):
 
     host: str = Field(min_length=1)
     user: str | None = None
-    port: int = Field(default=22, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: ssh's own (22 or the ssh_config's)")
     identity_file: str | None = None
     ssh_config: str | None = Field(default=None, description="an ssh_config file passed with -F")
     jump_host: str | None = Field(default=None, description="ProxyJump host, e.g. user@gateway")
@@ -105,6 +105,14 @@ class RemoteSettings(StrictModel):
     env: dict[str, str] = Field(default_factory=dict, description="environment for SLURM commands and jobs")
     container: str | None = Field(default=None, description="container image (Apptainer/Pyxis), later")
     untracked_files: Literal["refuse", "warn", "include"] = "warn"
+
+    @field_validator("workdir", "python")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        # These end up in #SBATCH lines, where a newline would start a new shell line.
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not contain control characters (newlines, tabs)")
+        return value
 
 
 class SlurmSettings(StrictModel):

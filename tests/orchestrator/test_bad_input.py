@@ -112,6 +112,13 @@ def test_unknown_cluster_profile(conf_tree: ConfTree, workdir: Path) -> None:
     assert_one_line_error(result, workdir, "clusters/nowhere.yaml", "no cluster profile 'nowhere'", "use one of: local")
 
 
+def test_cluster_profile_with_unset_environment_variable(conf_tree: ConfTree, workdir: Path) -> None:
+    conf_tree.write("clusters", "site", {"name": "site", "backend": "local", "tracking": {"uri": "${ORCH_NOT_SET_ANYWHERE}"}})
+    path = conf_tree.write("sweeps", "case", GOOD)
+    result = run_orch(["run", str(path), "--cluster", "site"], cwd=workdir)
+    assert_one_line_error(result, workdir, "clusters/site.yaml", "tracking.uri", "ORCH_NOT_SET_ANYWHERE is not set")
+
+
 def test_bad_cluster_profile(conf_tree: ConfTree, workdir: Path) -> None:
     conf_tree.write("clusters", "odd", {"name": "odd", "backend": "local", "cpus": 0})
     path = conf_tree.write("sweeps", "case", GOOD)
@@ -123,7 +130,8 @@ def test_good_files_validate(workdir: Path) -> None:
     from tests.conftest import REPO
 
     files = sorted(str(p) for p in (REPO / "conf").glob("*/*.yaml"))
-    result = run_orch(["validate", *files], cwd=workdir)
+    env = {"ORCH_SLURM_DIR": str(workdir / "slurm"), "ORCH_PYTHON": "/usr/bin/python3"}  # slurm-local's references
+    result = run_orch(["validate", *files], cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ok ") == len(files)
     assert not (workdir / ".orch").exists()

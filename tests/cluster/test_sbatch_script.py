@@ -1,0 +1,75 @@
+"""The generated sbatch script: a golden file, and hostile values that must stay inert."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cluster.bundle import Bundle
+from cluster.slurm_backend import job_parameters, make_executor, preflight_args
+from orchestrator.config.models import RemoteSettings, SlurmSettings
+
+GOLDEN = Path(__file__).parent / "golden" / "sbatch_allocation.sh"
+SETTINGS = SlurmSettings(partition="low", account="orch", nodes=2, gpus_per_node=2, gpu_type="a100", cpus_per_gpu=3,
+                         mem_per_gpu_gb=1.5, time_limit_min=45, signal_lead_s=90, qos="normal")
+REMOTE = RemoteSettings(workdir="/scratch/orch", python="/opt/venv/bin/python", setup=["module load cuda/12.4"],
+                        env={"SLURM_CONF": "/etc/slurm/test.conf"})
+
+
+def _script(bundle_root: Path, remote: RemoteSettings = REMOTE, sweep_id: str = "avae-tiny-20261123-120000-abcd") -> str:
+    executor = make_executor(SETTINGS, remote, sweep_id, Bundle(bundle_root))
+    return executor._make_submission_file_text("python -u -m submitit.core._submit FOLDER", "uid")  # noqa: SLF001
+
+
+def test_sbatch_script_matches_golden_file() -> None:
+    text = _script(Path("/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd"))
+    if os.environ.get("ORCH_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "regenerate with ORCH_UPDATE_GOLDEN=1 after an intended change"
+
+
+def test_parameters_carry_sweep_id_and_resources() -> None:
+    params = job_parameters(SETTINGS, REMOTE, "s-1", "/b")
+    assert params["job_name"] == "orch.s-1" and params["comment"] == "orch-sweep=s-1"
+    assert params["gres"] == "gpu:a100:2" and params["nodes"] == 2 and params["ntasks_per_node"] == 1
+    assert params["cpus_per_task"] == 6 and params["mem"] == "3072M" and params["time"] == 45
+    assert params["additional_parameters"] == {"requeue": True}
+    assert preflight_args(SETTINGS)[:2] == ["--partition", "low"] and "--gres" in preflight_args(SETTINGS)
+
+
+HOSTILE = ["a'; touch {marker}; echo '", '$(touch {marker})', "`touch {marker}`", 'x" ; touch {marker} ; "', "a b\tc\nd"]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_values_stay_inert(tmp_path: Path, hostile: str) -> None:
+    marker = tmp_path / "PWNED"
+    value = hostile.format(marker=marker)
+    # Control characters are refused in remote.workdir by the profile model (see below).
+    bundle_root = tmp_path / f"sweeps {value}".replace("\n", " ").replace("\t", " ")
+    remote = RemoteSettings(workdir=str(tmp_path), python="python3", env={"ORCH_HOSTILE": value})
+    script = tmp_path / "job.sh"
+    script.write_text(_script(bundle_root, remote))
+    # A stand-in srun records what the job would run, instead of running it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text('#!/bin/bash\nprintf "%s\\n" "$ORCH_HOSTILE" > "$RECORD.env"\nprintf "%s\\n" "$PYTHONPATH" > "$RECORD.path"\n')
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RECORD": str(tmp_path / "record")}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists(), "a hostile value was executed by the job script"
+    assert (tmp_path / "record.env").read_text() == value + "\n"
+    assert (tmp_path / "record.path").read_text().rstrip("\n").split(":")[0] == f"{bundle_root}/code"
+
+
+@pytest.mark.parametrize("workdir", ["/scratch/a\nb", "/scratch/a\rb", "/scratch/\x00"])
+def test_control_characters_in_workdir_are_refused(workdir: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="control characters"):
+        RemoteSettings(workdir=workdir)
