@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(BIN)/orch run $(SWEEP)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test slurm-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -40,3 +40,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .orch .pytest_cache
+
+# Local SLURM test cluster (cluster/testcluster/README.md): a real slurmctld, slurmdbd, two slurmd
+# in their own network namespaces with fake GPUs, and an sshd login node on 127.0.0.1:2222.
+SLURM_TEST_DIR ?= /tmp/orch-slurm
+.PHONY: slurm-deps slurm-up slurm-down slurm-status
+
+slurm-deps:
+	$(PYTHON) -m cluster.testcluster install
+
+slurm-up: slurm-deps
+	$(PYTHON) -m cluster.testcluster up --dir $(SLURM_TEST_DIR)
+
+slurm-down:
+	$(PYTHON) -m cluster.testcluster down --dir $(SLURM_TEST_DIR)
+
+slurm-status:
+	$(PYTHON) -m cluster.testcluster status --dir $(SLURM_TEST_DIR)

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .layout import (
     ACCOUNT, CLUSTER_NAME, GPUS_PER_NODE, MARKER, NODE_CPUS, NODE_MEMORY_MB, NODES, PARTITIONS,
     SSH_HOST_ALIAS, Layout, Ports,
 )
-from .procs import ClusterError, Daemon, is_alive, run, stop, wait_for
+from .procs import ClusterError, Daemon, is_alive, run, stop, stop_tree, wait_for
 
 # Stop order: entry points first, the database last.
 STOP_ORDER = ("sshd", *(f"slurmd-{n.name}" for n in NODES), "slurmctld", "slurmdbd", "mariadbd", "munged")
@@ -99,8 +100,9 @@ def _check_free(lay: Layout) -> None:
                 s.bind(("0.0.0.0", port))
             except OSError:
                 raise ClusterError(
-                    f"port {port} ({name}) is in use: is another test cluster up? "
-                    "Stop it with `python -m cluster.testcluster down --dir ITS_DIR` or pick --port-base/--ssh-port"
+                    f"port {port} ({name}) is in use: is another test cluster up? Only one runs per machine "
+                    "(fixed namespaces and subnets); stop it with `python -m cluster.testcluster down --dir ITS_DIR`, "
+                    "or, if something else owns the port, pick --port-base/--ssh-port"
                 ) from None
     for node in NODES:
         if network.netns_exists(node):
@@ -112,6 +114,12 @@ def _check_free(lay: Layout) -> None:
             network.delete(node)
 
 
+def job_python() -> str:
+    """The Python that jobs run: the repository's venv when there is one (what `make` builds)."""
+    venv = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
 def _write_configs(lay: Layout, db_password: str) -> None:
     lay.slurm_conf.write_text(config.slurm_conf(lay))
     lay.gres_conf.write_text(config.gres_conf(lay))
@@ -119,7 +127,7 @@ def _write_configs(lay: Layout, db_password: str) -> None:
     os.chmod(lay.slurmdbd_conf, 0o600)  # slurmdbd refuses a readable file holding a password
     lay.sshd_config.write_text(config.sshd_config(lay))
     lay.ssh_config.write_text(config.ssh_config(lay))
-    lay.env_sh.write_text(config.env_sh(lay))
+    lay.env_sh.write_text(config.env_sh(lay, job_python()))
 
 
 def up(root: Path, ports: Ports | None = None, log=print) -> dict:
@@ -139,14 +147,14 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
     def record(daemon: Daemon) -> None:
         state["daemons"][daemon.name] = daemon.to_json()
         _save(lay, state)
-        log(f"  {daemon.name:<10} pid {daemon.pid:<7} {time.monotonic() - t0:5.2f} s")
+        log(f"  {daemon.name:<10} pid {daemon.pid:<7} started at {time.monotonic() - t0:5.2f} s")
 
     try:
         db_password = secrets.token_hex(16)
         _write_configs(lay, db_password)
-        record(daemons.start_munge(lay, env))
-        record(daemons.start_mariadb(lay, env, db_password))
-        record(daemons.start_slurmdbd(lay, env))
+        daemons.start_munge(lay, env, record)
+        daemons.start_mariadb(lay, env, record, db_password)
+        daemons.start_slurmdbd(lay, env, record)
         daemons.add_associations(lay, env, user)
         state["ip_forward_before"] = network.read_ip_forward()
         _save(lay, state)
@@ -156,11 +164,9 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
             _save(lay, state)
             network.create(node)
             daemons.make_fake_gpus(lay, node)
-        record(daemons.start_slurmctld(lay, env))
-        slurmds = [daemons.start_slurmd(lay, env, node) for node in NODES]
-        for d in slurmds:
-            record(d)
-        record(daemons.start_sshd(lay, env))
+        daemons.start_slurmctld(lay, env, record)
+        slurmds = [daemons.start_slurmd(lay, env, record, node) for node in NODES]
+        daemons.start_sshd(lay, env, record)
         daemons.await_cluster(lay, env, slurmds)
     except BaseException:
         down(root, quiet=True)
@@ -168,7 +174,8 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
     state["ready"] = True
     state["up_seconds"] = round(time.monotonic() - t0, 2)
     _save(lay, state)
-    log(f"cluster {CLUSTER_NAME} up in {state['up_seconds']} s: . {lay.env_sh}")
+    log(f"cluster {CLUSTER_NAME} up in {state['up_seconds']} s; to use it: . {lay.env_sh}")
+    log(lay.env_sh.read_text().split("\n", 1)[1].rstrip())
     return state
 
 
@@ -207,7 +214,7 @@ def down(root: Path, quiet: bool = False, log=print) -> list[str]:
     for name in [*STOP_ORDER, *(n for n in recorded if n not in STOP_ORDER)]:
         d = recorded.get(name)
         if d:
-            outcome = stop(d["pid"], d["start_ticks"])
+            outcome = stop_tree(d["pid"], d["start_ticks"])
             report.append(f"{name} (pid {d['pid']}): {outcome}")
     nodes = [n for n in NODES if n.netns in state.get("netns", [])]
     for node in nodes:

@@ -62,6 +62,8 @@ def slurm_conf(lay: Layout) -> str:
         "AccountingStorageType=accounting_storage/slurmdbd",
         "AccountingStorageHost=localhost",
         f"AccountingStoragePort={p.slurmdbd}",
+        # With slurmdbd, this names the munge socket for talking to it (AuthInfo is not used there).
+        f"AccountingStoragePass={lay.munge_socket}",
         "AccountingStorageTRES=gres/gpu",
         "JobCompType=jobcomp/filetxt",
         f"JobCompLoc={lay.jobcomp}",
@@ -154,9 +156,11 @@ def ssh_config(lay: Layout) -> str:
     ) + "\n"
 
 
-def env_sh(lay: Layout) -> str:
+def env_sh(lay: Layout, python: str) -> str:
+    """SLURM_CONF for the SLURM tools; ORCH_SLURM_DIR and ORCH_PYTHON for conf/clusters/slurm-local.yaml."""
     return (
         f"# Source this file to talk to the test cluster: . {shlex.quote(str(lay.env_sh))}\n"
         f"export SLURM_CONF={shlex.quote(str(lay.slurm_conf))}\n"
         f"export ORCH_SLURM_DIR={shlex.quote(str(lay.root))}\n"
+        f"export ORCH_PYTHON={shlex.quote(python)}\n"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from . import config
 from .layout import ACCOUNT, CLUSTER_NAME, GPU_CHAR_MAJOR, GPUS_PER_NODE, NODES, PARTITIONS, Layout, Node
@@ -17,6 +17,7 @@ from .network import netns_path
 from .procs import ClusterError, Daemon, is_alive, run, spawn, tail, wait_for
 
 READY_TIMEOUT_S = 20.0
+Record = Callable[[Daemon], None]  # called right after a spawn, so `down` can stop it even if it never gets ready
 
 
 def base_env(lay: Layout) -> dict[str, str]:
@@ -50,7 +51,7 @@ def _ok(argv: list[str], env: Mapping[str, str], timeout_s: float = 5.0) -> bool
 
 
 # -- munge ---------------------------------------------------------------------
-def start_munge(lay: Layout, env: Mapping[str, str]) -> Daemon:
+def start_munge(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     """A private munged: own key and socket under the state directory (--force: /tmp is shared)."""
     run(["mungekey", "--create", "--keyfile", str(lay.munge_key)])
     os.chmod(lay.munge_key, 0o600)
@@ -58,6 +59,7 @@ def start_munge(lay: Layout, env: Mapping[str, str]) -> Daemon:
     argv = ["munged", "--foreground", "--force", f"--socket={lay.munge_socket}", f"--key-file={lay.munge_key}",
             f"--pid-file={d / 'munged.pid'}", f"--log-file={lay.log / 'munged.log'}", f"--seed-file={d / 'munged.seed'}"]
     daemon = spawn("munged", argv, lay.daemon_log("munged"), env, lay.root)
+    record(daemon)
     sock = ["-S", str(lay.munge_socket)]
 
     def ready() -> bool:
@@ -75,7 +77,7 @@ def _ok_input(argv: list[str], text: str, env: Mapping[str, str]) -> bool:
 
 
 # -- mariadb -------------------------------------------------------------------
-def start_mariadb(lay: Layout, env: Mapping[str, str], db_password: str) -> Daemon:
+def start_mariadb(lay: Layout, env: Mapping[str, str], record: Record, db_password: str) -> Daemon:
     """A private MariaDB: datadir and socket under the state directory, TCP on 127.0.0.1 only."""
     run(["mariadb-install-db", "--no-defaults", f"--datadir={lay.mysql_data}", "--user=root",
          "--auth-root-authentication-method=socket", "--skip-test-db"], env=env, timeout_s=120)
@@ -85,6 +87,7 @@ def start_mariadb(lay: Layout, env: Mapping[str, str], db_password: str) -> Daem
             f"--pid-file={m / 'mariadbd.pid'}", f"--log-error={lay.log / 'mariadb.err'}",
             "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=64M"]
     daemon = spawn("mariadbd", argv, lay.daemon_log("mariadbd"), env, lay.root)
+    record(daemon)
     ping = ["mariadb-admin", "--no-defaults", f"--socket={lay.mysql_socket}", "ping"]
     _await(daemon, lambda: _ok(ping, env), "answering", lay.log / "mariadb.err")
     sql = (
@@ -98,9 +101,10 @@ def start_mariadb(lay: Layout, env: Mapping[str, str], db_password: str) -> Daem
 
 
 # -- slurmdbd ------------------------------------------------------------------
-def start_slurmdbd(lay: Layout, env: Mapping[str, str]) -> Daemon:
+def start_slurmdbd(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     # slurmdbd finds slurmdbd.conf next to $SLURM_CONF
     daemon = spawn("slurmdbd", ["slurmdbd", "-D"], lay.daemon_log("slurmdbd"), env, lay.root)
+    record(daemon)
     probe = ["sacctmgr", "-n", "-P", "show", "cluster"]
     _await(daemon, lambda: _ok(probe, env), "answering", lay.slurmdbd_log)
     return daemon
@@ -116,9 +120,10 @@ def add_associations(lay: Layout, env: Mapping[str, str], user: str) -> None:
 
 
 # -- slurmctld / slurmd --------------------------------------------------------
-def start_slurmctld(lay: Layout, env: Mapping[str, str]) -> Daemon:
+def start_slurmctld(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     argv = ["slurmctld", "-D", "-f", str(lay.slurm_conf)]
     daemon = spawn("slurmctld", argv, lay.daemon_log("slurmctld"), env, lay.root)
+    record(daemon)
     _await(daemon, lambda: "UP" in _out(["scontrol", "ping"], env), "UP in `scontrol ping`", lay.slurmctld_log)
     return daemon
 
@@ -131,11 +136,13 @@ def make_fake_gpus(lay: Layout, node: Node) -> None:
             os.mknod(path, 0o666 | 0o020000, os.makedev(GPU_CHAR_MAJOR, i))
 
 
-def start_slurmd(lay: Layout, env: Mapping[str, str], node: Node) -> Daemon:
+def start_slurmd(lay: Layout, env: Mapping[str, str], record: Record, node: Node) -> Daemon:
     # nsenter (not `ip netns exec`, which remounts /sys and breaks slurmd) execs slurmd in place,
     # so the recorded pid is slurmd's own.
     argv = ["nsenter", f"--net={netns_path(node)}", "slurmd", "-D", "-N", node.name, "-f", str(lay.slurm_conf)]
-    return spawn(f"slurmd-{node.name}", argv, lay.daemon_log(f"slurmd-{node.name}"), env, lay.root)
+    daemon = spawn(f"slurmd-{node.name}", argv, lay.daemon_log(f"slurmd-{node.name}"), env, lay.root)
+    record(daemon)
+    return daemon
 
 
 def _out(argv: list[str], env: Mapping[str, str]) -> str:
@@ -169,7 +176,7 @@ def await_cluster(lay: Layout, env: Mapping[str, str], slurmds: list[Daemon]) ->
 
 
 # -- ssh login node ------------------------------------------------------------
-def start_sshd(lay: Layout, env: Mapping[str, str]) -> Daemon:
+def start_sshd(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "orch-testcluster", "-f", str(lay.ssh_key)])
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "orch-testcluster-host", "-f", str(lay.ssh_host_key)])
     shutil.copyfile(lay.ssh_key.with_suffix(".pub"), lay.authorized_keys)
@@ -179,6 +186,7 @@ def start_sshd(lay: Layout, env: Mapping[str, str]) -> Daemon:
     sshd = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") or "/usr/sbin/sshd"
     argv = [sshd, "-D", "-f", str(lay.sshd_config), "-E", str(lay.sshd_log)]
     daemon = spawn("sshd", argv, lay.daemon_log("sshd"), env, lay.root)
+    record(daemon)
     probe = ["ssh", "-F", str(lay.ssh_config), "orch-login", "true"]
     _await(daemon, lambda: _ok(probe, env, timeout_s=10), "accepting the key", lay.sshd_log)
     return daemon

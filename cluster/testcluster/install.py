@@ -25,7 +25,7 @@ def install() -> None:
         return
     if os.geteuid() != 0:
         raise ClusterError(f"missing {', '.join(missing)}; installing needs root (apt-get)")
-    # policy-rc.d style: the packages' own services must not start; the test cluster starts its own
+    # (on a machine with systemd, apt starts the packaged services too; the test cluster never uses them)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
         print("+", " ".join(argv), flush=True)

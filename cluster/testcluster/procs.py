@@ -79,6 +79,33 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], cwd
     return Daemon(name, proc.pid, ticks or 0, list(argv), str(log))
 
 
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, start ticks) of every process below `pid`, e.g. sshd's per-connection children."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        ticks = start_ticks(child)
+        if ticks is not None:
+            found.append((child, ticks))
+        todo.extend(children.get(child, []))
+    return found
+
+
+def stop_tree(pid: int, ticks: int | None, term_timeout_s: float = 10.0) -> str:
+    """Stop a process, then whatever it had started that outlived it (all by PID)."""
+    below = descendants(pid) if is_alive(pid, ticks) else []
+    outcome = stop(pid, ticks, term_timeout_s)
+    extra = [stop(child, child_ticks, 5.0) for child, child_ticks in below]
+    stopped = sum(1 for o in extra if o != "not running")
+    return outcome + (f" (+{stopped} child process{'es' if stopped != 1 else ''})" if stopped else "")
+
+
 def stop(pid: int, ticks: int | None, term_timeout_s: float = 10.0) -> str:
     """SIGTERM, then SIGKILL after `term_timeout_s`. Returns what happened, in a word."""
     if not is_alive(pid, ticks):
