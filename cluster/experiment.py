@@ -61,6 +61,7 @@ def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
             storage_path=str(plan.storage_path),
             verbose=0,
             callbacks=callbacks,
+            log_to_file=True,  # each trial's stdout/stderr in its folder, for `orch logs SWEEP TRIAL`
             checkpoint_config=tune.CheckpointConfig(
                 checkpoint_frequency=sweep.checkpoint.every_epochs, checkpoint_at_end=True, num_to_keep=sweep.checkpoint.keep
             ),

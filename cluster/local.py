@@ -38,15 +38,20 @@ def machine_resources(cpus: int | str = "auto", gpus: int | str = "auto") -> Mac
     )
 
 
-@contextmanager
-def local_ray(resources: MachineResources) -> Iterator[None]:
-    """A private Ray instance on loopback for the duration of one sweep."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+def quiet_ray_environment() -> None:
+    """Ray settings for every sweep: no usage stats, no token files, no console output of its own."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # The orchestrator draws its own progress view: keep Ray Tune's console output quiet.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@contextmanager
+def local_ray(resources: MachineResources) -> Iterator[None]:
+    """A private Ray instance on loopback for the duration of one sweep."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    quiet_ray_environment()
     import ray
 
     ray.init(

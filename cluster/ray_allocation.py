@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from cluster.bundle import write_atomic
+from cluster.local import quiet_ray_environment
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,7 @@ def _free_port() -> int:
 
 
 def _ray_start(args: list[str], allocation: Allocation) -> subprocess.Popen:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet_ray_environment()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     return subprocess.Popen(
         [ray_bin, "start", *args, "--num-cpus", str(allocation.cpus_per_node), "--num-gpus", str(allocation.gpus_per_node),

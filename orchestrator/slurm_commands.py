@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import tarfile
 import time
@@ -90,11 +91,23 @@ class SlurmTarget:
         if returncode == 127 or "No such file or directory" in stderr and python in stderr:
             return RemoteCommandError(f"{self.profile_file}: remote.python: '{python}' not found on {self.transport.description}; "
                                       "fix: set remote.python to the Python that has this project installed", 2)
+        missing_own = re.search(r"No module named '((?:orchestrator|cluster|trainables)[\w.]*)'", stderr)
+        if missing_own:
+            return RemoteCommandError(f"{self.profile_file}: code: the shipped snapshot lacks module {missing_own.group(1)} "
+                                      "(an untracked file?); fix: git add it, or set remote.untracked_files: include", 2)
         if "No module named" in stderr:
             return RemoteCommandError(f"{self.profile_file}: remote.python: '{python}' on {self.transport.description} "
                                       f"lacks this project's dependencies ({tail}); fix: install them in that environment", 2)
         return RemoteCommandError(f"{self.profile_file}: the login node failed ({tail}); fix: run with the same profile "
                                   "on the login node to see the full error", 1)
+
+    def remove_unsubmitted(self, remote_dir: str) -> None:
+        """Remove a sweep folder whose submit failed (only if no job was recorded in it)."""
+        script = 'test -e "$1/jobs.json" || rm -rf -- "$1"'
+        try:
+            self.transport.run(["sh", "-c", script, "orch-cleanup", remote_dir], timeout_s=60)
+        except TransportError:
+            pass  # unreachable: there is nothing we could have left there either
 
     def upload(self, remote_dir: str, archive: bytes) -> None:
         for argv, stdin in ((["mkdir", "-p", remote_dir], None), (["tar", "-xzf", "-", "-C", remote_dir], archive)):
@@ -163,7 +176,11 @@ def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, swee
         cluster=target.profile.model_dump(mode="json"), tracking_uri=tracking_uri, code=snapshot.describe(),
         submitted_at=time.time(), submitted_from=socket.gethostname(),
     )
-    target.upload(f"{remote_dir}/code", snapshot.archive)
-    target.upload(remote_dir, _bundle_archive(manifest, snapshot.version.diff))
-    answer = target.call(["submit", remote_dir], code_dir=f"{remote_dir}/code")
+    try:
+        target.upload(f"{remote_dir}/code", snapshot.archive)
+        target.upload(remote_dir, _bundle_archive(manifest, snapshot.version.diff))
+        answer = target.call(["submit", remote_dir], code_dir=f"{remote_dir}/code")
+    except RemoteCommandError:
+        target.remove_unsubmitted(remote_dir)  # nothing half-way: no folder without its jobs
+        raise
     return answer, warnings
