@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from orchestrator.errors import OrchError
+from orchestrator.errors import OrchError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -187,6 +187,28 @@ def _code_dir(target: Any, sweep: Optional[str]) -> Optional[str]:
     from cluster.bundle import sweep_dir
 
     return str(sweep_dir(target.workdir, sweep) / "code")
+
+
+data_app = typer.Typer(help="Datasets for the trainables: download, verify, unpack.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="mnist, modelnet10 or modelnet40"),
+    root: Path = typer.Option(..., "--root", help="Where datasets are kept (a trainable's data_root)"),
+    mirror: Optional[list[str]] = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),
+) -> None:
+    """Download a dataset, verify its checksums and unpack it under ROOT (needs internet)."""
+    from trainables.data.fetch import DATASETS, DataFetchError, fetch_dataset
+
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset '{name}'; fix: use one of: {', '.join(sorted(DATASETS))}")
+    try:
+        folder = fetch_dataset(name, root, base_urls=mirror or None)
+    except DataFetchError as exc:
+        raise OrchError(str(exc)) from None
+    console.print(f"{name} is ready in {folder}", highlight=False)
 
 
 def main() -> None:

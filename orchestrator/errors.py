@@ -3,6 +3,7 @@
     OrchError                 anything the user can act on (exit code 1)
     ├── ConfigError           a config file is wrong: file, key, problem, fix (exit code 2)
     │   └── ResourceError     the config asks for more than the cluster can give
+    ├── UsageError            a command-line value is wrong (exit code 2)
     └── SweepFailedError      a sweep ran but some of its trials failed
 """
 
@@ -42,6 +43,12 @@ class ConfigError(OrchError):
 
 class ResourceError(ConfigError):
     """Resources asked for that the chosen cluster cannot provide."""
+
+
+class UsageError(OrchError):
+    """A command-line argument the orchestrator cannot use."""
+
+    exit_code = 2
 
 
 class SweepFailedError(OrchError):

@@ -135,3 +135,13 @@ def test_good_files_validate(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ok ") == len(files)
     assert not (workdir / ".orch").exists()
+
+
+def test_data_fetch_unknown_dataset_and_unreachable_mirror(workdir: Path) -> None:
+    result = run_orch(["data", "fetch", "cifar", "--root", str(workdir / "data")], cwd=workdir)
+    assert result.returncode == 2 and result.stderr.strip() == "error: unknown dataset 'cifar'; fix: use one of: mnist, modelnet10, modelnet40"
+    # Port 9 (discard) on loopback has no listener here: the download fails at once with one clear line.
+    result = run_orch(["data", "fetch", "mnist", "--root", str(workdir / "data"), "--mirror", "http://127.0.0.1:9/"], cwd=workdir)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "cannot reach 127.0.0.1:9" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
