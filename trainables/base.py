@@ -18,6 +18,7 @@ Runs under Ray Tune or standalone: ``MyTrainable(config={...})`` then ``train()`
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any, ClassVar, Optional
 
@@ -90,6 +91,9 @@ class CheckpointableTrainable(tune.Trainable):
         metrics.update(self.last_eval)
         if self.epoch >= self.cfg.epochs:
             metrics["done"] = True
+        # Where the trial runs (strings: the tracker turns them into run tags, not metrics).
+        metrics["device"] = str(self.device)
+        metrics["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         return metrics
 
     def save_checkpoint(self, checkpoint_dir: str) -> str:
