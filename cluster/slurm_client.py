@@ -101,18 +101,19 @@ class SlurmClient:
         ids = [j for j in job_ids if j]
         if not ids:
             return {}
-        fields = "JobID,JobName,State,NodeList,Elapsed,Restarts,Reason,AllocTRES"
+        fields = "JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES"
         done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates",
-                          f"--format={fields}", "-j", ",".join(ids)], check=False)
+                          f"--format={fields}", "-j", ",".join(ids)])
         records: dict[str, JobRecord] = {}
-        if done.returncode == 0:
-            for line in done.stdout.splitlines():
-                parts = line.split("|")
-                if len(parts) < 8:
-                    continue
-                record = JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4],
-                                   int(parts[5]) if parts[5].isdigit() else 0, parts[6], parts[7])
-                records[record.job_id] = record  # with --duplicates the latest attempt comes last
+        for line in done.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) < 7:
+                continue
+            # With --duplicates every attempt of a requeued job is a line, the latest last.
+            earlier = records.get(parts[0])
+            restarts = earlier.restarts + 1 if earlier else 0
+            records[parts[0]] = JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], restarts,
+                                          parts[5], parts[6])
         missing = [j for j in ids if j not in records]
         if missing:  # accounting may lag a few seconds behind a fresh submit: ask squeue
             records.update(self._squeue(missing))
