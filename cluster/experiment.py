@@ -62,6 +62,7 @@ def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
             verbose=0,
             callbacks=callbacks,
             log_to_file=True,  # each trial's stdout/stderr in its folder, for `orch logs SWEEP TRIAL`
+            sync_config=tune.SyncConfig(sync_artifacts=True),  # ...copied from the node to the experiment folder
             checkpoint_config=tune.CheckpointConfig(
                 checkpoint_frequency=sweep.checkpoint.every_epochs, checkpoint_at_end=True, num_to_keep=sweep.checkpoint.keep
             ),
