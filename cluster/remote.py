@@ -49,6 +49,13 @@ def submit(bundle_root: Path) -> dict[str, Any]:
         raise RemoteError(exc.key, f"{exc.file}: {exc.problem}", exc.fix) from None
     client = SlurmClient(env=profile.remote.env)
     try:
+        # SLURM accepts a job longer than its partition allows and leaves it pending forever.
+        max_time = client.partition_max_time_min(profile.slurm.partition)
+        if max_time is not None and profile.slurm.time_limit_min > max_time:
+            raise RemoteError("slurm.time_limit_min",
+                              f"time limit {profile.slurm.time_limit_min} min is over partition "
+                              f"'{profile.slurm.partition}' MaxTime of {max_time} min",
+                              f"ask for at most {max_time} min; checkpoints and requeues carry longer trials")
         client.test_only(preflight_args(profile.slurm))
     except SlurmError as exc:
         raise RemoteError(_slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",

@@ -96,6 +96,13 @@ class SlurmClient:
                 result[fields["PartitionName"]] = fields
         return result
 
+    def partition_max_time_min(self, partition: str) -> int | None:
+        """The partition's MaxTime in minutes (None: unlimited); SlurmError if there is no such partition."""
+        fields = self.partitions().get(partition)
+        if fields is None:
+            raise SlurmError(["scontrol", "show", "partition"], 1, f"invalid partition specified: {partition}")
+        return parse_duration_min(fields.get("MaxTime", "UNLIMITED"))
+
     def jobs(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
         """One sacct call for all the given jobs (array tasks and requeues folded in)."""
         ids = [j for j in job_ids if j]
@@ -138,3 +145,18 @@ def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[-1] if lines else "no output"
     return re.sub(r"^sbatch: (error: )?", "", line)
+
+
+def parse_duration_min(text: str) -> int | None:
+    """SLURM durations ([D-]HH:MM:SS, MM:SS, MM, UNLIMITED) in whole minutes; None when unlimited."""
+    if text.upper() in ("UNLIMITED", "INFINITE", "NONE", ""):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if len(parts) == 1:
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, seconds = 0, parts[0], parts[1]
+    else:
+        hours, minutes, seconds = parts[-3], parts[-2], parts[-1]
+    return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)

@@ -83,3 +83,11 @@ def test_snapshot_untracked_policies(repo: Path) -> None:
 def test_snapshot_outside_git_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="not inside a git repository"):
         take_snapshot(tmp_path, "warn")
+
+
+@pytest.mark.parametrize(("text", "minutes"), [("02:00:00", 120), ("1-00:00:00", 1440), ("30", 30), ("5:30", 6),
+                                               ("UNLIMITED", None), ("0:00:59", 1)])
+def test_slurm_durations(text: str, minutes: int | None) -> None:
+    from cluster.slurm_client import parse_duration_min
+
+    assert parse_duration_min(text) == minutes
