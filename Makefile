@@ -14,8 +14,8 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(BIN)/orch run $(SWEEP)
 
-test: $(VENV)/.installed-test slurm-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed-test slurm-deps browser-deps
+	ORCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -57,3 +57,11 @@ slurm-down:
 
 slurm-status:
 	$(PYTHON) -m cluster.testcluster status --dir $(SLURM_TEST_DIR)
+
+# Headless Chromium + chromedriver for the MLflow UI browser test (tests/tracking/test_browser.py).
+.PHONY: browser-deps
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi

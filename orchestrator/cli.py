@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 
 from orchestrator.errors import OrchError, UsageError
+from orchestrator.tracking_cli import app as tracking_app
+from orchestrator.tracking_cli import compare as compare_command
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +24,9 @@ app = typer.Typer(
     help="Run research sweeps with Ray Tune, locally or on SLURM, tracked in MLflow.",
 )
 # Off a terminal (logs, CI) keep lines whole rather than wrapped at 80 columns.
+app.add_typer(tracking_app, name="tracking")
+app.command(name="compare")(compare_command)
+
 console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
 err_console = Console(stderr=True)
 
@@ -77,6 +82,7 @@ def run(
 
 @app.command()
 def ui(
+    sweep: Optional[str] = typer.Argument(None, help="Preselect this sweep's experiment"),
     tracking_uri: Optional[str] = TrackingUri,
     host: str = typer.Option("127.0.0.1", help="Address to serve on"),
     port: int = typer.Option(5000, help="Port to serve on"),
@@ -89,6 +95,10 @@ def ui(
     if uri == state.tracking_uri and not state.mlflow_db.is_file():
         raise OrchError(f"no runs yet in {state.mlflow_db}; run a sweep first: orch run conf/sweeps/quickstart.yaml")
     console.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", highlight=False)
+    if sweep:
+        from orchestrator.compare import experiment_url, sweep_experiment_id
+
+        console.print(f"sweep {sweep}: {experiment_url(f'http://{host}:{port}', sweep_experiment_id(uri, sweep))}", highlight=False)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     os.execv(sys.executable, command)
 

@@ -89,11 +89,20 @@ def run_sweep(
     )
     client.log_text(parent_run_id, resolved.file.read_text(encoding="utf-8"), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
     client.log_text(parent_run_id, resolved.project_file.read_text(encoding="utf-8"), f"{layout.ARTIFACT_SWEEP_CONFIG}/project.yaml")
+    resolved_config = {"sweep": sweep.model_dump(mode="json"), "project": project.model_dump(mode="json")}
+    client.log_text(parent_run_id, yaml.safe_dump(resolved_config, sort_keys=False), f"{layout.ARTIFACT_SWEEP_CONFIG}/resolved.yaml")
+    client.log_text(parent_run_id, f"commit: {code.commit}\ndirty: {str(code.dirty).lower()}\n"
+                    + "".join(f"untracked: {name}\n" for name in code.untracked), "code/version.txt")
     if code.dirty:
         client.log_text(parent_run_id, code.diff or "(untracked files only)\n" + "\n".join(code.untracked), "code/uncommitted.diff")
 
+    from orchestrator.tracking.server import recorded_artifacts_destination, tracking_dir
+
     varying = resolved.space.sampled_paths()
-    tracker = MLflowTrialTracker(client, experiment_id, parent_run_id, base_tags, sweep.name)
+    tracker = MLflowTrialTracker(
+        client, experiment_id, parent_run_id, base_tags, sweep.name,
+        spool_dir=tracking_dir(state) / "spool", artifacts_destination=recorded_artifacts_destination(state, target.uri),
+    )
     progress = SweepProgress(sweep_id, sweep.metric, sweep.mode, varying, console)
     plan = ExperimentPlan(sweep_id, resolved, state.ray_results_dir, concurrency)
     console.print(
@@ -104,14 +113,20 @@ def run_sweep(
         with local_ray(resources), progress:
             grid = build_tuner(plan, [tracker, progress]).fit()
     except BaseException:
+        tracker.close(timeout_s=10.0)
         tracker.close_unfinished("KILLED")
         client.end_run(parent_run_id, "KILLED")
         raise
+    tracker.close()
     tracker.close_unfinished("FAILED")
 
     rows = _result_rows(grid, sweep.metric, sweep.mode, tracker)
     outcome = SweepOutcome(sweep_id, experiment_id, parent_run_id, target, rows, varying)
     _log_summary(client, outcome, sweep.metric)
+    try:
+        _log_summary_pictures(client, outcome, sweep.metric, grid)
+    except Exception as exc:  # pictures are a convenience: never fail a finished sweep over them
+        console.print(f"[yellow]warning:[/] summary pictures not recorded: {str(exc)[:200]}", highlight=False)
     client.end_run(parent_run_id, "FAILED" if outcome.failed else "FINISHED")
     return outcome
 
@@ -151,3 +166,17 @@ def _log_summary(client: TrackingClient, outcome: SweepOutcome, metric: str) -> 
         client.set_tags(outcome.parent_run_id, {"orch.best_trial_id": best["trial_id"], "orch.best_run_id": best["run_id"] or ""})
         client.log_text(outcome.parent_run_id, yaml.safe_dump(best["params"], sort_keys=True), "summary/best_config.yaml")
     client.log_metrics(outcome.parent_run_id, counts, step=0)
+
+
+def _log_summary_pictures(client: TrackingClient, outcome: SweepOutcome, metric: str, grid: Any) -> None:
+    """Metric vs each varied hyperparameter and the learning curves of all trials, on the parent run."""
+    import tempfile
+
+    from orchestrator.tracking import summary
+
+    with tempfile.TemporaryDirectory(prefix="orch-summary-") as folder:
+        out = Path(folder)
+        summary.metric_vs_params(outcome.rows, outcome.varying, metric, out)
+        summary.learning_curves(summary.curves_from_results(grid, metric), metric, out)
+        if any(out.iterdir()):
+            client.log_artifacts(outcome.parent_run_id, out, "summary")

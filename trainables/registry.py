@@ -93,8 +93,48 @@ _REGISTRY: dict[str, TrainableSpec] = {
                 *(f"val_loss_rot{deg}" for deg in _AVAE_ROTATIONS_DEG),
                 "orientation_r1",
                 "orientation_r2",
+                "val_loss_affine",
             ),
             metric_patterns=(r"val_loss_rot\d+",),
+        ),
+        TrainableSpec(
+            name="avae3d",
+            description=(
+                "3D orientation AVAE on voxel grids (EXPERIMENTS.md 3): Conv3d VAE with "
+                "cube-24 / free rotations and an exhaustive or restart orientation search."
+            ),
+            config_module="trainables.avae3d.config:AVAE3DConfig",
+            trainable_module="trainables.avae3d.trainable:AVAE3DTrainable",
+            metrics=(
+                "epoch",
+                "train_loss",
+                "lr",
+                "val_loss",
+                "val_mse",
+                "val_bce",
+                "val_iou",
+                "orientation_consistency",
+            ),
+        ),
+        TrainableSpec(
+            name="hvae",
+            description=(
+                "Hierarchical VAE on generated shape grids (EXPERIMENTS.md 7): tile VAE "
+                "applied convolutionally + global VAE over the latent grid."
+            ),
+            config_module="trainables.hvae.config:HVAEConfig",
+            trainable_module="trainables.hvae.trainable:HVAETrainable",
+            metrics=(
+                "epoch",
+                "train_loss",
+                "lr",
+                "val_loss",
+                "val_elbo",
+                "val_kl_global",
+                "val_kl_tile",
+                "val_mse",
+                "val_mse_global",
+            ),
         ),
     )
 }

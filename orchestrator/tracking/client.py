@@ -12,13 +12,33 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from orchestrator.errors import OrchError
+from orchestrator.tracking.secrets import scrub, scrub_mapping
 
 _MAX_PARAMS_PER_BATCH = 100
+_EXPERIMENT_KIND_TAG, _EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 _MAX_METRICS_PER_BATCH = 1000
 
 
 class TrackingError(OrchError):
     """MLflow refused or could not be reached."""
+
+
+class DeliveryError(TrackingError):
+    """A metric batch was not acknowledged by the server.
+
+    `maybe_sent`: the request may have reached the server (timeout, reset, 5xx), so a
+    resend must first check what the server already holds. `permanent`: the server
+    rejected the batch itself (bad run id, invalid value); resending cannot help.
+    """
+
+    def __init__(self, message: str, maybe_sent: bool, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+        self.permanent = permanent
+
+
+# (key, value, timestamp_ms, step): one metric point exactly as it is (re)sent.
+MetricPoint = tuple[str, float, int, int]
 
 
 class TrackingClient:
@@ -45,21 +65,24 @@ class TrackingClient:
             if experiment is not None:
                 if experiment.lifecycle_stage == "deleted":
                     self._client.restore_experiment(experiment.experiment_id)
+                if _EXPERIMENT_KIND_TAG not in experiment.tags:
+                    self._client.set_experiment_tag(experiment.experiment_id, _EXPERIMENT_KIND_TAG, _EXPERIMENT_KIND)
                 return experiment.experiment_id
             location = f"{self.artifact_root.rstrip('/')}/{name}" if self.artifact_root else None
-            return self._client.create_experiment(name, artifact_location=location)
+            # Marked as model training, so the MLflow 3 UI opens it on its runs, not on the GenAI overview.
+            return self._client.create_experiment(name, artifact_location=location, tags={_EXPERIMENT_KIND_TAG: _EXPERIMENT_KIND})
         except MlflowException as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: cannot open experiment '{name}': {exc.message}") from None
 
     def start_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, str]) -> str:
-        run = self._client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        run = self._client.create_run(experiment_id, run_name=run_name, tags=scrub_mapping(tags))
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(key, value) for key, value in params.items()]
+        items = [Param(key, value) for key, value in scrub_mapping(params).items()]
         for start in range(0, len(items), _MAX_PARAMS_PER_BATCH):
             self._client.log_batch(run_id, params=items[start : start + _MAX_PARAMS_PER_BATCH])
 
@@ -71,21 +94,115 @@ class TrackingClient:
         for start in range(0, len(items), _MAX_METRICS_PER_BATCH):
             self._client.log_batch(run_id, metrics=items[start : start + _MAX_METRICS_PER_BATCH])
 
+    @property
+    def is_remote(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    def send_metric_points(self, run_id: str, points: list[MetricPoint], timeout_s: float = 10.0) -> None:
+        """One log_batch, no client-side retries (the caller owns retrying); raises `DeliveryError`."""
+        from mlflow.entities import Metric
+        from mlflow.exceptions import MlflowException
+
+        if not self.is_remote:
+            try:
+                self._client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in points])
+            except MlflowException as exc:
+                raise DeliveryError(exc.message, maybe_sent=False, permanent=exc.get_http_status_code() == 400) from None
+            except Exception as exc:  # a locked or missing SQLite file: try again later
+                raise DeliveryError(str(exc), maybe_sent=False) from None
+            return
+        body = {"run_id": run_id, "metrics": [{"key": k, "value": _json_number(v), "timestamp": t, "step": s} for k, v, t, s in points]}
+        self._rest("POST", "/api/2.0/mlflow/runs/log-batch", timeout_s, json=body)
+
+    def metric_points(self, run_id: str, key: str, timeout_s: float = 10.0) -> set[MetricPoint]:
+        """Every point the server holds for (run, key), without client-side retries."""
+        from mlflow.exceptions import MlflowException
+
+        if not self.is_remote:
+            try:
+                history = self._client.get_metric_history(run_id, key)
+            except MlflowException as exc:
+                raise DeliveryError(exc.message, maybe_sent=True) from None
+            return {(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in history}
+        found: set[MetricPoint] = set()
+        token = None
+        for _ in range(10_000):  # pages of 25k points; bounded
+            params = {"run_id": run_id, "metric_key": key, "max_results": 25000, **({"page_token": token} if token else {})}
+            answer = self._rest("GET", "/api/2.0/mlflow/metrics/get-history", timeout_s, params=params)
+            for m in answer.get("metrics", []):
+                found.add((m["key"], float(m.get("value", "nan")), int(m.get("timestamp", 0)), int(m.get("step", 0))))
+            token = answer.get("next_page_token")
+            if not token:
+                break
+        return found
+
+    def _rest(self, method: str, endpoint: str, timeout_s: float, **kwargs: Any) -> dict:
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request
+
+        try:
+            response = http_request(
+                get_default_host_creds(self.tracking_uri), endpoint, method, max_retries=0, backoff_factor=0,
+                timeout=timeout_s, raise_on_status=False, **kwargs,
+            )
+        except Exception as exc:  # translated: was the request sent at all?
+            raise DeliveryError(f"{endpoint}: {_first_line(exc)}", maybe_sent=not _connection_refused(exc)) from None
+        if response.status_code == 200:
+            try:
+                return response.json()
+            except ValueError:
+                return {}
+        permanent = response.status_code in (400, 404)
+        raise DeliveryError(f"{endpoint}: HTTP {response.status_code} {response.text[:200]}",
+                            maybe_sent=not permanent, permanent=permanent)
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self._client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+        self._client.log_batch(run_id, tags=[RunTag(key, value) for key, value in scrub_mapping(tags).items()])
 
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
         self._client.log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self._client.log_text(run_id, text, artifact_file)
+        self._client.log_text(run_id, scrub(text), artifact_file)
 
     def end_run(self, run_id: str, status: str) -> None:
         self._client.set_terminated(run_id, status=status)
+
+    def log_artifact_file(self, run_id: str, local_file: Path, artifact_path: str | None) -> None:
+        self._client.log_artifact(run_id, str(local_file), artifact_path=artifact_path)
+
+    def artifact_uri(self, run_id: str) -> str:
+        return self._client.get_run(run_id).info.artifact_uri
 
     @property
     def raw(self) -> Any:
         """The underlying MlflowClient, for read-only queries."""
         return self._client
+
+
+def _json_number(value: float) -> Any:
+    # MLflow's REST API takes NaN and infinities as the strings protobuf's JSON mapping uses.
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """True when the request provably never reached a server (nothing listening)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen) or "NewConnectionError" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

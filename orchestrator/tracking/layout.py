@@ -24,6 +24,13 @@ TAG_GIT_COMMIT = "orch.git_commit"
 TAG_GIT_DIRTY = "orch.git_dirty"
 TAG_CLUSTER = "orch.cluster"
 TAG_HOST = "orch.host"
+TAG_SLURM_JOB_ID = "orch.slurm_job_id"
+TAG_GPU_TYPE = "orch.gpu_type"
+TAG_ATTEMPT = "orch.attempt"
+TAG_NODE = "orch.node"
+TAG_NODE_IP = "orch.node_ip"
+TAG_DEVICE = "orch.device"
+TAG_CUDA_VISIBLE_DEVICES = "orch.cuda_visible_devices"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_SOURCE_COMMIT = "mlflow.source.git.commit"
 
@@ -57,6 +64,12 @@ def trial_run_name(sweep_name: str, trial_id: str) -> str:
 def trial_params(config: Mapping[str, Any]) -> dict[str, str]:
     """Every hyperparameter of a trial, nested keys dotted, as MLflow param strings."""
     return {key: str(value)[:MAX_PARAM_LENGTH] for key, value in sorted(flatten(dict(config)).items())}
+
+
+def placement_tags(result: Mapping[str, Any]) -> dict[str, str]:
+    """Where a trial's attempt runs, from what Ray and the trainable put in its results."""
+    fields = {TAG_NODE: "hostname", TAG_NODE_IP: "node_ip", TAG_DEVICE: "device", TAG_CUDA_VISIBLE_DEVICES: "cuda_visible_devices"}
+    return {tag: str(result[key]) for tag, key in fields.items() if result.get(key) not in (None, "")}
 
 
 def result_step(result: Mapping[str, Any]) -> int:

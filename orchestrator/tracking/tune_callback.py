@@ -1,7 +1,9 @@
 """A Ray Tune callback that records each trial as a nested MLflow run (see `layout`).
 
 It runs in the Tune driver: trial processes never talk to MLflow themselves, so a
-trainable stays usable without the orchestrator.
+trainable stays usable without the orchestrator. Metrics and artifacts go through an
+`AsyncMetricLogger` (batched, in the background, spooled to disk while the server is
+away), so a slow or absent tracking server never holds up the driver.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import json
 import logging
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from orchestrator.tracking import layout
+from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
 
 log = logging.getLogger(__name__)
@@ -26,7 +30,8 @@ class MLflowTrialTracker(Callback):
 
     def __init__(
         self, client: TrackingClient, experiment_id: str, parent_run_id: str, base_tags: dict[str, str], sweep_name: str,
-        ledger_path: Path | None = None,
+        ledger_path: Path | None = None, spool_dir: Path | None = None, artifacts_destination: str | None = None,
+        flush_timeout_s: float = 120.0,
     ) -> None:
         self._client = client
         self._experiment_id = experiment_id
@@ -34,8 +39,44 @@ class MLflowTrialTracker(Callback):
         self._base_tags = base_tags
         self._sweep_name = sweep_name
         self._ledger_path = ledger_path
+        # The spool sits next to the ledger (the shared job folder) unless told otherwise.
+        default_spool = ledger_path.parent / "metric_spool" if ledger_path is not None else Path(tempfile.gettempdir()) / "orch-spool"
+        self._spool_dir = spool_dir or default_spool
+        self._artifacts_destination = artifacts_destination
+        self._flush_timeout_s = flush_timeout_s
+        self._recorder_instance: AsyncMetricLogger | None = None
         self.run_ids: dict[str, str] = self._read_ledger()
         self.final_status: dict[str, str] = {}
+        self._placed: dict[str, dict[str, str]] = {}
+
+    @property
+    def _recorder(self) -> AsyncMetricLogger:
+        """Started on first use, in the process that uses it (Tune pickles its callbacks)."""
+        if self._recorder_instance is None:
+            from orchestrator.tracking.artifacts import ArtifactRouter
+
+            router = ArtifactRouter(self._client, self._artifacts_destination)
+            self._recorder_instance = AsyncMetricLogger(self._client, self._spool_dir, artifacts=router)
+        return self._recorder_instance
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Deliver every queued metric and artifact (bounded wait); False if some stay spooled."""
+        if self._recorder_instance is None:
+            return True
+        return self._recorder_instance.flush(self._flush_timeout_s if timeout_s is None else timeout_s)
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        if self._recorder_instance is None:
+            return True
+        delivered = self._recorder_instance.close(self._flush_timeout_s if timeout_s is None else timeout_s)
+        self._recorder_instance = None
+        if not delivered:
+            log.warning("MLflow: some metrics/artifacts are still spooled in %s; deliver them with: orch tracking deliver %s",
+                        self._spool_dir, self._spool_dir)
+        return delivered
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "_recorder_instance"} | {"_recorder_instance": None}
 
     # The ledger (trial id -> MLflow run id) on disk lets a restarted job continue the same runs.
     def _read_ledger(self) -> dict[str, str]:
@@ -53,6 +94,11 @@ class MLflowTrialTracker(Callback):
             os.replace(tmp, self._ledger_path)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_spool_dir", Path(tempfile.gettempdir()) / "orch-spool")
+        state.setdefault("_artifacts_destination", None)
+        state.setdefault("_flush_timeout_s", 120.0)
+        state["_recorder_instance"] = None
+        state["_placed"] = {}  # a restored experiment is a new attempt: tag its placement again
         self.__dict__.update(state)
         self.run_ids.update(self._read_ledger())
 
@@ -65,6 +111,7 @@ class MLflowTrialTracker(Callback):
                 layout.TAG_TRIAL_ID: trial.trial_id,
                 layout.TAG_PARENT: self._parent_run_id,
                 layout.TAG_HOST: socket.gethostname(),
+                **_system_tags(trial),
             }
             run_id = self._client.start_run(
                 self._experiment_id, layout.trial_run_name(self._sweep_name, trial.trial_id), tags, layout.trial_params(trial.config)
@@ -74,16 +121,28 @@ class MLflowTrialTracker(Callback):
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._run_for(trial)
+        known = trial.trial_id in self.run_ids
+        run_id = self._run_for(trial)
+        if known:  # a restored trial continues its run: record the new attempt
+            self._client.set_tags(run_id, _system_tags(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self._run_for(trial)
+        placement = layout.placement_tags(result)
+        if placement and self._placed.get(trial.trial_id) != placement:  # first result of each attempt
+            self._client.set_tags(run_id, placement)
+            self._placed[trial.trial_id] = placement
         metrics = layout.result_metrics(result)
         if metrics:
-            self._client.log_metrics(self._run_for(trial), metrics, step=layout.result_step(result))
+            self._recorder.log(run_id, metrics, step=layout.result_step(result))
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
         # Pictures are refreshed at every checkpoint, so a stopped sweep still shows its latest ones.
         self._log_checkpoint(trial, checkpoint, include_state=False)
+        self._recorder.flush(timeout_s=2.0)  # a short wait: delivery goes on in the background
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
@@ -112,6 +171,24 @@ class MLflowTrialTracker(Callback):
             folder = Path(directory)
             pictures = folder / layout.ARTIFACT_PICTURES
             if pictures.is_dir():
-                self._client.log_artifacts(run_id, pictures, layout.ARTIFACT_PICTURES)
+                self._recorder.log_artifacts(run_id, pictures, layout.ARTIFACT_PICTURES)
             if include_state:
-                self._client.log_artifacts(run_id, folder, layout.ARTIFACT_CHECKPOINT)
+                self._recorder.log_artifacts(run_id, folder, layout.ARTIFACT_CHECKPOINT)
+
+
+def _system_tags(trial: Any) -> dict[str, str]:
+    """Where and how often a trial ran: SLURM job, GPU type, attempt (Tune retries + SLURM requeues)."""
+    attempt = int(getattr(trial, "num_failures", 0) or 0) + int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    tags = {layout.TAG_ATTEMPT: str(attempt), layout.TAG_GPU_TYPE: _gpu_type()}
+    if os.environ.get("SLURM_JOB_ID"):
+        tags[layout.TAG_SLURM_JOB_ID] = os.environ["SLURM_JOB_ID"]
+    return tags
+
+
+def _gpu_type() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # no torch, or a broken driver: the tag says so instead of failing the sweep
+        return "unknown"

@@ -131,6 +131,7 @@ def test_trials_are_tracked_in_mlflow(slurm_cluster: Any, two_sweeps: dict[str, 
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["orch.slurm_job_id"] == job_id
         assert "val_loss" in child.data.metrics and child.data.params["epochs"] == "2"
+        assert child.data.tags["orch.node_ip"].startswith("10.77.") and child.data.tags["orch.cuda_visible_devices"] in ("0", "1")
 
 
 def test_two_node_allocation_runs_one_ray_cluster(slurm_cluster: Any, two_sweeps: dict[str, Any]) -> None:

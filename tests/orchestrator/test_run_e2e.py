@@ -72,6 +72,7 @@ def test_mlflow_layout_parent_and_children(tiny_sweep) -> None:
         assert tags["orch.sweep_id"] == sweep_id and tags["orch.trial_id"]
         assert tags["orch.trainable"] == "avae"
         assert tags["orch.git_commit"] and tags["orch.git_dirty"] in ("true", "false")
+        assert tags["orch.device"] == "cpu" and tags["orch.node_ip"] == "127.0.0.1" and tags["orch.node"]
         # every hyperparameter, sampled, constant or project default
         assert {"lr", "latent_dim", "epochs", "train_subset", "train_mode", "n_candidates", "seed"} <= set(params)
         assert params["epochs"] == "3" and params["train_mode"] == "train_opt"

@@ -15,6 +15,7 @@ def test_defaults_follow_the_spec():
     assert (cfg.n_candidates, cfg.train_opt_steps, cfg.test_opt_steps) == (16, 5, 10)
     assert cfg.eval_rotations_deg == list(range(0, 181, 20))
     assert cfg.train_subset is None and cfg.test_subset is None
+    assert (cfg.transform, cfg.loss, cfg.kl, cfg.eval_affine) == ("rotation", "bce", "log_var", True)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,9 @@ def test_defaults_follow_the_spec():
         {"batch_size": 0},
         {"epochs": 0},
         {"train_mode": "sideways"},
+        {"transform": "projective"},
+        {"loss": "mse"},
+        {"kl": "log_sigma"},
         {"n_candidates": 0},
         {"train_opt_steps": -1},
         {"opt_lr": 0},

@@ -8,9 +8,12 @@ from pydantic import Field, field_validator
 
 from trainables.config import TrainableConfig
 
-__all__ = ["AVAEConfig", "TrainMode"]
+__all__ = ["AVAEConfig", "KLChoice", "LossChoice", "TrainMode", "Transform"]
 
 TrainMode = Literal["upright", "augmented", "train_opt"]
+Transform = Literal["rotation", "affine"]
+LossChoice = Literal["bce", "mse_sum_faithful"]
+KLChoice = Literal["log_var", "log_sigma_faithful"]
 
 
 class AVAEConfig(TrainableConfig):
@@ -19,6 +22,17 @@ class AVAEConfig(TrainableConfig):
     ``train_mode``: ``upright`` = plain VAE on upright digits; ``augmented`` = plain VAE
     on digits rotated by uniform random angles; ``train_opt`` = digits rotated by
     uniform random angles, rotation search inside every training step.
+
+    ``transform``: what the inner search optimises: ``rotation`` (theta) or ``affine``
+    (the four entries of a 2x2 matrix, no translation; random candidates with entries in
+    U(-1.5, 1.5), inverse = matrix inverse). Training data are rotated digits either way.
+    ``loss`` / ``kl``: the corrected loss (default) or the original code's quirks
+    (EXPERIMENTS.md 2.4): ``mse_sum_faithful`` = MSE-sum against mean/std-normalised
+    images, ``log_sigma_faithful`` = KL reading the log-variance head as log sigma.
+    ``eval_affine``: also report ``val_loss_affine``, the mean per-image loss of the test
+    digits under one random affine perturbation each (rotation +-180 deg, shear +-55 deg,
+    scale 0.75-1.5), with the configured search (about 1/len(eval_rotations_deg) extra
+    evaluation time).
     """
 
     latent_dim: int = Field(6, gt=0, le=512)
@@ -26,6 +40,15 @@ class AVAEConfig(TrainableConfig):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(64, gt=0)
     train_mode: TrainMode = "train_opt"
+    transform: Transform = "rotation"
+    loss: LossChoice = "bce"
+    kl: KLChoice = "log_var"
+    eval_affine: bool = True
+    screen_precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Precision of the candidate ranking pass (bfloat16: ~1.5-2x faster on "
+        "CPUs with AVX512-BF16; winner and identity re-scored in float32).",
+    )
     test_time_opt: bool = Field(True, description="Rotation search at evaluation (else theta = 0).")
     n_candidates: int = Field(16, gt=0, le=360, description="Identity + evenly spaced angles.")
     train_opt_steps: int = Field(5, ge=0, description="Adam steps on theta in training.")

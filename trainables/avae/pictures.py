@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
+from trainables.avae.loss import DEFAULT_OBJECTIVE, Objective
 from trainables.avae.model import ConvVAE
-from trainables.avae.transforms import frozen, rotate
+from trainables.avae.transforms import TransformKind, frozen, inverse_transform, transform_images
 
-__all__ = ["plot_orientation_histogram", "plot_reconstructions"]
+__all__ = ["plot_orientation_histogram", "plot_reconstructions", "save_rotation_history"]
 
 
 def _pyplot():
@@ -27,14 +28,17 @@ def plot_reconstructions(
     model: ConvVAE,
     inputs: dict[int, torch.Tensor],
     thetas: dict[int, torch.Tensor],
+    transform: TransformKind = "rotation",
+    objective: Objective = DEFAULT_OBJECTIVE,
 ) -> None:
     """For each presentation angle: inputs, reconstructions A^-1(dec), canonical dec(z)."""
     with frozen(model), torch.no_grad():
         rows, names = [], []
         for deg, x in inputs.items():
             theta = thetas[deg]
-            canonical = torch.sigmoid(model.decode(model.encode(rotate(x, theta))[0]))
-            rows += [x, rotate(canonical, -theta), canonical]
+            x_in = transform_images(objective.prepare(x), theta, transform)
+            canonical = torch.sigmoid(model.decode(model.encode(x_in)[0]))
+            rows += [x, inverse_transform(canonical, theta, transform), canonical]
             names += [f"input {deg}°", "reconstruction", "canonical"]
     n_cols = rows[0].shape[0]
     plt = _pyplot()
@@ -72,3 +76,15 @@ def plot_orientation_histogram(
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def save_rotation_history(path: Path, history: dict[str, torch.Tensor]) -> None:
+    """The chosen transform per test digit per evaluation as a small ``.npz``.
+
+    ``history`` (see ``AVAETrainable.rotation_history``): ``epochs`` (E,), ``labels`` (N,),
+    ``phi`` (E, N) presentation angle, ``theta`` (E, N) chosen rotation (radians), and
+    for affine searches ``params`` (E, N, 2, 2); float16/float32 to keep it small.
+    """
+    import numpy as np
+
+    np.savez_compressed(path, **{name: value.numpy() for name, value in history.items()})

@@ -1,0 +1,182 @@
+"""Real components for the tracking tests, all on 127.0.0.1 and all stopped by the harness:
+
+- moto's S3 server (`ThreadedMotoServer`, in this process) with one bucket;
+- an `mlflow server` (SQLite store, artifacts proxied to that bucket) started and
+  stopped through `orch tracking up|down`, i.e. in its own process group, by PID;
+- one finished tiny sweep tracked there, shared by the end-to-end, compare, secrets
+  and browser tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, CliResult, run_orch
+
+BUCKET = "orch-artifacts"
+ARTIFACT_PREFIX = f"s3://{BUCKET}/mlflow"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_tracking_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> CliResult:
+    """The `orch tracking ...` / `orch compare` commands, through their module entry point."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    done = subprocess.run([sys.executable, "-m", "orchestrator.tracking_cli", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class S3Server:
+    port: int
+    server: object = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def client(self):  # noqa: ANN201
+        import boto3
+
+        return boto3.client("s3")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        found, token = [], None
+        for _ in range(1000):
+            kwargs = {"Bucket": BUCKET, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
+            page = self.client().list_objects_v2(**kwargs)
+            found += [item["Key"] for item in page.get("Contents", [])]
+            token = page.get("NextContinuationToken")
+            if not token:
+                break
+        return found
+
+
+@pytest.fixture(scope="session")
+def fake_secrets() -> dict[str, str]:
+    """Credentials that must never show up in anything a sweep writes."""
+    return {
+        "AWS_ACCESS_KEY_ID": "AKIAORCH" + secrets.token_hex(6).upper(),
+        "AWS_SECRET_ACCESS_KEY": "orchfakesecret" + secrets.token_hex(12),
+        "MLFLOW_TRACKING_PASSWORD": "orchfakepassword" + secrets.token_hex(8),
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_server(fake_secrets: dict[str, str]):
+    port = free_port()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=fake_secrets["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=fake_secrets["AWS_SECRET_ACCESS_KEY"],
+        AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_EC2_METADATA_DISABLED="true",
+    )
+    server = S3Server(port)
+    server.start()
+    server.client().create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@dataclass
+class TrackingServer:
+    state_dir: Path
+    port: int
+    up_output: str = ""
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db(self) -> Path:
+        return self.state_dir / ".orch" / "tracking" / "mlflow.db"
+
+    def up(self) -> CliResult:
+        result = run_tracking_cli(["tracking", "up", "--port", str(self.port), "--artifacts-destination", ARTIFACT_PREFIX,
+                                   "--state-dir", str(self.state_dir)], cwd=self.state_dir)
+        assert result.returncode == 0, result.stdout + result.stderr
+        self.history.append(result.stdout)
+        return result
+
+    def down(self) -> CliResult:
+        result = run_tracking_cli(["tracking", "down", "--state-dir", str(self.state_dir)], cwd=self.state_dir)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def pid(self) -> int:
+        import json
+
+        return int(json.loads((self.state_dir / ".orch" / "tracking" / "server.json").read_text())["pid"])
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server):
+    server = TrackingServer(tmp_path_factory.mktemp("team"), free_port())
+    server.up_output = server.up().stdout
+    yield server
+    server.down()
+
+
+@dataclass
+class FinishedSweep:
+    workdir: Path
+    result: CliResult
+    sweep_id: str
+    experiment_id: str
+    parent_run_id: str
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tracking_server: TrackingServer, fake_secrets: dict[str, str]) -> FinishedSweep:
+    """`orch run conf/sweeps/avae-tiny.yaml` against the team server, checkpoints direct to S3."""
+    from mlflow.tracking import MlflowClient
+
+    env = {
+        "MLFLOW_TRACKING_PASSWORD": fake_secrets["MLFLOW_TRACKING_PASSWORD"],
+        "ORCH_DIRECT_S3_THRESHOLD_MB": "0.05",  # the checkpoint goes straight to S3, small pictures through the proxy
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    started = time.time()
+    result = run_orch(["run", str(REPO / "conf" / "sweeps" / "avae-tiny.yaml"), "--tracking-uri", tracking_server.uri],
+                      cwd=tracking_server.state_dir, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    client = MlflowClient(tracking_server.uri)
+    experiment = client.get_experiment_by_name("avae")
+    parents = client.search_runs([experiment.experiment_id], filter_string="tags.`orch.kind` = 'sweep'",
+                                 order_by=["attributes.start_time DESC"], max_results=1)
+    parent = parents[0]
+    assert parent.info.start_time / 1000 >= started - 5
+    return FinishedSweep(tracking_server.state_dir, result, parent.data.tags["orch.sweep_id"], experiment.experiment_id,
+                         parent.info.run_id)
