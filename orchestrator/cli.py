@@ -145,7 +145,6 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON"),
 ) -> None:
     """Show the sweeps on a cluster: their SLURM jobs and trials."""
-    import json
 
     from orchestrator.status_view import status_tables
 

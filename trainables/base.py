@@ -7,7 +7,9 @@ A subclass sets ``config_model`` and implements small hooks:
 * ``build(config)``      create ``self.model``, ``self.optimizer`` and optionally
                          ``self.scheduler`` / ``self.scaler``; data; use ``self.generator``
                          (CPU ``torch.Generator``) for shuffling and augmentation
-* ``train_epoch()``      one pass over the training data -> metrics (floats)
+* ``batch_loss(x)``      per-sample loss of a batch of ``self.x_train`` (the base's
+                         ``train_epoch`` shuffles, steps and averages); or override
+                         ``train_epoch()`` for other data
 * ``evaluate()``         validation metrics (floats)
 * ``write_pictures(d)``  PNG files into folder ``d``
 * ``state_dict()`` / ``load_state_dict(s)``  extra subclass state (default: none)
@@ -126,7 +128,28 @@ class CheckpointableTrainable(tune.Trainable):
         raise NotImplementedError
 
     def train_epoch(self) -> dict[str, float]:
-        """One epoch of training; returns e.g. ``{"train_loss": ...}``."""
+        """One pass over ``self.x_train`` in an order drawn from ``self.generator``.
+
+        Subclasses with in-memory tensors only give :meth:`batch_loss`; others override this.
+        """
+        self.model.train()
+        order = torch.randperm(self.x_train.shape[0], generator=self.generator)
+        loss_sum, n_samples = 0.0, 0
+        for batch_index in torch.split(order, self.cfg.batch_size):  # type: ignore[attr-defined]
+            loss = self.batch_loss(self.x_train[batch_index.to(self.device)])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.mean().backward()
+            self.optimizer.step()
+            self.global_step += 1
+            loss_sum += float(loss.detach().sum())
+            n_samples += loss.shape[0]
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"train_loss": loss_sum / n_samples, "lr": float(lr)}
+
+    def batch_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample training loss of one batch; all randomness from ``self.generator``."""
         raise NotImplementedError
 
     def evaluate(self) -> dict[str, float]:

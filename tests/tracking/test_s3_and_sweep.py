@@ -12,7 +12,6 @@ import pytest
 from orchestrator.tracking.artifacts import TAG_ARTIFACTS_S3, ArtifactRouter, S3Uploader
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
-from tests.conftest import run_orch
 from tests.tracking.conftest import BUCKET, FinishedSweep, S3Server, TrackingServer, run_tracking_cli
 
 pytestmark = pytest.mark.integration

@@ -86,25 +86,7 @@ class AVAETrainable(CheckpointableTrainable):
         self._history: dict[int, Orientations] = {}
 
     # ----------------------------------------------------------------- training
-    def train_epoch(self) -> dict[str, float]:
-        cfg = self.cfg
-        self.model.train()
-        order = torch.randperm(self.x_train.shape[0], generator=self.generator)
-        loss_sum, n_images = 0.0, 0
-        for batch_index in torch.split(order, cfg.batch_size):
-            x = self.x_train[batch_index.to(self.device)]
-            loss = self._batch_loss(x)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            self.optimizer.step()
-            self.global_step += 1
-            loss_sum += float(loss.detach().sum())
-            n_images += x.shape[0]
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
-        return {"train_loss": loss_sum / n_images, "lr": float(lr)}
-
-    def _batch_loss(self, x: torch.Tensor) -> torch.Tensor:
+    def batch_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-image training loss (sampled z); all randomness from ``self.generator``."""
         cfg, g = self.cfg, self.generator
         noise = torch.randn(x.shape[0], cfg.latent_dim, generator=g).to(self.device)

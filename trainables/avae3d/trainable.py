@@ -67,24 +67,7 @@ class AVAE3DTrainable(CheckpointableTrainable):
         )
 
     # ----------------------------------------------------------------- training
-    def train_epoch(self) -> dict[str, float]:
-        cfg = self.cfg
-        self.model.train()
-        order = torch.randperm(self.x_train.shape[0], generator=self.generator)
-        loss_sum, n_objects = 0.0, 0
-        for batch_index in torch.split(order, cfg.batch_size):
-            loss = self._batch_loss(self.x_train[batch_index.to(self.device)])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            self.optimizer.step()
-            self.global_step += 1
-            loss_sum += float(loss.detach().sum())
-            n_objects += loss.shape[0]
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
-        return {"train_loss": loss_sum / n_objects, "lr": float(lr)}
-
-    def _batch_loss(self, x: torch.Tensor) -> torch.Tensor:
+    def batch_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-object training loss; all randomness from ``self.generator``."""
         cfg, g = self.cfg, self.generator
         x = present(x, cfg.augmentation, cfg, g)

@@ -56,22 +56,8 @@ class HVAETrainable(CheckpointableTrainable):
         )
 
     # ----------------------------------------------------------------- training
-    def train_epoch(self) -> dict[str, float]:
-        self.model.train()
-        order = torch.randperm(self.x_train.shape[0], generator=self.generator)
-        loss_sum, n_images = 0.0, 0
-        for batch_index in torch.split(order, self.cfg.batch_size):
-            x = self.x_train[batch_index.to(self.device)]
-            loss = self._loss_terms(x, self.generator)["loss"]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            self.optimizer.step()
-            self.global_step += 1
-            loss_sum += float(loss.detach().sum())
-            n_images += x.shape[0]
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
-        return {"train_loss": loss_sum / n_images, "lr": float(lr)}
+    def batch_loss(self, x: torch.Tensor) -> torch.Tensor:
+        return self._loss_terms(x, self.generator)["loss"]
 
     def _noise(self, batch: int, generator: torch.Generator) -> HVAENoise:
         return HVAENoise.draw(batch, self.model.tile_shape, self.model.global_latent_dim,
