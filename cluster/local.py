@@ -47,11 +47,19 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+def loopback_ray_environment() -> None:
+    """Keep a local Ray on 127.0.0.1. Ray reads this when it is first imported, so call it
+    before anything imports ray (the CLI does, first thing in `orch run`)."""
+    # With clusters "disabled" Ray takes the loopback address as its node address; otherwise
+    # it binds the machine's external address (`_node_ip_address` alone does not change that).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    quiet_ray_environment()
+
+
 @contextmanager
 def local_ray(resources: MachineResources) -> Iterator[None]:
     """A private Ray instance on loopback for the duration of one sweep."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    quiet_ray_environment()
+    loopback_ray_environment()
     import ray
 
     ray.init(

@@ -50,7 +50,9 @@ def run(
     tracking_uri: Optional[str] = TrackingUri,
 ) -> None:
     """Run a sweep on this machine with Ray Tune; results go to MLflow."""
-    from cluster.local import machine_resources
+    from cluster.local import loopback_ray_environment, machine_resources
+
+    loopback_ray_environment()  # before the first import of ray
     from orchestrator.config.loading import conf_root_of, load_cluster, load_sweep
     from orchestrator.config.resources import check_resources, max_concurrent
     from orchestrator.errors import SweepFailedError

@@ -92,7 +92,7 @@ def deliver(
     spool_dir: Path = typer.Argument(..., help="A metric spool folder (e.g. the sweep's metric_spool/ on the shared filesystem)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)"),
 ) -> None:
-    """Deliver spooled metrics and artifacts to MLflow, exactly once (safe to run again, or concurrently)."""
+    """Deliver spooled runs, metrics, artifacts and statuses to MLflow, exactly once (safe to run again, or concurrently)."""
     from orchestrator.tracking.artifacts import ArtifactRouter
     from orchestrator.tracking.client import TrackingClient
     from orchestrator.tracking.server import recorded_artifacts_destination
@@ -108,6 +108,7 @@ def deliver(
     report = deliver_spool(spool_dir, client, uploader=router)
     console.print(f"delivered {report.delivered} metric points and {report.artifacts} artifact folders "
                   f"({report.skipped_duplicates} already on the server, {report.rejected} refused); "
+                  f"{report.runs_created} runs created ({report.runs_found} found), {report.statuses} run statuses set; "
                   f"{report.pending} left for later", highlight=False)
     if report.pending:
         raise typer.Exit(1)

@@ -80,6 +80,9 @@ class TrackingConfig(StrictModel):
 
     uri: str | None = None
     artifact_location: str | None = None
+    nodes_reach_server: bool = Field(
+        default=True, description="false: compute nodes never contact MLflow; runs, metrics and artifacts spool to the "
+        "sweep folder on the shared filesystem and the agent (or `orch tracking deliver`) delivers them")
 
 
 class SshLogin(StrictModel):

@@ -156,6 +156,76 @@ class TrackingClient:
         raise DeliveryError(f"{endpoint}: HTTP {response.status_code} {response.text[:200]}",
                             maybe_sent=not permanent, permanent=permanent)
 
+    # --- deferred runs (created by the deliverer, not the node): no client-side retries ------
+    def find_run(self, experiment_id: str, tags: Mapping[str, str], timeout_s: float = 10.0) -> str | None:
+        """The oldest active run of the experiment carrying all these tags, or None; raises `DeliveryError`."""
+        from mlflow.exceptions import MlflowException
+
+        for value in tags.values():
+            if "'" in value or "`" in value:
+                raise DeliveryError(f"cannot search runs by a tag value with quotes: {value!r}", maybe_sent=False, permanent=True)
+        clause = " and ".join(f"tags.`{key}` = '{value}'" for key, value in sorted(tags.items()))
+        order = ["attributes.start_time ASC"]
+        if not self.is_remote:
+            try:
+                runs = self._client.search_runs([experiment_id], filter_string=clause, max_results=1, order_by=order)
+            except MlflowException as exc:
+                raise DeliveryError(exc.message, maybe_sent=False) from None
+            return runs[0].info.run_id if runs else None
+        answer = self._rest("POST", "/api/2.0/mlflow/runs/search", timeout_s,
+                            json={"experiment_ids": [experiment_id], "filter": clause, "max_results": 1, "order_by": order})
+        runs = answer.get("runs") or []
+        return runs[0]["info"]["run_id"] if runs else None
+
+    def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time_ms: int | None,
+                   timeout_s: float = 10.0) -> str:
+        """One create request, no retries; raises `DeliveryError` (a lost answer: look the run up before creating again)."""
+        from mlflow.exceptions import MlflowException
+
+        tags = scrub_mapping(tags)
+        if not self.is_remote:
+            try:
+                return self._client.create_run(experiment_id, start_time=start_time_ms, tags=tags, run_name=run_name).info.run_id
+            except MlflowException as exc:
+                raise DeliveryError(exc.message, maybe_sent=True) from None
+        body = {"experiment_id": experiment_id, "run_name": run_name, "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                **({"start_time": start_time_ms} if start_time_ms is not None else {})}
+        return self._rest("POST", "/api/2.0/mlflow/runs/create", timeout_s, json=body)["run"]["info"]["run_id"]
+
+    def send_params_and_tags(self, run_id: str, params: Mapping[str, str], tags: Mapping[str, str], timeout_s: float = 10.0) -> None:
+        """Idempotent (the same param value twice is accepted); no retries; raises `DeliveryError`."""
+        from mlflow.entities import Param, RunTag
+        from mlflow.exceptions import MlflowException
+
+        param_items, tag_items = list(scrub_mapping(params).items()), list(scrub_mapping(tags).items())
+        for start in range(0, max(len(param_items), len(tag_items)), _MAX_PARAMS_PER_BATCH):
+            chunk_p, chunk_t = param_items[start : start + _MAX_PARAMS_PER_BATCH], tag_items[start : start + _MAX_PARAMS_PER_BATCH]
+            if not self.is_remote:
+                try:
+                    self._client.log_batch(run_id, params=[Param(k, v) for k, v in chunk_p], tags=[RunTag(k, v) for k, v in chunk_t])
+                except MlflowException as exc:
+                    raise DeliveryError(exc.message, maybe_sent=True, permanent=exc.get_http_status_code() == 400) from None
+                continue
+            body = {"run_id": run_id, "params": [{"key": k, "value": v} for k, v in chunk_p],
+                    "tags": [{"key": k, "value": v} for k, v in chunk_t]}
+            self._rest("POST", "/api/2.0/mlflow/runs/log-batch", timeout_s, json=body)
+
+    def set_status(self, run_id: str, status: str, end_time_ms: int | None, timeout_s: float = 10.0) -> None:
+        """FINISHED/FAILED/KILLED (with the recorded end time) or RUNNING again; no retries; raises `DeliveryError`."""
+        from mlflow.exceptions import MlflowException
+
+        if not self.is_remote:
+            try:
+                if status == "RUNNING":
+                    self._client.update_run(run_id, status=status)
+                else:
+                    self._client.set_terminated(run_id, status=status, end_time=end_time_ms)
+            except MlflowException as exc:
+                raise DeliveryError(exc.message, maybe_sent=True) from None
+            return
+        body = {"run_id": run_id, "status": status, **({"end_time": end_time_ms} if end_time_ms and status != "RUNNING" else {})}
+        self._rest("POST", "/api/2.0/mlflow/runs/update", timeout_s, json=body)
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 

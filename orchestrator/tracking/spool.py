@@ -9,6 +9,21 @@ Layout (one folder per MLflow run; the folder may live on a shared filesystem)::
     <spool>/<run_id>/rejected.jsonl  points the server refused for good (bad value, deleted run)
     <spool>/<run_id>/deliver.lock    one deliverer per run at a time (process or agent)
     <spool>/<run_id>/artifacts/<n>/  files to upload, with meta.json {"artifact_path": ...}
+    <spool>/<run_id>/status.json     terminal status to set once everything above is delivered
+                                     {"status": ..., "end_time": ms, "version": n}; status_delivered.json: the version set
+
+Deferred runs (compute nodes that never reach the server, `MLflowTrialTracker(None, ...)`):
+the folder is named by a local key `deferred-<hex>` instead of an MLflow run id, and holds
+
+    run.json          the run descriptor: experiment id, run name, tags (incl. mlflow.parentRunId), params, start time
+    server_run.json   {"run_id": ...}: the MLflow run the deliverer created or found for this key
+    tags.jsonl        tags set after the start (placement, attempt, error), one JSON object a line
+    tags_acked.json   byte offset of tags.jsonl delivered
+
+The deliverer creates the run idempotently (it first looks for a run of the experiment
+with the same `orch.sweep_id` + `orch.trial_id` tags, so a lost answer to a create never
+makes a second run), records its id, then sends tags, metrics and artifacts, and sets
+the status last: a run is FINISHED on the server only when all of it is there.
 
 Exactly once: a point is sent only after the acknowledged offset; the offset moves
 only after the server acknowledged the batch. If a batch may have reached the server
@@ -36,12 +51,25 @@ from orchestrator.tracking.client import DeliveryError, MetricPoint, TrackingCli
 log = logging.getLogger(__name__)
 
 MAX_POINTS_PER_BATCH = 1000  # MLflow's log_batch limit
+DEFERRED_PREFIX = "deferred-"  # spool keys of runs not yet created on the server
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, fsync: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
-    tmp.write_text(text)
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        if fsync:
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 @dataclass
@@ -51,9 +79,12 @@ class DeliveryReport:
     rejected: int = 0
     artifacts: int = 0
     pending: int = 0  # left for a later attempt (server unreachable)
+    runs_created: int = 0  # deferred runs created on the server
+    runs_found: int = 0  # deferred runs found on the server (created by an earlier, interrupted delivery)
+    statuses: int = 0  # run statuses set
 
     def add(self, other: DeliveryReport) -> None:
-        for name in ("delivered", "skipped_duplicates", "rejected", "artifacts", "pending"):
+        for name in ("delivered", "skipped_duplicates", "rejected", "artifacts", "pending", "runs_created", "runs_found", "statuses"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -61,14 +92,58 @@ class RunSpool:
     """The spool folder of one run."""
 
     def __init__(self, root: Path, run_id: str) -> None:
-        self.run_id = run_id
+        self.run_id = run_id  # the spool key: an MLflow run id, or a deferred run's local key
         self.dir = root / run_id
         self.metrics = self.dir / "metrics.jsonl"
         self.acked = self.dir / "acked.json"
         self.inflight = self.dir / "inflight.json"
         self.rejected = self.dir / "rejected.jsonl"
         self.artifacts = self.dir / "artifacts"
+        self.status = self.dir / "status.json"
+        self.status_delivered = self.dir / "status_delivered.json"
+        self.descriptor = self.dir / "run.json"
+        self.server_run = self.dir / "server_run.json"
+        self.tags = self.dir / "tags.jsonl"
+        self.tags_acked = self.dir / "tags_acked.json"
         self._next_seq: int | None = None
+
+    @property
+    def deferred(self) -> bool:
+        return self.run_id.startswith(DEFERRED_PREFIX)
+
+    # --- deferred runs and statuses: writer side ------------------------------------------------
+    def write_descriptor(self, descriptor: dict[str, Any]) -> None:
+        """What the run is (experiment, name, tags, params, start time): written once, before anything else."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.descriptor, json.dumps(descriptor, indent=1, sort_keys=True), fsync=True)
+
+    def read_descriptor(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.descriptor.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def append_tags(self, tags: dict[str, str]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.tags, "a", encoding="utf-8") as out:
+            out.write(json.dumps(tags, sort_keys=True) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    def record_status(self, status: str, end_time_ms: int | None = None) -> None:
+        """The status to set on the server after everything spooled before it is delivered."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        version = int((_read_json(self.status) or {}).get("version", 0)) + 1
+        _write_atomic(self.status, json.dumps({"status": status, "end_time": end_time_ms, "version": version}), fsync=True)
+
+    def recorded_status(self) -> str | None:
+        return (_read_json(self.status) or {}).get("status")
+
+    def server_run_id(self) -> str | None:
+        """The MLflow run this spool goes to, if known (always, for a non-deferred spool)."""
+        if not self.deferred:
+            return self.run_id
+        return (_read_json(self.server_run) or {}).get("run_id")
 
     # --- writer side -------------------------------------------------------------------
     def append(self, points: Iterable[MetricPoint], fsync: bool = False) -> int:
@@ -151,10 +226,25 @@ class RunSpool:
         return 0 if size <= self.acked_offset() else len(self.pending_points(limit=10**9)[0])
 
     def has_pending(self) -> bool:
+        if self.deferred and self.server_run_id() is None:
+            return True
+        return self._metrics_pending() or any(self._artifact_batches()) or self._tags_pending() or self._status_pending()
+
+    def _metrics_pending(self) -> bool:
         try:
-            return self.metrics.stat().st_size > self.acked_offset() or any(self._artifact_batches())
+            return self.metrics.stat().st_size > self.acked_offset()
         except FileNotFoundError:
-            return any(self._artifact_batches())
+            return False
+
+    def _tags_pending(self) -> bool:
+        try:
+            return self.tags.stat().st_size > int((_read_json(self.tags_acked) or {}).get("offset", 0))
+        except FileNotFoundError:
+            return False
+
+    def _status_pending(self) -> bool:
+        recorded = _read_json(self.status)
+        return recorded is not None and recorded.get("version") != (_read_json(self.status_delivered) or {}).get("version")
 
     def _ack(self, offset: int, seq: int) -> None:
         _write_atomic(self.acked, json.dumps({"offset": offset, "seq": seq}))
@@ -165,12 +255,14 @@ class RunSpool:
         return sorted(p for p in self.artifacts.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     # --- delivery ------------------------------------------------------------------------
-    def deliver(self, client: TrackingClient, timeout_s: float = 10.0, uploader: Any = None) -> DeliveryReport:
+    def deliver(self, client: TrackingClient, timeout_s: float = 10.0, uploader: Any = None,
+                hold_status: bool = False) -> DeliveryReport:
         """Send everything pending, batch by batch; stops at the first transient failure.
 
-        Raises `DeliveryError` (transient) after recording progress; returns the report
-        when everything pending is delivered. Returns at once if another process holds
-        the run's lock.
+        Order: the run (deferred spools: found or created), tags, metrics, artifacts, and
+        the recorded status last (not at all with `hold_status`). Raises `DeliveryError`
+        (transient) after recording progress; returns the report when everything pending
+        is delivered. Returns at once if another process holds the run's lock.
         """
         report = DeliveryReport()
         if not self.dir.is_dir():
@@ -182,31 +274,88 @@ class RunSpool:
             report.pending = 1
             return report
         try:
-            self._deliver_metrics(client, timeout_s, report)
-            self._deliver_artifacts(client, uploader, report)
+            run_id = self._ensure_run(client, timeout_s, report)
+            if run_id is None:  # a deferred run whose descriptor is not written yet
+                report.pending += 1
+                return report
+            self._deliver_tags(client, run_id, timeout_s)
+            self._deliver_metrics(client, run_id, timeout_s, report)
+            self._deliver_artifacts(client, run_id, uploader, report)
+            if hold_status:
+                report.pending += int(self._status_pending())
+            else:
+                self._deliver_status(client, run_id, timeout_s, report)
         finally:
             lock.release()
         return report
 
-    def _deliver_metrics(self, client: TrackingClient, timeout_s: float, report: DeliveryReport) -> None:
+    def _ensure_run(self, client: TrackingClient, timeout_s: float, report: DeliveryReport) -> str | None:
+        """The server run of this spool; for a deferred one, found or created exactly once (under the lock)."""
+        known = self.server_run_id()
+        if known is not None:
+            return known
+        descriptor = self.read_descriptor()
+        if descriptor is None:
+            return None
+        experiment_id, tags = str(descriptor["experiment_id"]), dict(descriptor.get("tags", {}))
+        identity = {key: tags[key] for key in descriptor.get("identity_tags", []) if tags.get(key)}
+        # A create whose answer was lost (or a crash before server_run.json) left the run there: find it.
+        run_id = client.find_run(experiment_id, identity, timeout_s=timeout_s) if identity else None
+        if run_id is None:
+            run_id = client.create_run(experiment_id, str(descriptor["run_name"]), tags, descriptor.get("start_time"),
+                                       timeout_s=timeout_s)
+            report.runs_created += 1
+        else:
+            report.runs_found += 1
+        client.send_params_and_tags(run_id, dict(descriptor.get("params", {})), tags, timeout_s=timeout_s)
+        _write_atomic(self.server_run, json.dumps({"run_id": run_id}), fsync=True)
+        return run_id
+
+    def _deliver_tags(self, client: TrackingClient, run_id: str, timeout_s: float) -> None:
+        if not self._tags_pending():
+            return
+        offset = int((_read_json(self.tags_acked) or {}).get("offset", 0))
+        merged: dict[str, str] = {}
+        with open(self.tags, "rb") as lines:
+            lines.seek(offset)
+            for raw in lines:
+                if not raw.endswith(b"\n"):
+                    break
+                merged.update(json.loads(raw))
+                offset += len(raw)
+        if merged:  # setting a tag twice is harmless: no in-flight bookkeeping needed
+            client.send_params_and_tags(run_id, {}, merged, timeout_s=timeout_s)
+        _write_atomic(self.tags_acked, json.dumps({"offset": offset}))
+
+    def _deliver_status(self, client: TrackingClient, run_id: str, timeout_s: float, report: DeliveryReport) -> None:
+        recorded = _read_json(self.status)
+        if recorded is None or not self._status_pending():
+            return
+        if self._metrics_pending() or self._artifact_batches() or self._tags_pending():
+            return  # written while this delivery ran: the next one sets it
+        client.set_status(run_id, str(recorded["status"]), recorded.get("end_time"), timeout_s=timeout_s)
+        _write_atomic(self.status_delivered, json.dumps({"version": recorded.get("version")}))
+        report.statuses += 1
+
+    def _deliver_metrics(self, client: TrackingClient, run_id: str, timeout_s: float, report: DeliveryReport) -> None:
         for _ in range(1_000_000):  # bounded: one batch per turn
             points, end, seq = self.pending_points()
             if not points:
                 return
             if self.inflight.exists():
-                held = _points_on_server(client, self.run_id, points, timeout_s)
+                held = _points_on_server(client, run_id, points, timeout_s)
                 fresh = [p for p in points if _identity(p) not in held]
                 report.skipped_duplicates += len(points) - len(fresh)
                 points = fresh
             if points:
                 _write_atomic(self.inflight, json.dumps({"end": end, "seq": seq}))
                 try:
-                    client.send_metric_points(self.run_id, points, timeout_s=timeout_s)
+                    client.send_metric_points(run_id, points, timeout_s=timeout_s)
                 except DeliveryError as exc:
                     if exc.permanent:
                         with open(self.rejected, "a", encoding="utf-8") as out:
                             out.write(json.dumps({"error": str(exc)[:300], "points": points}) + "\n")
-                        log.warning("MLflow run %s refused %d metric points for good: %s", self.run_id, len(points), exc)
+                        log.warning("MLflow run %s refused %d metric points for good: %s", run_id, len(points), exc)
                         report.rejected += len(points)
                     else:
                         if not exc.maybe_sent:
@@ -217,14 +366,14 @@ class RunSpool:
             self._ack(end, seq)
             self.inflight.unlink(missing_ok=True)
 
-    def _deliver_artifacts(self, client: TrackingClient, uploader: Any, report: DeliveryReport) -> None:
+    def _deliver_artifacts(self, client: TrackingClient, run_id: str, uploader: Any, report: DeliveryReport) -> None:
         for batch in self._artifact_batches():
             meta = json.loads((batch / "meta.json").read_text())
             try:
                 if uploader is not None:
-                    uploader.log_artifacts(self.run_id, batch / "files", meta["artifact_path"])
+                    uploader.log_artifacts(run_id, batch / "files", meta["artifact_path"])
                 else:
-                    client.log_artifacts(self.run_id, batch / "files", meta["artifact_path"])
+                    client.log_artifacts(run_id, batch / "files", meta["artifact_path"])
             except Exception as exc:  # re-uploading the same paths later is harmless (overwrite)
                 raise DeliveryError(f"artifacts {meta['artifact_path']}: {str(exc)[:200]}", maybe_sent=True) from None
             done = batch.with_name(f".{batch.name}.done")
@@ -252,11 +401,24 @@ def spooled_runs(root: Path) -> list[RunSpool]:
 
 
 def deliver_spool(root: Path, client: TrackingClient, timeout_s: float = 10.0, uploader: Any = None) -> DeliveryReport:
-    """Deliver every run's pending metrics and artifacts under `root` (the agent's and the CLI's entry)."""
+    """Deliver every run's pending runs, tags, metrics, artifacts and statuses under `root`.
+
+    The agent's and the CLI's entry; idempotent and safe to run concurrently (per-run
+    locks). A parent run's recorded status (the sweep's) is set only once none of its
+    spooled child runs has anything left.
+    """
     total = DeliveryReport()
-    for run in spooled_runs(root):
+    runs = spooled_runs(root)
+    children: dict[str, list[RunSpool]] = {}
+    for run in runs:
+        parent = ((run.read_descriptor() or {}).get("tags") or {}).get("mlflow.parentRunId") if run.deferred else None
+        if parent:
+            children.setdefault(parent, []).append(run)
+    # children first, so a parent delivered in the same pass can be closed
+    for run in sorted(runs, key=lambda r: r.run_id in children):
         try:
-            total.add(run.deliver(client, timeout_s=timeout_s, uploader=uploader))
+            hold = any(child.has_pending() for child in children.get(run.run_id, []))
+            total.add(run.deliver(client, timeout_s=timeout_s, uploader=uploader, hold_status=hold))
         except DeliveryError as exc:
             log.info("spool of run %s: delivery paused: %s", run.run_id, exc)
             total.pending += run.pending_count() or 1

@@ -4,6 +4,14 @@ It runs in the Tune driver: trial processes never talk to MLflow themselves, so 
 trainable stays usable without the orchestrator. Metrics and artifacts go through an
 `AsyncMetricLogger` (batched, in the background, spooled to disk while the server is
 away), so a slow or absent tracking server never holds up the driver.
+
+Deferred mode (`client=None`, or `deferred=True`; the profile's
+`tracking.nodes_reach_server: false`): the tracker never talks to MLflow. Each trial
+gets a local run key (`deferred-<hex>`, kept in the run ledger so a requeued job goes
+on with it); its run descriptor (experiment, parent, name, tags, params), tags set
+later, metrics, artifacts and final status are written to the spool, and
+`orch tracking deliver` / `spool.deliver_spool` (the agent) create the run and deliver
+it all, exactly once.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import logging
 import os
 import socket
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +31,8 @@ from ray.tune import Callback
 from orchestrator.tracking import layout
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
+from orchestrator.tracking.secrets import scrub_mapping
+from orchestrator.tracking.spool import DEFERRED_PREFIX, TERMINAL_STATUSES, RunSpool
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +41,12 @@ class MLflowTrialTracker(Callback):
     """Creates, feeds and closes one child run per trial under the sweep's parent run."""
 
     def __init__(
-        self, client: TrackingClient, experiment_id: str, parent_run_id: str, base_tags: dict[str, str], sweep_name: str,
+        self, client: TrackingClient | None, experiment_id: str, parent_run_id: str, base_tags: dict[str, str], sweep_name: str,
         ledger_path: Path | None = None, spool_dir: Path | None = None, artifacts_destination: str | None = None,
-        flush_timeout_s: float = 120.0,
+        flush_timeout_s: float = 120.0, deferred: bool = False,
     ) -> None:
-        self._client = client
+        self._deferred = deferred or client is None  # the node never reaches the server: spool everything
+        self._client = None if self._deferred else client
         self._experiment_id = experiment_id
         self._parent_run_id = parent_run_id
         self._base_tags = base_tags
@@ -53,11 +66,22 @@ class MLflowTrialTracker(Callback):
     def _recorder(self) -> AsyncMetricLogger:
         """Started on first use, in the process that uses it (Tune pickles its callbacks)."""
         if self._recorder_instance is None:
-            from orchestrator.tracking.artifacts import ArtifactRouter
+            if self._client is None:  # deferred: spool only (fsynced), delivered by `orch tracking deliver` / the agent
+                self._recorder_instance = AsyncMetricLogger(None, self._spool_dir)
+            else:
+                from orchestrator.tracking.artifacts import ArtifactRouter
 
-            router = ArtifactRouter(self._client, self._artifacts_destination)
-            self._recorder_instance = AsyncMetricLogger(self._client, self._spool_dir, artifacts=router)
+                router = ArtifactRouter(self._client, self._artifacts_destination)
+                self._recorder_instance = AsyncMetricLogger(self._client, self._spool_dir, artifacts=router)
         return self._recorder_instance
+
+    @property
+    def deferred(self) -> bool:
+        return self._deferred
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._spool_dir
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Deliver every queued metric and artifact (bounded wait); False if some stay spooled."""
@@ -70,7 +94,10 @@ class MLflowTrialTracker(Callback):
             return True
         delivered = self._recorder_instance.close(self._flush_timeout_s if timeout_s is None else timeout_s)
         self._recorder_instance = None
-        if not delivered:
+        if self._deferred:
+            log.info("MLflow: runs, metrics and artifacts spooled in %s; the agent or `orch tracking deliver %s` delivers them",
+                     self._spool_dir, self._spool_dir)
+        elif not delivered:
             log.warning("MLflow: some metrics/artifacts are still spooled in %s; deliver them with: orch tracking deliver %s",
                         self._spool_dir, self._spool_dir)
         return delivered
@@ -97,6 +124,7 @@ class MLflowTrialTracker(Callback):
         state.setdefault("_spool_dir", Path(tempfile.gettempdir()) / "orch-spool")
         state.setdefault("_artifacts_destination", None)
         state.setdefault("_flush_timeout_s", 120.0)
+        state.setdefault("_deferred", False)
         state["_recorder_instance"] = None
         state["_placed"] = {}  # a restored experiment is a new attempt: tag its placement again
         self.__dict__.update(state)
@@ -113,24 +141,63 @@ class MLflowTrialTracker(Callback):
                 layout.TAG_HOST: socket.gethostname(),
                 **_system_tags(trial),
             }
-            run_id = self._client.start_run(
-                self._experiment_id, layout.trial_run_name(self._sweep_name, trial.trial_id), tags, layout.trial_params(trial.config)
-            )
+            name, params = layout.trial_run_name(self._sweep_name, trial.trial_id), layout.trial_params(trial.config)
+            if self._client is None:
+                run_id = self._defer_run(name, tags, params)
+            else:
+                run_id = self._client.start_run(self._experiment_id, name, tags, params)
             self.run_ids[trial.trial_id] = run_id
             self._write_ledger()
         return run_id
+
+    def _defer_run(self, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+        """A local run key and its descriptor in the spool: what `start_run` would have sent, for the deliverer."""
+        key = f"{DEFERRED_PREFIX}{uuid.uuid4().hex}"
+        RunSpool(self._spool_dir, key).write_descriptor({
+            "experiment_id": self._experiment_id, "run_name": name, "tags": scrub_mapping({**tags, "orch.spool_key": key}),
+            "params": scrub_mapping(params), "start_time": int(time.time() * 1000),
+            # how the deliverer recognises the run if it created it before (answer lost, crash)
+            "identity_tags": [layout.TAG_SWEEP_ID, layout.TAG_TRIAL_ID, layout.TAG_PARENT],
+        })
+        return key
+
+    def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if self._client is None:
+            RunSpool(self._spool_dir, run_id).append_tags(scrub_mapping(tags))
+        else:
+            self._client.set_tags(run_id, tags)
+
+    def _end_run(self, run_id: str, status: str) -> None:
+        if self._client is None:
+            # Everything logged so far goes to the spool first: the deliverer sets the status after it.
+            if self._recorder_instance is not None:
+                self._recorder_instance.flush(timeout_s=self._flush_timeout_s)
+            RunSpool(self._spool_dir, run_id).record_status(status, int(time.time() * 1000))
+        else:
+            self._client.end_run(run_id, status)
+
+    def end_parent(self, status: str) -> None:
+        """Close the sweep's parent run; deferred: recorded in the spool, set once its children are delivered."""
+        if not self._parent_run_id:
+            return
+        if self._client is None:
+            RunSpool(self._spool_dir, self._parent_run_id).record_status(status, int(time.time() * 1000))
+        else:
+            self._client.end_run(self._parent_run_id, status)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         known = trial.trial_id in self.run_ids
         run_id = self._run_for(trial)
         if known:  # a restored trial continues its run: record the new attempt
-            self._client.set_tags(run_id, _system_tags(trial))
+            self._set_tags(run_id, _system_tags(trial))
+            if self._client is None and RunSpool(self._spool_dir, run_id).recorded_status() in TERMINAL_STATUSES:
+                RunSpool(self._spool_dir, run_id).record_status("RUNNING")  # closed as KILLED before the requeue
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self._run_for(trial)
         placement = layout.placement_tags(result)
         if placement and self._placed.get(trial.trial_id) != placement:  # first result of each attempt
-            self._client.set_tags(run_id, placement)
+            self._set_tags(run_id, placement)
             self._placed[trial.trial_id] = placement
         metrics = layout.result_metrics(result)
         if metrics:
@@ -148,21 +215,21 @@ class MLflowTrialTracker(Callback):
         run_id = self._run_for(trial)
         if trial.checkpoint is not None:
             self._log_checkpoint(trial, trial.checkpoint, include_state=True)
-        self._client.end_run(run_id, "FINISHED")
+        self._end_run(run_id, "FINISHED")
         self.final_status[trial.trial_id] = "FINISHED"
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
         message = (getattr(trial, "error_msg", None) or "trial failed").strip().splitlines()
-        self._client.set_tags(run_id, {"orch.error": (message[-1] if message else "trial failed")[:500]})
-        self._client.end_run(run_id, "FAILED")
+        self._set_tags(run_id, {"orch.error": (message[-1] if message else "trial failed")[:500]})
+        self._end_run(run_id, "FAILED")
         self.final_status[trial.trial_id] = "FAILED"
 
     def close_unfinished(self, status: str = "KILLED") -> None:
         """Close runs of trials that never ended (sweep interrupted), never leaving them RUNNING."""
         for trial_id, run_id in self.run_ids.items():
             if trial_id not in self.final_status:
-                self._client.end_run(run_id, status)
+                self._end_run(run_id, status)
                 self.final_status[trial_id] = status
 
     def _log_checkpoint(self, trial: Any, checkpoint: Any, include_state: bool) -> None:
