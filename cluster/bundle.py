@@ -6,9 +6,11 @@
         uncommitted.diff the uncommitted changes the snapshot includes
         jobs.json        SLURM job ids of the sweep (written by the submit on the login node)
         submitit/        submitit's job folder (pickles, stdout/stderr per job, appended)
-        ray_results/     the Ray Tune experiment (restored after a requeue)
-        trials.json      trial states, written by the running job
-        mlflow_runs.json trial id -> MLflow run id (so a restarted job reuses the runs)
+        ray_results/     the Ray Tune experiment(s), restored after a requeue:
+                         <sweep_id>/ (layout allocation) or <sweep_id>-s<i>/ per shard (layout array)
+        trials.json      trial states, written by the running job (trials-s<i>.json: shard i's)
+        mlflow_runs.json trial id -> MLflow run id, so a restarted job reuses the runs (mlflow_runs-s<i>.json)
+        shards.json      layout array: every trial (stable id, config) and its shard (cluster.shards)
         ray/<job>.<n>/   Ray head address of each job attempt, for the other nodes
         result-<job>.json what a finished job reports
         CANCELLED        present once the sweep was cancelled
@@ -69,6 +71,33 @@ class Bundle:
     trials_file = property(lambda self: self.root / "trials.json")
     runs_file = property(lambda self: self.root / "mlflow_runs.json")
     cancelled_marker = property(lambda self: self.root / "CANCELLED")
+    shards_file = property(lambda self: self.root / "shards.json")
+
+    # Layout array: each shard (array task) has its own experiment, trial states and run ledger,
+    # because the tasks run at the same time and each rewrites its files whole.
+    def experiment_dir(self, sweep_id: str, shard: int | None = None) -> Path:
+        return self.ray_results / (sweep_id if shard is None else f"{sweep_id}-s{shard}")
+
+    def experiment_dirs(self, sweep_id: str) -> list[Path]:
+        """Every Tune experiment of the sweep (one, or one per shard)."""
+        shards = sorted((p for p in self.ray_results.glob(f"{sweep_id}-s*") if _shard_order(p) >= 0), key=_shard_order)
+        return [path for path in [self.experiment_dir(sweep_id), *shards] if path.is_dir()]
+
+    def trials_file_of(self, shard: int | None) -> Path:
+        return self.trials_file if shard is None else self.root / f"trials-s{shard}.json"
+
+    def runs_file_of(self, shard: int | None) -> Path:
+        return self.runs_file if shard is None else self.root / f"mlflow_runs-s{shard}.json"
+
+    def trials_files(self) -> dict[int | None, Path]:
+        """shard (None: the whole sweep) -> its trial-state file, for those that exist."""
+        found: dict[int | None, Path] = {None: self.trials_file} if self.trials_file.exists() else {}
+        found.update({_shard_order(p): p for p in sorted(self.root.glob("trials-s*.json"), key=_shard_order) if _shard_order(p) >= 0})
+        return found
+
+    def runs_files(self) -> list[Path]:
+        shards = sorted((p for p in self.root.glob("mlflow_runs-s*.json") if _shard_order(p) >= 0), key=_shard_order)
+        return [path for path in [self.runs_file, *shards] if path.exists()]
 
     def rendezvous(self, attempt_key: str) -> Path:
         """Where the Ray head of one job attempt tells the other nodes its address."""
@@ -85,6 +114,12 @@ class Bundle:
             return json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return default
+
+
+def _shard_order(path: Path) -> int:
+    """The shard number in a per-shard name (`...-s3`, `trials-s3.json`)."""
+    digits = path.name.removesuffix(".json").rpartition("-s")[2]
+    return int(digits) if digits.isdigit() else -1
 
 
 def write_atomic(path: Path, text: str) -> None:

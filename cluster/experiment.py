@@ -1,4 +1,8 @@
-"""Build and run the Ray Tune experiment of one sweep (the same code locally and on SLURM)."""
+"""Build and run the Ray Tune experiment of one sweep (the same code locally and on SLURM).
+
+With a `shard` (SLURM `layout: array`) the experiment runs exactly that shard's
+materialised trials (cluster.shards), under its own name `<sweep_id>-s<i>`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cluster import shards
+from cluster.shards import Shard
 from orchestrator.config.loading import ResolvedSweep
 from orchestrator.config.search_space import deep_merge
 
@@ -16,6 +22,12 @@ class ExperimentPlan:
     resolved: ResolvedSweep
     storage_path: Path
     max_concurrent_trials: int
+    shard: Shard | None = None
+
+    @property
+    def name(self) -> str:
+        """The experiment's folder under `storage_path` (what a requeued job restores)."""
+        return self.sweep_id if self.shard is None else f"{self.sweep_id}-s{self.shard.index}"
 
 
 def param_space(resolved: ResolvedSweep) -> dict[str, Any]:
@@ -35,29 +47,43 @@ def _scheduler(resolved: ResolvedSweep) -> Any:
     return FIFOScheduler()
 
 
+def trainable(plan: ExperimentPlan) -> Any:
+    """The trainable with its per-trial resources: what `build_tuner` runs and `Tuner.restore` needs again."""
+    from ray import tune
+
+    from trainables.registry import get_trainable_spec
+
+    resources = plan.resolved.sweep.resources_per_trial
+    cls = get_trainable_spec(plan.resolved.project.trainable).trainable_class()
+    if plan.shard is not None:
+        cls = shards.unwrapping_trainable(cls)
+    return tune.with_resources(cls, {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
+def _shard_dirname(trial: Any) -> str:
+    return shards.trial_id_of(trial.config)
+
+
 def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
-    from trainables.registry import get_trainable_spec
 
     sweep = plan.resolved.sweep
-    trainable = tune.with_resources(
-        get_trainable_spec(plan.resolved.project.trainable).trainable_class(),
-        {"cpu": sweep.resources_per_trial.cpu, "gpu": sweep.resources_per_trial.gpu},
-    )
+    sharded = plan.shard is not None
     return tune.Tuner(
-        trainable,
-        param_space=param_space(plan.resolved),
+        trainable(plan),
+        param_space=shards.param_space(plan.shard) if plan.shard is not None else param_space(plan.resolved),
         tune_config=tune.TuneConfig(
             metric=sweep.metric,
             mode=sweep.mode,
-            num_samples=sweep.num_samples,
+            num_samples=1 if sharded else sweep.num_samples,  # a shard's trials are already sampled
             search_alg=BasicVariantGenerator(random_state=sweep.search.seed, max_concurrent=plan.max_concurrent_trials),
             scheduler=_scheduler(plan.resolved),
-            trial_dirname_creator=lambda trial: trial.trial_id,
+            # trial folders are named by trial id (stable ids for shards), for `orch logs SWEEP TRIAL`
+            trial_dirname_creator=_shard_dirname if sharded else (lambda trial: trial.trial_id),
         ),
         run_config=tune.RunConfig(
-            name=plan.sweep_id,
+            name=plan.name,
             storage_path=str(plan.storage_path),
             verbose=0,
             callbacks=callbacks,

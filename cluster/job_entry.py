@@ -20,6 +20,7 @@ from cluster.bundle import Bundle, write_atomic
 @dataclass
 class SweepJob:
     bundle_root: str
+    shard: int | None = None  # layout array: the shard of shards.json this array task runs
 
     def __call__(self) -> dict[str, Any] | None:
         from cluster.ray_allocation import Allocation, run_ray_worker
@@ -28,29 +29,30 @@ class SweepJob:
         if allocation.rank > 0:  # one task per node: the others join the head's Ray cluster
             run_ray_worker(allocation, bundle.rendezvous(allocation.key))
             return None
-        return run_sweep_job(bundle, allocation)
+        return run_sweep_job(bundle, allocation, self.shard)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Called by submitit on USR2 (preemption, time limit): requeue; Tune restores on restart."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SweepJob(self.bundle_root))
+        return submitit.helpers.DelayedSubmission(SweepJob(self.bundle_root, self.shard))
 
 
-def run_sweep_job(bundle: Bundle, allocation: Any) -> dict[str, Any]:
+def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> dict[str, Any]:
+    """Run (or restore) the sweep's experiment, or with `shard` the experiment of that shard only."""
     import json
 
     import ray
     from ray import tune
 
-    from cluster.experiment import ExperimentPlan, build_tuner
+    from cluster.experiment import ExperimentPlan, build_tuner, trainable
     from cluster.ray_allocation import ray_head, wait_for_nodes
-    from cluster.trial_status import TrialStatusWriter
+    from cluster.shards import read_plan
+    from cluster.trial_status import ShardTrials, TrialStatusWriter
     from orchestrator.config.loading import load_sweep
     from orchestrator.tracking import layout
     from orchestrator.tracking.client import TrackingClient
     from orchestrator.tracking.tune_callback import MLflowTrialTracker
-    from trainables.registry import get_trainable_spec
 
     manifest = bundle.manifest()
     if bundle.cancelled_marker.exists():
@@ -64,9 +66,15 @@ def run_sweep_job(bundle: Bundle, allocation: Any) -> dict[str, Any]:
         layout.TAG_GIT_DIRTY: str(manifest.code.get("dirty", False)).lower(),
         layout.TAG_CLUSTER: manifest.cluster.get("name", ""), "orch.slurm_job_id": allocation.job_id,
     }
-    tracker = MLflowTrialTracker(client, manifest.experiment_id or "", manifest.parent_run_id or "", base_tags,
-                                 manifest.sweep_name, ledger_path=bundle.runs_file)
-    status = TrialStatusWriter(bundle.trials_file, resolved.sweep.metric, allocation.job_id)
+    shard_plan = read_plan(bundle.shards_file) if shard is not None else None
+    if shard is not None:  # SLURM_JOB_ID of an array task is its own number: also tag the task as `orch status` lists it
+        base_tags.update({"orch.shard": str(shard), "orch.slurm_array_task": allocation.job_id})
+    # tracking.nodes_reach_server: false -> the tracker never contacts MLflow; it spools next to the run ledger.
+    nodes_reach_server = bool((manifest.cluster.get("tracking") or {}).get("nodes_reach_server", True))
+    tracker = MLflowTrialTracker(client if nodes_reach_server else None, manifest.experiment_id or "",
+                                 manifest.parent_run_id or "", base_tags, manifest.sweep_name,
+                                 ledger_path=bundle.runs_file_of(shard))
+    status = TrialStatusWriter(bundle.trials_file_of(shard), resolved.sweep.metric, allocation.job_id)
     per_trial_gpu = resolved.sweep.resources_per_trial.gpu
     total_gpus = allocation.gpus_per_node * allocation.nodes
     total_cpus = allocation.cpus_per_node * allocation.nodes
@@ -74,24 +82,24 @@ def run_sweep_job(bundle: Bundle, allocation: Any) -> dict[str, Any]:
     if per_trial_gpu > 0:
         fit = min(fit, int(total_gpus // per_trial_gpu))
     cap = resolved.sweep.max_concurrent_trials
-    plan = ExperimentPlan(manifest.sweep_id, resolved, bundle.ray_results, max(1, min(cap, fit) if cap else fit))
+    if cap and shard_plan is not None:  # the sweep's cap holds for all its array tasks together
+        cap = -(-cap // len(shard_plan.shards))
+    plan = ExperimentPlan(manifest.sweep_id, resolved, bundle.ray_results, max(1, min(cap, fit) if cap else fit),
+                          shard_plan.shard(shard) if shard_plan is not None and shard is not None else None)
+    callbacks = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
 
     started = time.time()
     with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         try:
             wait_for_nodes(allocation.nodes)
-            experiment = bundle.ray_results / manifest.sweep_id
+            experiment = bundle.experiment_dir(manifest.sweep_id, shard)
             if tune.Tuner.can_restore(str(experiment)):
                 # A previous attempt (preempted, timed out, requeued) left the experiment: resume it.
                 # Its callbacks come back from the experiment state; the tracker reloads its run ledger.
-                trainable = tune.with_resources(
-                    get_trainable_spec(resolved.project.trainable).trainable_class(),
-                    {"cpu": resolved.sweep.resources_per_trial.cpu, "gpu": per_trial_gpu},
-                )
-                tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
+                tuner = tune.Tuner.restore(str(experiment), trainable(plan), resume_errored=True)
             else:
-                tuner = build_tuner(plan, [tracker, status])
+                tuner = build_tuner(plan, callbacks)
             grid = tuner.fit()
         finally:
             ray.shutdown()
@@ -99,10 +107,23 @@ def run_sweep_job(bundle: Bundle, allocation: Any) -> dict[str, Any]:
     summary = {
         "sweep_id": manifest.sweep_id, "job_id": allocation.job_id, "host": socket.gethostname(),
         "nodes": allocation.nodes, "attempt": allocation.attempt, "trials": len(grid), "failed": failed, "seconds": round(time.time() - started, 1),
+        **({"shard": shard} if shard is not None else {}),
     }
     write_atomic(bundle.root / f"result-{allocation.job_id}.json", json.dumps(summary, indent=2))
-    if manifest.parent_run_id:
-        client.end_run(manifest.parent_run_id, "FAILED" if failed else "FINISHED")
+    parent_status = "FAILED" if failed else "FINISHED"
+    if shard_plan is not None:  # the parent run ends with the last shard
+        parent_status = _sweep_status(bundle, len(shard_plan.shards))
+    if manifest.parent_run_id and parent_status:
+        tracker.end_parent(parent_status)  # deferred mode: recorded in the spool for delivery
     return summary
+
+
+def _sweep_status(bundle: Bundle, shards: int) -> str | None:
+    """FINISHED/FAILED once every shard has written its result, else None (shards still running)."""
+    results = [bundle.read_json(path, {}) for path in bundle.root.glob("result-*.json")]
+    done = {result["shard"]: result for result in results if "shard" in result}
+    if len(done) < shards:
+        return None
+    return "FAILED" if any(result.get("failed") for result in done.values()) else "FINISHED"
 
 

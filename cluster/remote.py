@@ -61,9 +61,16 @@ def submit(bundle_root: Path) -> dict[str, Any]:
         raise RemoteError(_slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",
                           "ask for what the cluster has (sinfo; scontrol show partition)") from None
 
-    parent_run_id, experiment_id = _open_parent_run(manifest, resolved)
+    shards = None
+    if profile.slurm.layout == "array":  # every trial materialised now, dealt into shards: one array task each
+        from cluster.shards import plan_shards, write_plan
+
+        plan = plan_shards(resolved, profile.slurm.shards)
+        write_plan(bundle.shards_file, plan)
+        shards = len(plan.shards)
+    parent_run_id, experiment_id = _open_parent_run(manifest, resolved, shards)
     try:
-        jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle)
+        jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle, shards)
     except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
         _discard_parent_run(manifest.tracking_uri, parent_run_id)
         raise RemoteError("slurm", f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
@@ -90,7 +97,7 @@ def _slurm_key(message: str) -> str:
     return "slurm"
 
 
-def _open_parent_run(manifest: BundleManifest, resolved: Any) -> tuple[str, str]:
+def _open_parent_run(manifest: BundleManifest, resolved: Any, shards: int | None = None) -> tuple[str, str]:
     """The sweep's parent MLflow run, created before any job exists (jobs attach to it)."""
     from orchestrator.tracking import layout
     from orchestrator.tracking.client import TrackingClient, TrackingError
@@ -107,6 +114,8 @@ def _open_parent_run(manifest: BundleManifest, resolved: Any) -> tuple[str, str]
         }
         params = {"metric": resolved.sweep.metric, "mode": resolved.sweep.mode, "num_trials": str(resolved.num_trials),
                   "num_samples": str(resolved.sweep.num_samples), "scheduler": resolved.sweep.scheduler.type}
+        if shards is not None:
+            params.update({"slurm_layout": "array", "slurm_shards": str(shards)})
         run_id = client.start_run(experiment_id, layout.parent_run_name(manifest.sweep_id), tags, params)
         bundle_code = Path(resolved.file)
         client.log_text(run_id, bundle_code.read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
@@ -144,15 +153,52 @@ def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
     sweeps = []
     for bundle in bundles:
         manifest = bundle.manifest()
-        jobs = [records[j].__dict__ | {"state": records[j].state.value} if j in records else {"job_id": j, "state": "UNKNOWN"}
-                for j in job_ids[bundle.root.name]]
-        trials = bundle.read_json(bundle.trials_file, {}).get("trials", {})
+        jobs = []
+        for j in job_ids[bundle.root.name]:
+            record = record_for(j, records)
+            jobs.append(record.__dict__ | {"job_id": j, "state": record.state.value} if record else {"job_id": j, "state": "UNKNOWN"})
         sweeps.append({
             "sweep_id": manifest.sweep_id, "project": manifest.project, "submitted_at": manifest.submitted_at,
-            "cancelled": bundle.cancelled_marker.exists(), "jobs": jobs, "trials": list(trials.values()),
+            "cancelled": bundle.cancelled_marker.exists(), "jobs": jobs, "trials": sweep_trials(bundle, job_ids[bundle.root.name]),
             "parent_run_id": manifest.parent_run_id, "code": manifest.code.get("commit"),
         })
     return {"sweeps": sweeps}
+
+
+def record_for(job_id: str, records: dict[str, Any]) -> Any:
+    """sacct's/squeue's record of a job or array task; a task not yet started is in its array's
+    pending record (`123_[2-3]`, `123_[0,2-3%4]`)."""
+    if job_id in records:
+        return records[job_id]
+    base, _, task = job_id.partition("_")
+    if not task.isdigit():
+        return None
+    for key, record in records.items():
+        head, _, ranges = key.partition("_[")
+        if head != base or not ranges:
+            continue
+        for part in ranges.rstrip("]").split("%")[0].split(","):
+            low, _, high = part.partition("-")
+            if low.isdigit() and int(low) <= int(task) <= int(high or low):
+                return record
+    return None
+
+
+def sweep_trials(bundle: Bundle, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Trial states of a sweep; with shards, every materialised trial (PENDING until its task runs it)."""
+    from cluster.shards import read_plan
+
+    trials: dict[str, dict[str, Any]] = {}
+    if bundle.shards_file.exists():
+        for shard in read_plan(bundle.shards_file).shards:
+            job_id = job_ids[shard.index] if shard.index < len(job_ids) else None
+            for trial in shard.trials:
+                trials[trial.trial_id] = {"trial_id": trial.trial_id, "state": "PENDING", "epoch": 0, "metric": None,
+                                          "shard": shard.index, "job_id": job_id}
+    for shard, path in bundle.trials_files().items():
+        for trial_id, entry in bundle.read_json(path, {}).get("trials", {}).items():
+            trials[trial_id] = {**trials.get(trial_id, {}), **entry, **({"shard": shard} if shard is not None else {})}
+    return sorted(trials.values(), key=lambda trial: trial["trial_id"])
 
 
 # ---------------------------------------------------------------------------- logs
@@ -164,9 +210,10 @@ def log_files(workdir: Path, sweep_id: str, trial_id: str | None) -> list[Path]:
         raise RemoteError("sweep", f"no sweep '{sweep_id}'", "list sweeps with: orch status --cluster NAME")
     if trial_id is None:
         return sorted(bundle.submitit_dir.glob("*/*_log.*"))
-    trial_dir = bundle.ray_results / sweep_id / trial_id
-    if not trial_dir.is_dir():
-        known = sorted(p.name for p in (bundle.ray_results / sweep_id).glob("*") if p.is_dir())
+    experiments = bundle.experiment_dirs(sweep_id)  # one, or one per shard
+    trial_dir = next((e / trial_id for e in experiments if (e / trial_id).is_dir()), None)
+    if trial_dir is None:
+        known = sorted(p.name for e in experiments for p in e.glob("*") if p.is_dir())
         raise RemoteError("trial", f"no trial '{trial_id}' in sweep {sweep_id}", f"use one of: {', '.join(known) or 'none yet'}")
     return sorted(p for p in trial_dir.iterdir() if p.name in ("stdout", "stderr") or p.suffix in (".out", ".err", ".log"))
 
@@ -192,7 +239,8 @@ def _close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
     from orchestrator.tracking.client import TrackingClient
 
     client = TrackingClient(manifest.tracking_uri)
-    run_ids = list(bundle.read_json(bundle.runs_file, {}).values()) + ([manifest.parent_run_id] if manifest.parent_run_id else [])
+    ledgers = [bundle.read_json(path, {}) for path in bundle.runs_files()]  # one, or one per shard
+    run_ids = [run_id for ledger in ledgers for run_id in ledger.values()] + ([manifest.parent_run_id] if manifest.parent_run_id else [])
     closed = 0
     for run_id in run_ids:
         if client.raw.get_run(run_id).info.status == "RUNNING":

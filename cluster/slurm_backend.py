@@ -1,14 +1,14 @@
 """The SLURM backend: how one sweep becomes submitit jobs (on the login node).
 
 `job_parameters` is the whole mapping from a cluster profile to sbatch parameters;
-`submit_sweep` hands the sweep's `SweepJob` to submitit's `SlurmExecutor`.
+`submit_sweep` hands the sweep's `SweepJob` to submitit's `SlurmExecutor`: one job
+(`layout: allocation`), or one job array whose task i runs shard i (`layout: array`).
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cluster.bundle import Bundle
@@ -47,11 +47,13 @@ def setup_lines(remote: RemoteSettings, bundle_root: str) -> list[str]:
             "export PYTHONUNBUFFERED=1"]
 
 
-def job_parameters(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle_root: str) -> dict[str, Any]:
-    """Parameters for submitit's SlurmExecutor (sbatch flags without the dashes)."""
+def job_parameters(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle_root: str,
+                   shards: int | None = None) -> dict[str, Any]:
+    """Parameters for submitit's SlurmExecutor (sbatch flags without the dashes); `shards`: of a job array,
+    each task being the same shape (submitit adds `--array`; array task i runs shard i)."""
     params: dict[str, Any] = {
         "job_name": job_name(sweep_id),
-        "comment": f"orch-sweep={sweep_id}",
+        "comment": f"orch-sweep={sweep_id}" + (f" orch-shards={shards}" if shards is not None else ""),
         "partition": settings.partition,
         "time": settings.time_limit_min,
         "nodes": settings.nodes,
@@ -89,18 +91,30 @@ class SubmittedJob:
     sbatch_script: str
 
 
-def make_executor(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle) -> Any:
+def make_executor(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle,
+                  shards: int | None = None) -> Any:
     import submitit
 
     executor = submitit.SlurmExecutor(folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues)
-    executor.update_parameters(**job_parameters(settings, remote, sweep_id, str(bundle.root)))
+    executor.update_parameters(**job_parameters(settings, remote, sweep_id, str(bundle.root), shards))
     return executor
 
 
-def submit_sweep(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle) -> list[SubmittedJob]:
+def submit_sweep(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle,
+                 shards: int | None = None) -> list[SubmittedJob]:
+    """One job for the sweep, or (`shards`) one job array of that many tasks; job ids in shard order."""
+    from submitit.core.utils import JobPaths
+
     from cluster.job_entry import SweepJob
 
-    executor = make_executor(settings, remote, sweep_id, bundle)
-    job = executor.submit(SweepJob(str(bundle.root)))
-    script = Path(job.paths.submission_file)
-    return [SubmittedJob(job.job_id, script.read_text() if script.exists() else "")]
+    executor = make_executor(settings, remote, sweep_id, bundle, shards)
+    if shards is None:
+        jobs = [executor.submit(SweepJob(str(bundle.root)))]
+    else:  # ONE sbatch --array (a single shard is a plain job); each task unpickles its own SweepJob
+        jobs = executor.submit_array([SweepJob(str(bundle.root), shard) for shard in range(shards)])
+    submitted = []
+    for job in jobs:
+        # An array has one script, in the folder of its array job id (our folder is submitit/%j).
+        script = JobPaths(executor.folder, job_id=job.job_id.split("_")[0]).submission_file
+        submitted.append(SubmittedJob(job.job_id, script.read_text() if script.exists() else ""))
+    return submitted

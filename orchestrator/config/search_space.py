@@ -13,9 +13,11 @@ anything else is a constant::
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 SAMPLERS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -57,6 +59,20 @@ class Sampler:
             return tune.loguniform(*self.args)
         return tune.randint(*self.args)
 
+    def draw(self, rng: Any) -> Any:
+        """One value of a random sampler from a numpy `Generator`, as a plain Python value.
+
+        The same distributions as `to_tune`: randint excludes `high`, loguniform is uniform in log space.
+        """
+        if self.kind in ("choice", "grid"):
+            return self.args[int(rng.integers(len(self.args)))]
+        low, high = self.args
+        if self.kind == "randint":
+            return int(rng.integers(low, high))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+        return float(rng.uniform(low, high))
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -82,6 +98,24 @@ class SearchSpace:
             others = {s.path: s.representative_values()[0] for s in self.samplers if s is not sampler}
             for value in sampler.representative_values():
                 yield sampler.path, unflatten({**base, **others, sampler.path: value})
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid samplers ({path: value}), the first sampler varying slowest."""
+        grids = [s for s in self.samplers if s.kind == "grid"]
+        return [dict(zip((s.path for s in grids), values)) for values in itertools.product(*(s.args for s in grids))]
+
+    def draw_trials(self, num_samples: int, rng: Any) -> list[dict[str, Any]]:
+        """The flat {path: value} of every trial: num_samples x the grid, random samplers drawn from `rng`.
+
+        Sample-major like Ray Tune (each sample repeats the whole grid); within a trial the random
+        samplers are drawn in declaration order, so a seeded `rng` gives the same trials every time.
+        """
+        randoms = [s for s in self.samplers if s.kind != "grid"]
+        trials = []
+        for _ in range(num_samples):
+            for point in self.grid_points():
+                trials.append({**dict(self.constants), **point, **{s.path: s.draw(rng) for s in randoms}})
+        return trials
 
     def to_tune(self) -> dict[str, Any]:
         """The nested `param_space` for `ray.tune.Tuner`."""

@@ -208,3 +208,68 @@ def test_refused_key(slurm_cluster: Any, tmp_path: Path) -> None:
         "options": {"UserKnownHostsFile": str(tmp_path / "known_hosts"), "StrictHostKeyChecking": "accept-new"}})
     result = run_orch(["submit", str(TINY), "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=120)
     assert result.returncode == 2 and "refused our key" in result.stderr and "identity_file" in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------- layout: array
+ARRAY = REPO / "conf" / "sweeps" / "avae-slurm-array.yaml"
+
+
+def test_array_layout_runs_shards_as_array_tasks(slurm_cluster: Any, tmp_path: Path) -> None:
+    """4 trials, `layout: array, shards: 2`: one job array of 2 tasks, each running its shard's 2 trials."""
+    # untracked_files: include, so that a working tree with new modules ships them too
+    profile = profile_variant(tmp_path, "slurm-local-array", slurm={"layout": "array", "shards": 2, "gpus_per_node": 1},
+                              remote={"untracked_files": "include"})
+    sweep_id = submit(slurm_cluster, ARRAY, profile)
+    folder = sweep_folder(slurm_cluster, sweep_id)
+    plan = json.loads((folder / "shards.json").read_text())
+    assert [[t["trial_id"] for t in s["trials"]] for s in plan["shards"]] == [["t0000", "t0002"], ["t0001", "t0003"]]
+    state = wait_for(slurm_cluster, sweep_id, finished)
+
+    job_ids = [job["job_id"] for job in state["jobs"]]
+    base = job_ids[0].split("_")[0]
+    assert job_ids == [f"{base}_0", f"{base}_1"] and [job["state"] for job in state["jobs"]] == ["COMPLETED", "COMPLETED"]
+    sacct = slurm_cluster.run(["sacct", "-j", base, "--parsable2", "--noheader", "--allocations",
+                               "--format=JobID,JobName,State,AllocTRES"]).stdout
+    tasks = {line.split("|")[0]: line.split("|") for line in sacct.splitlines() if line.strip()}
+    assert sorted(tasks) == job_ids and all(t[1] == f"orch.{sweep_id}" and t[2] == "COMPLETED" for t in tasks.values())
+    assert all("gres/gpu=1" in t[3] for t in tasks.values())
+    # status shows every trial, with its shard and array task
+    trials = {t["trial_id"]: t for t in state["trials"]}
+    assert sorted(trials) == ["t0000", "t0001", "t0002", "t0003"]
+    assert all(t["state"] == "TERMINATED" and t["epoch"] == 2 for t in trials.values())
+    assert {tid: (t["shard"], t["job_id"]) for tid, t in trials.items()} == {
+        "t0000": (0, job_ids[0]), "t0001": (1, job_ids[1]), "t0002": (0, job_ids[0]), "t0003": (1, job_ids[1])}
+    # each task ran its own experiment, restorable after a requeue, with trial folders named by stable id
+    for shard, expected in ((0, ["t0000", "t0002"]), (1, ["t0001", "t0003"])):
+        experiment = folder / "ray_results" / f"{sweep_id}-s{shard}"
+        assert sorted(p.name for p in experiment.iterdir() if p.is_dir()) == expected
+    # MLflow: one parent, 4 children with the real hyperparameters and the stable trial ids
+    parent, children = mlflow_runs(slurm_cluster, sweep_id)
+    assert parent.info.status == "FINISHED" and parent.data.params["slurm_shards"] == "2"
+    assert sorted(c.data.tags["orch.trial_id"] for c in children) == ["t0000", "t0001", "t0002", "t0003"]
+    configs = {t["trial_id"]: t for s in plan["shards"] for t in s["trials"]}
+    for child in children:
+        trial = configs[child.data.tags["orch.trial_id"]]
+        assert child.info.status == "FINISHED" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.run_name == f"avae-slurm-array/{trial['trial_id']}"
+        assert not any(key.startswith("orch_trial") for key in child.data.params)
+        assert child.data.params["lr"] == str(trial["config"]["lr"]) and child.data.params["latent_dim"] == str(trial["sampled"]["latent_dim"])
+        assert child.data.params["batch_size"] == "64" and child.data.params["epochs"] == "2"
+        assert child.data.tags["orch.slurm_array_task"] == trials[trial["trial_id"]]["job_id"] and "val_loss" in child.data.metrics
+    # logs of a trial are found in its shard's experiment
+    env = orch_env(slurm_cluster)
+    trial_log = run_orch(["logs", sweep_id, "t0003", "--cluster", str(profile)], cwd=REPO, env=env)
+    assert trial_log.returncode == 0 and "==> stdout <==" in trial_log.stdout, trial_log.stdout + trial_log.stderr
+
+
+def test_array_layout_cancel_covers_every_task(slurm_cluster: Any, tmp_path: Path) -> None:
+    profile = profile_variant(tmp_path, "slurm-local-array-cancel", slurm={"layout": "array", "shards": 2, "gpus_per_node": 1},
+                              remote={"untracked_files": "include"})
+    sweep_id = submit(slurm_cluster, ARRAY, profile)
+    wait_for(slurm_cluster, sweep_id, lambda s: all(job["state"] == "RUNNING" for job in s["jobs"]), 120)
+    result = run_orch(["cancel", sweep_id, "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster))
+    assert result.returncode == 0, result.stderr
+    state = wait_for(slurm_cluster, sweep_id, finished, 120)
+    assert [job["state"] for job in state["jobs"]] == ["CANCELLED", "CANCELLED"] and state["cancelled"]
+    parent, children = mlflow_runs(slurm_cluster, sweep_id)
+    assert parent.info.status == "KILLED" and all(child.info.status in ("KILLED", "FINISHED") for child in children)

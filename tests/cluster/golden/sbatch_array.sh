@@ -1,0 +1,31 @@
+#!/bin/bash
+
+# Parameters
+#SBATCH --account=orch
+#SBATCH --array=0-3%4
+#SBATCH --comment='orch-sweep=avae-tiny-20261123-120000-abcd orch-shards=4'
+#SBATCH --cpus-per-task=6
+#SBATCH --error=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%A_%a/%A_%a_0_log.err
+#SBATCH --gres=gpu:a100:2
+#SBATCH --job-name=orch.avae-tiny-20261123-120000-abcd
+#SBATCH --mem=3072M
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --open-mode=append
+#SBATCH --output=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%A_%a/%A_%a_0_log.out
+#SBATCH --partition=low
+#SBATCH --qos=normal
+#SBATCH --requeue
+#SBATCH --signal=USR2@90
+#SBATCH --time=45
+#SBATCH --wckey=submitit
+
+# setup
+module load cuda/12.4
+export SLURM_CONF=/etc/slurm/test.conf
+export PYTHONPATH=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/code${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+
+# command
+export SUBMITIT_EXECUTOR=slurm
+srun --unbuffered --output /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%A_%a/%A_%a_%t_log.out --error /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%A_%a/%A_%a_%t_log.err python -u -m submitit.core._submit FOLDER
