@@ -124,7 +124,6 @@ def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
     settings = target.profile.slurm
     assert settings is not None
     asked = resolved.sweep.resources_per_trial
-    gpus = settings.gpus_per_node * settings.nodes
     if asked.gpu > settings.gpus_per_node:
         raise ResourceError(resolved.file, "resources_per_trial.gpu",
                             f"a trial asks for {asked.gpu:g} GPUs but a node of '{target.profile.name}' gives {settings.gpus_per_node}",
@@ -135,7 +134,6 @@ def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
         raise ResourceError(resolved.file, "resources_per_trial.cpu",
                             f"a trial asks for {asked.cpu:g} CPUs but a job of '{target.profile.name}' has {cpus_per_node(settings)} per node",
                             "ask for fewer CPUs or raise slurm.cpus_per_gpu / cpus_per_node in the profile")
-    del gpus
 
 
 def tracking_uri_for(target: SlurmTarget, cli_uri: str | None) -> str:
