@@ -15,7 +15,7 @@ run: $(VENV)/.installed
 	$(BIN)/orch run $(SWEEP)
 
 test: $(VENV)/.installed-test slurm-deps browser-deps
-	ORCH_REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -4,7 +4,6 @@ trials with their metrics. Screenshots are kept under test-artifacts/."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -25,10 +24,8 @@ WAIT_S = 60.0
 @pytest.fixture
 def browser(tmp_path: Path):
     if not (CHROMIUM and CHROMEDRIVER):
-        # `make test` installs them: under it (and in CI) a missing browser is a failure, not a skip.
-        if os.environ.get("CI") or os.environ.get("ORCH_REQUIRE_BROWSER"):
-            pytest.fail("chromium/chromedriver missing: run `make browser-deps`", pytrace=False)
-        pytest.skip("needs Debian's chromium and chromium-driver: make browser-deps")
+        # `make test` installs them (browser-deps): a missing browser is a failure, never a skip.
+        pytest.fail("chromium/chromedriver missing: run `make browser-deps`", pytrace=False)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
