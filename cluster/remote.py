@@ -58,7 +58,7 @@ def submit(bundle_root: Path) -> dict[str, Any]:
                               f"ask for at most {max_time} min; checkpoints and requeues carry longer trials")
         client.test_only(preflight_args(profile.slurm))
     except SlurmError as exc:
-        raise RemoteError(_slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",
+        raise RemoteError(slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",
                           "ask for what the cluster has (sinfo; scontrol show partition)") from None
 
     shards = None
@@ -82,7 +82,7 @@ def submit(bundle_root: Path) -> dict[str, Any]:
             "experiment_id": experiment_id, "bundle": str(bundle.root)}
 
 
-def _slurm_key(message: str) -> str:
+def slurm_key(message: str) -> str:
     lowered = message.lower()
     if "partition" in lowered:
         return "slurm.partition"

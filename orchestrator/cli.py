@@ -110,10 +110,22 @@ ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding
 
 
 def _slurm_target(cluster: str, conf: Path) -> Any:
+    """The profile's way to the cluster: ssh (or this machine) to a login node, or slurmrestd."""
     from orchestrator.config.loading import cluster_file, load_cluster
     from orchestrator.slurm_commands import SlurmTarget
 
-    return SlurmTarget.of(load_cluster(cluster, conf), cluster_file(cluster, conf))
+    profile, profile_file = load_cluster(cluster, conf), cluster_file(cluster, conf)
+    if profile.backend == "slurm" and profile.rest is not None:
+        from orchestrator.slurm_rest_commands import RestTarget
+
+        return RestTarget.of(profile, profile_file)
+    return SlurmTarget.of(profile, profile_file)
+
+
+def _is_rest(target: Any) -> bool:
+    from orchestrator.slurm_commands import SlurmTarget
+
+    return not isinstance(target, SlurmTarget)
 
 
 @app.command()
@@ -131,9 +143,19 @@ def submit(
     target = _slurm_target(cluster, conf_root_of(sweep_file))
     check_slurm_resources(resolved, target)
     uri = tracking_uri_for(target, tracking_uri)
-    answer, warnings = submit_sweep(resolved, target, uri, new_sweep_id(resolved.sweep.name))
+    if _is_rest(target):
+        from orchestrator.slurm_rest_commands import submit as submit_rest
+
+        answer, warnings = submit_rest(resolved, target, uri, new_sweep_id(resolved.sweep.name))
+    else:
+        answer, warnings = submit_sweep(resolved, target, uri, new_sweep_id(resolved.sweep.name))
     for warning in warnings:
         err_console.print(f"warning: {warning}", style="yellow", highlight=False)
+    if answer.get("pending"):
+        console.print(f"sweep [bold]{answer['sweep_id']}[/]: its submit job {answer['submit_job_id']} is queued on "
+                      f"'{target.profile.name}' and will submit the sweep when it runs", highlight=False)
+        console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
+        return
     console.print(f"submitted sweep [bold]{answer['sweep_id']}[/] to '{target.profile.name}' as SLURM job(s) "
                   f"{', '.join(answer['job_ids'])}; MLflow parent run {answer['parent_run_id']}", highlight=False)
     console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
@@ -151,12 +173,17 @@ def status(
     from orchestrator.status_view import status_tables
 
     target = _slurm_target(cluster, conf)
-    args = ["status", target.workdir, *(["--sweep", sweep] if sweep else [])]
-    answer = target.call(args, code_dir=_code_dir(target, sweep))
+    if _is_rest(target):
+        from orchestrator.slurm_rest_commands import sweeps_on_cluster
+
+        sweeps = sweeps_on_cluster(target, sweep)
+    else:
+        args = ["status", target.workdir, *(["--sweep", sweep] if sweep else [])]
+        sweeps = target.call(args, code_dir=_code_dir(target, sweep))["sweeps"]
     if as_json:
-        console.print_json(json.dumps(answer["sweeps"]))
+        console.print_json(json.dumps(sweeps))
         return
-    for renderable in status_tables(answer["sweeps"]):
+    for renderable in status_tables(sweeps):
         console.print(renderable)
 
 
@@ -170,6 +197,10 @@ def logs(
 ) -> None:
     """Print the logs of a sweep's jobs, or of one trial."""
     target = _slurm_target(cluster, conf)
+    if _is_rest(target):
+        from orchestrator.slurm_rest_commands import logs_unavailable
+
+        raise logs_unavailable(target)
     args = ["logs", target.workdir, sweep, *(["--trial", trial] if trial else [])]
     if follow:
         raise typer.Exit(target.stream([*args, "--follow"], code_dir=_code_dir(target, sweep)))
@@ -186,7 +217,12 @@ def cancel(
 ) -> None:
     """Cancel a sweep's SLURM jobs and close its MLflow runs as KILLED."""
     target = _slurm_target(cluster, conf)
-    answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
+    if _is_rest(target):
+        from orchestrator.slurm_rest_commands import cancel as cancel_sweep
+
+        answer = cancel_sweep(target, sweep)
+    else:
+        answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
     console.print(f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
                   f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
 

@@ -155,11 +155,22 @@ def _bundle_archive(manifest: BundleManifest, diff: str) -> bytes:
     return buffer.getvalue()
 
 
-def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:
-    """Ship the code and manifest, submit on the login node; returns its answer and warnings."""
-    assert target.profile.remote is not None
+@dataclass(frozen=True)
+class PreparedSubmit:
+    """What a submit ships, whatever the transport: the code snapshot and the sweep's manifest."""
+
+    remote_dir: str
+    code_archive: bytes
+    bundle_archive: bytes
+    manifest: BundleManifest
+    warnings: list[str]
+
+
+def prepare_submit(resolved: ResolvedSweep, profile: ClusterConfig, tracking_uri: str, sweep_id: str) -> PreparedSubmit:
+    """Snapshot the code of the sweep's repository and write its manifest (nothing leaves this machine)."""
+    assert profile.remote is not None
     try:
-        snapshot, warnings = take_snapshot(resolved.file.parent, target.profile.remote.untracked_files)
+        snapshot, warnings = take_snapshot(resolved.file.parent, profile.remote.untracked_files)
     except SnapshotError as exc:
         raise ConfigError(resolved.file, "code", exc.problem, exc.fix) from None
     try:
@@ -168,17 +179,23 @@ def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, swee
         raise ConfigError(resolved.file, "", "the sweep file is outside the repository it would run", "keep sweeps under conf/sweeps/ of the repository") from None
     if str(sweep_rel) not in snapshot.files:
         raise ConfigError(resolved.file, "", "the sweep file is not tracked by git, so it would not be shipped", f"git add {sweep_rel}")
-    remote_dir = str(sweep_dir(target.workdir, sweep_id))
     manifest = BundleManifest(
         sweep_id=sweep_id, sweep_name=resolved.sweep.name, project=resolved.project.name, sweep_file=str(sweep_rel),
-        cluster=target.profile.model_dump(mode="json"), tracking_uri=tracking_uri, code=snapshot.describe(),
+        cluster=profile.model_dump(mode="json"), tracking_uri=tracking_uri, code=snapshot.describe(),
         submitted_at=time.time(), submitted_from=socket.gethostname(),
     )
+    return PreparedSubmit(str(sweep_dir(profile.remote.workdir, sweep_id)), snapshot.archive,
+                          _bundle_archive(manifest, snapshot.version.diff), manifest, warnings)
+
+
+def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:
+    """Ship the code and manifest, submit on the login node; returns its answer and warnings."""
+    prepared = prepare_submit(resolved, target.profile, tracking_uri, sweep_id)
     try:
-        target.upload(f"{remote_dir}/code", snapshot.archive)
-        target.upload(remote_dir, _bundle_archive(manifest, snapshot.version.diff))
-        answer = target.call(["submit", remote_dir], code_dir=f"{remote_dir}/code")
+        target.upload(f"{prepared.remote_dir}/code", prepared.code_archive)
+        target.upload(prepared.remote_dir, prepared.bundle_archive)
+        answer = target.call(["submit", prepared.remote_dir], code_dir=f"{prepared.remote_dir}/code")
     except RemoteCommandError:
-        target.remove_unsubmitted(remote_dir)  # nothing half-way: no folder without its jobs
+        target.remove_unsubmitted(prepared.remote_dir)  # nothing half-way: no folder without its jobs
         raise
-    return answer, warnings
+    return answer, prepared.warnings

@@ -20,7 +20,7 @@ from .layout import (
 from .procs import ClusterError, Daemon, is_alive, run, stop, stop_tree, wait_for
 
 # Stop order: entry points first, the database last.
-STOP_ORDER = ("sshd", *(f"slurmd-{n.name}" for n in NODES), "slurmctld", "slurmdbd", "mariadbd", "munged")
+STOP_ORDER = ("slurmrestd", "sshd", *(f"slurmd-{n.name}" for n in NODES), "slurmctld", "slurmdbd", "mariadbd", "munged")
 JOBS_GONE_TIMEOUT_S = 30.0
 
 
@@ -47,7 +47,9 @@ def _describe(lay: Layout, user: str) -> dict:
         "slurm_conf": str(lay.slurm_conf),
         "env_file": str(lay.env_sh),
         "controller": {"hostname": lay.controller_hostname, "address": lay.controller_address, "port": p.slurmctld},
-        "ports": {"slurmctld": p.slurmctld, "slurmd": p.slurmd, "slurmdbd": p.slurmdbd, "mysql": p.mysql, "ssh": p.ssh},
+        "ports": {"slurmctld": p.slurmctld, "slurmd": p.slurmd, "slurmdbd": p.slurmdbd, "mysql": p.mysql, "ssh": p.ssh,
+                  "slurmrestd": p.slurmrestd},
+        "rest": {"url": lay.rest_url, "user": user, "token_file": str(lay.jwt_token)},
         "nodes": [
             {"name": n.name, "address": n.address, "host_address": n.host_address, "netns": n.netns,
              "veth": n.veth_host, "cpus": NODE_CPUS, "memory_mb": NODE_MEMORY_MB, "gpus": GPUS_PER_NODE,
@@ -93,7 +95,8 @@ def _prepare_dir(root: Path) -> None:
 
 def _check_free(lay: Layout) -> None:
     p = lay.ports
-    for name, port in (("slurmctld", p.slurmctld), ("slurmdbd", p.slurmdbd), ("mysql", p.mysql), ("ssh", p.ssh)):
+    for name, port in (("slurmctld", p.slurmctld), ("slurmdbd", p.slurmdbd), ("mysql", p.mysql), ("ssh", p.ssh),
+                       ("slurmrestd", p.slurmrestd)):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemons do: TIME_WAIT is no clash
             try:
@@ -152,6 +155,7 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
     try:
         db_password = secrets.token_hex(16)
         _write_configs(lay, db_password)
+        daemons.write_jwt_key(lay)
         daemons.start_munge(lay, env, record)
         daemons.start_mariadb(lay, env, record, db_password)
         daemons.start_slurmdbd(lay, env, record)
@@ -167,6 +171,8 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
         daemons.start_slurmctld(lay, env, record)
         slurmds = [daemons.start_slurmd(lay, env, record, node) for node in NODES]
         daemons.start_sshd(lay, env, record)
+        daemons.make_jwt_token(lay, env, user)
+        daemons.start_slurmrestd(lay, env, record)
         daemons.await_cluster(lay, env, slurmds)
     except BaseException:
         down(root, quiet=True)

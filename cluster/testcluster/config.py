@@ -32,6 +32,9 @@ def slurm_conf(lay: Layout) -> str:
         "SlurmdUser=root",
         "AuthType=auth/munge",
         "CredType=cred/munge",
+        # slurmrestd's clients authenticate with JWTs (HS256, the key under the state directory).
+        "AuthAltTypes=auth/jwt",
+        f"AuthAltParameters=jwt_key={lay.jwt_key}",
         # cred_expire=5 (the minimum) lets a requeued job start again after ~7 s instead of ~120 s.
         f"AuthInfo=socket={lay.munge_socket},cred_expire=5",
         f"StateSaveLocation={lay.state / 'ctld'}",
@@ -99,6 +102,8 @@ def slurmdbd_conf(lay: Layout, db_password: str) -> str:
         [
             "AuthType=auth/munge",
             f"AuthInfo=socket={lay.munge_socket}",
+            "AuthAltTypes=auth/jwt",
+            f"AuthAltParameters=jwt_key={lay.jwt_key}",
             "DbdHost=localhost",
             f"DbdPort={p.slurmdbd}",
             "SlurmUser=root",
@@ -163,4 +168,6 @@ def env_sh(lay: Layout, python: str) -> str:
         f"export SLURM_CONF={shlex.quote(str(lay.slurm_conf))}\n"
         f"export ORCH_SLURM_DIR={shlex.quote(str(lay.root))}\n"
         f"export ORCH_PYTHON={shlex.quote(python)}\n"
+        f"export ORCH_SLURMRESTD_URL={shlex.quote(lay.rest_url)}\n"
+        f"export ORCH_SLURM_JWT_FILE={shlex.quote(str(lay.jwt_token))}\n"
     )

@@ -190,3 +190,40 @@ def start_sshd(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     probe = ["ssh", "-F", str(lay.ssh_config), "orch-login", "true"]
     _await(daemon, lambda: _ok(probe, env, timeout_s=10), "accepting the key", lay.sshd_log)
     return daemon
+
+
+# -- slurmrestd (REST API, JWT) --------------------------------------------------
+def write_jwt_key(lay: Layout) -> None:
+    """The shared HS256 secret; slurmctld and slurmdbd read it, slurmrestd never does."""
+    lay.jwt_key.write_bytes(os.urandom(32))
+    os.chmod(lay.jwt_key, 0o600)
+
+
+def make_jwt_token(lay: Layout, env: Mapping[str, str], user: str, lifespan_s: int = 7 * 24 * 3600) -> str:
+    """`scontrol token` for `user`, kept in a 0600 file as a site admin would hand it out."""
+    out = run(["scontrol", "token", f"username={user}", f"lifespan={lifespan_s}"], env=env).stdout.strip()
+    token = out.partition("SLURM_JWT=")[2].strip()
+    if not token:
+        raise ClusterError(f"scontrol token printed no token: {out[:200]!r}")
+    lay.jwt_token.write_text(token + "\n")
+    os.chmod(lay.jwt_token, 0o600)
+    return token
+
+
+def start_slurmrestd(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
+    """slurmrestd on 127.0.0.1, accepting JWTs only; it refuses to run as root, so it drops to nobody
+    after opening its socket."""
+    restd = shutil.which("slurmrestd", path="/usr/sbin:/usr/local/sbin:/usr/bin") or "/usr/sbin/slurmrestd"
+    argv = [restd, "-a", "rest_auth/jwt", "-u", "nobody", "-g", "nogroup", f"127.0.0.1:{lay.ports.slurmrestd}"]
+    daemon = spawn("slurmrestd", argv, lay.daemon_log("slurmrestd"), {**env, "SLURM_JWT": "daemon"}, lay.root)
+    record(daemon)
+
+    def ready() -> bool:
+        import socket
+
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", lay.ports.slurmrestd)) == 0
+
+    _await(daemon, ready, "listening")
+    return daemon

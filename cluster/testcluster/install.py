@@ -8,14 +8,23 @@ import subprocess
 
 from .procs import ClusterError
 
-PACKAGES = ("slurm-wlm", "slurmdbd", "mariadb-server", "munge", "openssh-server", "iproute2")
+PACKAGES = ("slurm-wlm", "slurmdbd", "slurmrestd", "slurm-wlm-jwt-plugin", "mariadb-server", "munge", "openssh-server", "iproute2")
 # one program per package, to tell cheaply whether it is installed
-PROGRAMS = ("slurmctld", "slurmd", "slurmdbd", "mariadbd", "munged", "sshd", "ip", "nsenter")
+PROGRAMS = ("slurmctld", "slurmd", "slurmdbd", "slurmrestd", "mariadbd", "munged", "sshd", "ip", "nsenter")
+
+
+# plugins without a program of their own
+PLUGINS = {"slurm-wlm-jwt-plugin": "auth_jwt.so"}
+PLUGIN_DIRS = ("/usr/lib/x86_64-linux-gnu/slurm-wlm", "/usr/lib/aarch64-linux-gnu/slurm-wlm", "/usr/lib/slurm-wlm")
 
 
 def missing_programs() -> list[str]:
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    return [p for p in PROGRAMS if shutil.which(p, path=path) is None]
+    missing = [p for p in PROGRAMS if shutil.which(p, path=path) is None]
+    for package, plugin in PLUGINS.items():
+        if not any(os.path.exists(os.path.join(d, plugin)) for d in PLUGIN_DIRS):
+            missing.append(package)
+    return missing
 
 
 def install() -> None:

@@ -30,10 +30,11 @@ class Ports:
     slurmdbd: int = 6919
     mysql: int = 6920
     ssh: int = 2222
+    slurmrestd: int = 6921
 
     @classmethod
     def from_base(cls, base: int, ssh: int) -> "Ports":
-        return cls(slurmctld=base, slurmd=base + 1, slurmdbd=base + 2, mysql=base + 3, ssh=ssh)
+        return cls(slurmctld=base, slurmd=base + 1, slurmdbd=base + 2, mysql=base + 3, ssh=ssh, slurmrestd=base + 4)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,20 @@ class Layout:
     @property
     def sshd_log(self) -> Path:
         return self.log / "sshd.log"
+
+    @property
+    def jwt_key(self) -> Path:
+        """The HS256 key slurmctld and slurmdbd check REST tokens with (auth/jwt)."""
+        return self.state / "jwt_hs256.key"
+
+    @property
+    def jwt_token(self) -> Path:
+        """A token for the cluster user, made by `scontrol token` once slurmctld is up."""
+        return self.root / "jwt.token"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.slurmrestd}"
 
     def all_dirs(self) -> list[Path]:
         dirs = [self.etc, self.log, self.run, self.state / "ctld", self.munge_dir, self.mysql_dir, self.ssh_dir]

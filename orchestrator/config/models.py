@@ -99,6 +99,18 @@ class SshLogin(StrictModel):
     options: dict[str, str] = Field(default_factory=dict, description="extra ssh -o options")
 
 
+class SlurmRestLogin(StrictModel):
+    """How the laptop reaches a site's slurmrestd (REST API, JWT) when there is no ssh to a login node."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="slurmrestd's base URL, e.g. https://slurm.example.org:6820")
+    user: str = Field(min_length=1, description="the cluster user the token was made for (X-SLURM-USER-NAME)")
+    token_file: str | None = Field(default=None, description="a file holding the JWT from `scontrol token`")
+    token_env: str = Field(default="SLURM_JWT", description="else this environment variable holds it")
+    api_version: str = Field(default="v0.0.38", pattern=r"^v\d+\.\d+\.\d+$")
+    submit_wait_s: int = Field(default=120, ge=0, description="how long `orch submit` waits for its submit job to run")
+    timeout_s: float = Field(default=30, gt=0)
+
+
 class RemoteSettings(StrictModel):
     """The cluster side: where sweeps are unpacked and how jobs find their Python."""
 
@@ -150,6 +162,7 @@ class ClusterConfig(StrictModel):
     gpus: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     tracking: TrackingConfig = TrackingConfig()
     login: SshLogin | None = Field(default=None, description="omit to run the SLURM commands on this machine")
+    rest: SlurmRestLogin | None = Field(default=None, description="reach the cluster through slurmrestd instead of ssh")
     remote: RemoteSettings | None = None
     slurm: SlurmSettings | None = None
 
@@ -158,8 +171,10 @@ class ClusterConfig(StrictModel):
         if self.backend == "slurm" and (self.slurm is None or self.remote is None):
             missing = "slurm" if self.slurm is None else "remote"
             raise ValueError(f"backend slurm needs a '{missing}:' section")
-        if self.backend == "local" and (self.slurm or self.login or self.remote):
-            raise ValueError("backend local takes no login/remote/slurm sections")
+        if self.backend == "local" and (self.slurm or self.login or self.remote or self.rest):
+            raise ValueError("backend local takes no login/rest/remote/slurm sections")
+        if self.login is not None and self.rest is not None:
+            raise ValueError("give either 'login:' (ssh) or 'rest:' (slurmrestd), not both")
         return self
 
 
@@ -167,6 +182,7 @@ __all__ = [
     "CheckpointPolicy",
     "ClusterConfig",
     "RemoteSettings",
+    "SlurmRestLogin",
     "SlurmSettings",
     "SshLogin",
     "ProjectConfig",

@@ -1,0 +1,96 @@
+"""The submit job of the REST transport: one small CPU job that unpacks a sweep and submits it.
+
+slurmrestd cannot copy files, so the code snapshot and the sweep's manifest travel inside the
+job's own script (base64 here-documents; slurmctld keeps scripts up to a few MB). The job runs
+on a compute node, unpacks them into the sweep folder on the shared filesystem and runs the
+same `python -m cluster.remote submit` the ssh transport runs on the login node. Its answer
+(the JSON line) is written into the job's Comment, where the REST API can read it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import textwrap
+from typing import Any
+
+from cluster.bundle import SWEEPS_DIRNAME
+from cluster.remote import RESULT_PREFIX
+from cluster.slurm_backend import JOB_NAME_PREFIX, setup_lines
+from orchestrator.config.models import RemoteSettings, SlurmSettings
+
+SUBMIT_JOB_PREFIX = f"{JOB_NAME_PREFIX}-submit"
+MAX_SCRIPT_BYTES = 3_500_000  # slurmctld's max_script_size defaults to 4 MB
+MAX_COMMENT_CHARS = 1000  # longer Comments are refused by `scontrol update`
+SUBMIT_JOB_TIME_MIN = 10
+
+
+def submit_job_name(sweep_id: str) -> str:
+    return f"{SUBMIT_JOB_PREFIX}.{sweep_id}"
+
+
+def _heredoc(archive: bytes, delimiter: str) -> str:
+    body = "\n".join(textwrap.wrap(base64.b64encode(archive).decode(), 76))
+    return f"{body}\n{delimiter}"  # base64 never contains the delimiter (it has '_')
+
+
+def submit_script(remote: RemoteSettings, workdir: str, sweep_id: str, code_archive: bytes, bundle_archive: bytes) -> str:
+    """The whole batch script; every value from the profile is shell-quoted."""
+    bundle_root = f"{workdir}/{SWEEPS_DIRNAME}/{sweep_id}"
+    q_root, q_logs = shlex.quote(bundle_root), shlex.quote(f"{workdir}/submit-logs")
+    python = shlex.quote(remote.python)
+    failure = json.dumps({"ok": False, "code": 1, "error": {
+        "key": "remote.python", "problem": "the submit job printed no answer (see its log under remote.workdir/submit-logs)",
+        "fix": "check remote.python and remote.setup of the profile"}})
+    lines = [
+        "#!/bin/bash",
+        f"# orch: unpack sweep {sweep_id} and submit its jobs (sent through slurmrestd)",
+        *setup_lines(remote, bundle_root),
+        f"mkdir -p {q_logs} {q_root}/code || exit 3",
+        f'exec >>{q_logs}/"$SLURM_JOB_ID".log 2>&1',
+        f"base64 -d >{q_root}/.code.tgz <<'ORCH_CODE_END'",
+        _heredoc(code_archive, "ORCH_CODE_END"),
+        f"base64 -d >{q_root}/.bundle.tgz <<'ORCH_BUNDLE_END'",
+        _heredoc(bundle_archive, "ORCH_BUNDLE_END"),
+        f"tar -xzf {q_root}/.code.tgz -C {q_root}/code && tar -xzf {q_root}/.bundle.tgz -C {q_root} || exit 4",
+        f"rm -f {q_root}/.code.tgz {q_root}/.bundle.tgz",
+        f"{python} -m cluster.remote submit {q_root} | tee {q_root}.submit.out",
+        f"answer=$(grep '^{RESULT_PREFIX}' {q_root}.submit.out | tail -n 1)",
+        f"rm -f {q_root}.submit.out",
+        f"[ -n \"$answer\" ] || answer={shlex.quote(RESULT_PREFIX + failure)}",
+        f'scontrol update JobId="$SLURM_JOB_ID" Comment="${{answer:0:{MAX_COMMENT_CHARS}}}"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def submit_job_fields(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str) -> dict[str, Any]:
+    """The `job` object of the REST submit request: a one-CPU job in the profile's partition."""
+    fields: dict[str, Any] = {
+        "name": submit_job_name(sweep_id),
+        "comment": f"orch-submit={sweep_id}",
+        "partition": settings.partition,
+        "time_limit": SUBMIT_JOB_TIME_MIN,
+        "tasks": 1,
+        "cpus_per_task": 1,
+        "current_working_directory": "/tmp",
+        "standard_output": "/dev/null",  # the script logs under remote.workdir once it has created it
+        "standard_error": "/dev/null",
+        "environment": {"PATH": "/usr/local/bin:/usr/bin:/bin", **remote.env},
+    }
+    for key in ("account", "qos"):
+        if getattr(settings, key):
+            fields[key] = getattr(settings, key)
+    return fields
+
+
+def answer_of(comment: str) -> dict[str, Any] | None:
+    """The submit's JSON answer, once the submit job has written it into its Comment."""
+    if not comment.startswith(RESULT_PREFIX):
+        return None
+    try:
+        return json.loads(comment[len(RESULT_PREFIX):])
+    except json.JSONDecodeError:
+        return {"ok": False, "code": 1, "error": {"key": "slurm", "problem": f"the submit job failed: {comment[len(RESULT_PREFIX):][:300]}",
+                                                  "fix": "read its log under remote.workdir/submit-logs"}}
