@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 run: $(VENV)/.installed
 	$(BIN)/orch run $(SWEEP)
 
-test: $(VENV)/.installed-test slurm-deps browser-deps
+test: $(VENV)/.installed-test slurm-deps browser-deps postgres-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
@@ -65,3 +65,9 @@ browser-deps:
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
+
+# PostgreSQL for the queue tests (tests/harness/postgres.py): Debian's postgresql package, installed
+# without starting its own cluster; each test session runs a throw-away server on 127.0.0.1:6930.
+.PHONY: postgres-deps
+postgres-deps:
+	$(PYTHON) -m tests.harness.postgres install

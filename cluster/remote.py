@@ -26,27 +26,64 @@ class RemoteError(Exception):
         self.key, self.problem, self.fix, self.code = key, problem, fix, code
 
 
-def _emit(payload: dict[str, Any]) -> None:
+def emit(payload: dict[str, Any]) -> None:
     sys.stdout.write(RESULT_PREFIX + json.dumps(payload) + "\n")
     sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------- submit
 def submit(bundle_root: Path) -> dict[str, Any]:
-    from cluster.slurm_backend import preflight_args, submit_sweep
-    from cluster.slurm_client import SlurmClient, SlurmError
-    from orchestrator.config.loading import load_sweep
+    """Submit the sweep unpacked in `bundle_root`; a sweep whose jobs.json exists is not submitted twice."""
+    from cluster.slurm_backend import submit_sweep
     from orchestrator.config.models import ClusterConfig
-    from orchestrator.errors import ConfigError
 
     bundle = Bundle(bundle_root)
     manifest = bundle.manifest()
+    if bundle.jobs_file.exists():  # an agent restarted after sbatch: answer what was submitted
+        return {"sweep_id": manifest.sweep_id, "job_ids": bundle.read_json(bundle.jobs_file, []),
+                "parent_run_id": manifest.parent_run_id, "experiment_id": manifest.experiment_id, "bundle": str(bundle.root)}
     profile = ClusterConfig.model_validate(manifest.cluster)
     assert profile.slurm is not None and profile.remote is not None  # checked by the model validator
+    resolved = load_bundle_sweep(bundle)
+    preflight(profile)
+    shards = None
+    if profile.slurm.layout == "array":  # every trial materialised now, dealt into shards: one array task each
+        from cluster.shards import plan_shards, write_plan
+
+        plan = plan_shards(resolved, profile.slurm.shards)
+        write_plan(bundle.shards_file, plan)
+        shards = len(plan.shards)
+    parent_run_id, experiment_id = _open_parent_run(manifest, resolved, shards)
+    # The jobs read the parent run from the manifest: it is written before they can start.
+    bundle.write_manifest(BundleManifest(**{**manifest.__dict__, "parent_run_id": parent_run_id, "experiment_id": experiment_id}))
     try:
-        resolved = load_sweep(bundle.code / manifest.sweep_file)
+        jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle, shards)
+    except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
+        _discard_parent_run(manifest.tracking_uri, parent_run_id)
+        bundle.write_manifest(manifest)
+        raise RemoteError("slurm", f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                          "check the profile's slurm section against the cluster", code=1) from None
+    write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
+    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "parent_run_id": parent_run_id,
+            "experiment_id": experiment_id, "bundle": str(bundle.root)}
+
+
+def load_bundle_sweep(bundle: Bundle) -> Any:
+    """The sweep of a bundle, loaded from its own code snapshot; RemoteError when it does not validate."""
+    from orchestrator.config.loading import load_sweep
+    from orchestrator.errors import ConfigError
+
+    try:
+        return load_sweep(bundle.code / bundle.manifest().sweep_file)
     except ConfigError as exc:
         raise RemoteError(exc.key, f"{exc.file}: {exc.problem}", exc.fix) from None
+
+
+def preflight(profile: Any) -> None:
+    """Ask the cluster before anything is queued: the partition, its MaxTime, and `sbatch --test-only`."""
+    from cluster.slurm_backend import preflight_args
+    from cluster.slurm_client import SlurmClient, SlurmError
+
     client = SlurmClient(env=profile.remote.env)
     try:
         # SLURM accepts a job longer than its partition allows and leaves it pending forever.
@@ -60,26 +97,6 @@ def submit(bundle_root: Path) -> dict[str, Any]:
     except SlurmError as exc:
         raise RemoteError(slurm_key(exc.message), f"the cluster refuses this job: {exc.message}",
                           "ask for what the cluster has (sinfo; scontrol show partition)") from None
-
-    shards = None
-    if profile.slurm.layout == "array":  # every trial materialised now, dealt into shards: one array task each
-        from cluster.shards import plan_shards, write_plan
-
-        plan = plan_shards(resolved, profile.slurm.shards)
-        write_plan(bundle.shards_file, plan)
-        shards = len(plan.shards)
-    parent_run_id, experiment_id = _open_parent_run(manifest, resolved, shards)
-    try:
-        jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle, shards)
-    except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
-        _discard_parent_run(manifest.tracking_uri, parent_run_id)
-        raise RemoteError("slurm", f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
-                          "check the profile's slurm section against the cluster", code=1) from None
-    manifest = BundleManifest(**{**manifest.__dict__, "parent_run_id": parent_run_id, "experiment_id": experiment_id})
-    bundle.write_manifest(manifest)
-    write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
-    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "parent_run_id": parent_run_id,
-            "experiment_id": experiment_id, "bundle": str(bundle.root)}
 
 
 def slurm_key(message: str) -> str:
@@ -105,6 +122,11 @@ def _open_parent_run(manifest: BundleManifest, resolved: Any, shards: int | None
     try:
         client = TrackingClient(manifest.tracking_uri)
         experiment_id = client.ensure_experiment(resolved.project.experiment_name)
+        existing = client.raw.search_runs(  # a submit repeated after a crash continues the same parent run
+            [experiment_id], f"tags.`{layout.TAG_SWEEP_ID}` = '{manifest.sweep_id}' and tags.`{layout.TAG_KIND}` = '{layout.KIND_SWEEP}'",
+            max_results=1)
+        if existing:
+            return existing[0].info.run_id, experiment_id
         tags = {
             layout.TAG_KIND: layout.KIND_SWEEP, layout.TAG_SWEEP_ID: manifest.sweep_id,
             layout.TAG_SWEEP_NAME: manifest.sweep_name, layout.TAG_PROJECT: manifest.project,
@@ -284,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     except RemoteError as exc:
         if args.command == "submit":
             _cleanup_failed_submit(Path(args.bundle))
-        _emit({"ok": False, "error": {"key": exc.key, "problem": exc.problem, "fix": exc.fix}, "code": exc.code})
+        emit({"ok": False, "error": {"key": exc.key, "problem": exc.problem, "fix": exc.fix}, "code": exc.code})
         return exc.code
-    _emit({"ok": True, **result})
+    emit({"ok": True, **result})
     return 0
 
 

@@ -63,6 +63,18 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class QueueJob:
+    """One job (or array task) as `squeue` sees it."""
+
+    job_id: str
+    name: str
+    state: JobState
+    elapsed_s: float
+    restarts: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class SlurmClient:
     env: Mapping[str, str]
     timeout_s: float = 60
@@ -135,6 +147,34 @@ class SlurmClient:
                 records[parts[0]] = JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], 0, parts[5], "")
         return records
 
+    def queue_snapshot(self, name_prefix: str) -> list[QueueJob]:
+        """Every job slurmctld knows (pending, running and ended within MinJobAge) whose name starts with
+        `name_prefix`: ONE squeue call, array tasks one per line."""
+        fields = "JobID:|,Name:|,State:|,TimeUsed:|,RestartCnt:|,Reason:"
+        done = self._run(["squeue", "--noheader", "--array", "--states=all", f"--Format={fields}"])
+        jobs = []
+        for line in done.stdout.splitlines():
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) < 6 or not parts[1].startswith(name_prefix):
+                continue
+            restarts = int(parts[4]) if parts[4].isdigit() else 0
+            jobs.append(QueueJob(parts[0], parts[1], JobState.parse(parts[2]), parse_duration_s(parts[3]), restarts, parts[5]))
+        return jobs
+
+    def jobs_named(self, names: Iterable[str], since: str = "now-14days") -> list[JobRecord]:
+        """Accounting records of jobs with these names (ONE sacct call), for jobs squeue no longer shows."""
+        wanted = sorted({n for n in names if n})
+        if not wanted:
+            return []
+        done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", f"--starttime={since}",
+                          "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES", f"--name={','.join(wanted)}"])
+        records = []
+        for line in done.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 7:
+                records.append(JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], 0, parts[5], parts[6]))
+        return records
+
     def cancel(self, job_ids: Iterable[str]) -> None:
         ids = [j for j in job_ids if j]
         if ids:
@@ -145,6 +185,18 @@ def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[-1] if lines else "no output"
     return re.sub(r"^sbatch: (error: )?", "", line)
+
+
+def parse_duration_s(text: str) -> float:
+    """An elapsed time as squeue/sacct print it ([D-]HH:MM:SS, MM:SS) in seconds; 0 when unparsable."""
+    try:
+        days, _, clock = text.strip().rpartition("-")
+        parts = [int(p) for p in clock.split(":")]
+    except ValueError:
+        return 0.0
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return float(int(days or 0) * 86400 + parts[-3] * 3600 + parts[-2] * 60 + parts[-1])
 
 
 def parse_duration_min(text: str) -> int | None:

@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 
 from orchestrator.errors import OrchError, UsageError
+from orchestrator.queue_cli import COMMANDS as QUEUE_COMMANDS
+from orchestrator.queue_cli import agent_app
 from orchestrator.tracking_cli import app as tracking_app
 from orchestrator.tracking_cli import compare as compare_command
 
@@ -25,6 +27,9 @@ app = typer.Typer(
 )
 # Off a terminal (logs, CI) keep lines whole rather than wrapped at 80 columns.
 app.add_typer(tracking_app, name="tracking")
+app.add_typer(agent_app, name="agent")
+for _name, _command in QUEUE_COMMANDS.items():
+    app.command(name=_name)(_command)
 app.command(name="compare")(compare_command)
 
 console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
@@ -133,16 +138,29 @@ def submit(
     sweep_file: Path = SweepFile,
     cluster: str = ClusterOption,
     tracking_uri: Optional[str] = TrackingUri,
+    priority: str = typer.Option("0", "--priority", "-p", help="Queue priority (an integer; higher goes first)"),
+    after: Optional[list[str]] = typer.Option(None, "--after", help="Start only after this sweep (id or name) succeeded"),
+    hold: bool = typer.Option(False, "--hold", help="Queue it held: it starts after `orch release`"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Queue a duplicate of an earlier sweep without asking"),
 ) -> None:
-    """Send a sweep to a SLURM cluster; returns as soon as its jobs are queued."""
+    """Send a sweep to a SLURM cluster: into its queue when the profile has one, else straight to SLURM."""
     from orchestrator.config.loading import conf_root_of, load_sweep
+    from orchestrator.queue_cli import parse_priority
     from orchestrator.slurm_commands import check_slurm_resources, submit as submit_sweep, tracking_uri_for
     from orchestrator.sweep_runner import new_sweep_id
 
+    level = parse_priority(priority)
     resolved = load_sweep(sweep_file)
     target = _slurm_target(cluster, conf_root_of(sweep_file))
     check_slurm_resources(resolved, target)
     uri = tracking_uri_for(target, tracking_uri)
+    if not _is_rest(target) and target.profile.queue is not None:
+        from orchestrator.queue_cli import submit_to_queue
+
+        submit_to_queue(resolved, target, uri, new_sweep_id(resolved.sweep.name), level, after or [], hold, yes)
+        return
+    if after or hold or level:
+        raise UsageError(f"--priority/--after/--hold need a queue; fix: add a `queue:` section to the '{target.profile.name}' profile")
     if _is_rest(target):
         from orchestrator.slurm_rest_commands import submit as submit_rest
 
@@ -221,6 +239,13 @@ def cancel(
         from orchestrator.slurm_rest_commands import cancel as cancel_sweep
 
         answer = cancel_sweep(target, sweep)
+    elif target.profile.queue is not None:
+        from orchestrator.queue_commands import service
+
+        answer = service(target, "cancel", sweep)
+        console.print(f"cancelled sweep {answer['sweep_id']} (was {answer['was']}): jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
+                      f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
+        return
     else:
         answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
     console.print(f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "

@@ -7,6 +7,7 @@ login node answers through `python -m cluster.remote` (see that module).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -55,9 +56,10 @@ class SlurmTarget:
         assert self.profile.remote is not None
         return self.profile.remote.workdir
 
-    def call(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300) -> dict[str, Any]:
-        """Run `python -m cluster.remote ARGS` on the login node and return its JSON answer."""
-        return self.call_with_output(args, code_dir=code_dir, timeout_s=timeout_s)[0]
+    def call(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300,
+             module: str = "cluster.remote") -> dict[str, Any]:
+        """Run `python -m MODULE ARGS` on the login node and return its JSON answer."""
+        return self.call_with_output(args, code_dir=code_dir, timeout_s=timeout_s, module=module)[0]
 
     def remote_env(self, code_dir: str | None) -> dict[str, str]:
         assert self.profile.remote is not None
@@ -67,12 +69,13 @@ class SlurmTarget:
         assert self.profile.remote is not None
         return self.transport.stream([self.profile.remote.python, "-m", "cluster.remote", *args], env=self.remote_env(code_dir))
 
-    def call_with_output(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300) -> tuple[dict[str, Any], list[str]]:
+    def call_with_output(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300,
+                         module: str = "cluster.remote") -> tuple[dict[str, Any], list[str]]:
         """Like `call`, also returning what the command printed before its answer."""
         assert self.profile.remote is not None
         python = self.profile.remote.python
         try:
-            result = self.transport.run([python, "-m", "cluster.remote", *args], env=self.remote_env(code_dir), timeout_s=timeout_s)
+            result = self.transport.run([python, "-m", module, *args], env=self.remote_env(code_dir), timeout_s=timeout_s)
         except TransportError as exc:
             raise RemoteCommandError(f"{self.profile_file}: login: {exc.problem}; fix: {exc.fix}", 2) from None
         answer = next((line[len(RESULT_PREFIX):] for line in reversed(result.stdout.splitlines())
@@ -164,6 +167,7 @@ class PreparedSubmit:
     bundle_archive: bytes
     manifest: BundleManifest
     warnings: list[str]
+    code_version: str  # commit + sha256 of the uncommitted diff: equal for equal code
 
 
 def prepare_submit(resolved: ResolvedSweep, profile: ClusterConfig, tracking_uri: str, sweep_id: str) -> PreparedSubmit:
@@ -184,8 +188,9 @@ def prepare_submit(resolved: ResolvedSweep, profile: ClusterConfig, tracking_uri
         cluster=profile.model_dump(mode="json"), tracking_uri=tracking_uri, code=snapshot.describe(),
         submitted_at=time.time(), submitted_from=socket.gethostname(),
     )
+    code_version = f"{snapshot.version.commit}+{hashlib.sha256(snapshot.version.diff.encode()).hexdigest()}"
     return PreparedSubmit(str(sweep_dir(profile.remote.workdir, sweep_id)), snapshot.archive,
-                          _bundle_archive(manifest, snapshot.version.diff), manifest, warnings)
+                          _bundle_archive(manifest, snapshot.version.diff), manifest, warnings, code_version)
 
 
 def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:

@@ -152,6 +152,26 @@ class SlurmSettings(StrictModel):
     shards: int = Field(default=1, ge=1, description="array tasks per sweep with layout: array")
 
 
+class ProjectBudgetConfig(StrictModel):
+    """One project's share of the account (queue.projects.NAME)."""
+
+    weight: float = Field(default=1.0, gt=0, description="fair-share weight against the other projects")
+    max_concurrent_gpus: int | None = Field(default=None, ge=0)
+    gpu_hours_per_week: float | None = Field(default=None, ge=0)
+
+
+class QueueSettings(StrictModel):
+    """The durable queue of a SLURM profile and its agent (which runs on the login node)."""
+
+    store: str = Field(default="sqlite:///~/.local/state/orch/queue.db",
+                       description="sqlite:////local/disk/queue.db (never on a network filesystem) or postgresql://...")
+    tick_s: float = Field(default=10.0, gt=0, le=3600, description="seconds between two reconciliations")
+    global_max_gpus: int | None = Field(default=None, ge=0, description="GPUs the whole account may hold at once")
+    aging_per_hour: float = Field(default=1.0, ge=0, description="priority a waiting sweep gains per hour waited")
+    projects: dict[str, ProjectBudgetConfig] = Field(default_factory=dict)
+    agent_dir: str = Field(default="~/.local/state/orch", description="agent pid file and log, on the login node's local disk")
+
+
 class ClusterConfig(StrictModel):
     """Where trials run. `local`: Ray on this machine. `slurm`: jobs through submitit."""
 
@@ -165,13 +185,14 @@ class ClusterConfig(StrictModel):
     rest: SlurmRestLogin | None = Field(default=None, description="reach the cluster through slurmrestd instead of ssh")
     remote: RemoteSettings | None = None
     slurm: SlurmSettings | None = None
+    queue: QueueSettings | None = Field(default=None, description="with it, orch submit queues and `orch agent` submits")
 
     @model_validator(mode="after")
     def _slurm_sections(self) -> ClusterConfig:
         if self.backend == "slurm" and (self.slurm is None or self.remote is None):
             missing = "slurm" if self.slurm is None else "remote"
             raise ValueError(f"backend slurm needs a '{missing}:' section")
-        if self.backend == "local" and (self.slurm or self.login or self.remote or self.rest):
+        if self.backend == "local" and (self.slurm or self.login or self.remote or self.rest or self.queue):
             raise ValueError("backend local takes no login/rest/remote/slurm sections")
         if self.login is not None and self.rest is not None:
             raise ValueError("give either 'login:' (ssh) or 'rest:' (slurmrestd), not both")
@@ -181,6 +202,8 @@ class ClusterConfig(StrictModel):
 __all__ = [
     "CheckpointPolicy",
     "ClusterConfig",
+    "ProjectBudgetConfig",
+    "QueueSettings",
     "RemoteSettings",
     "SlurmRestLogin",
     "SlurmSettings",

@@ -1,0 +1,259 @@
+"""The agent: reconciles the queue with SLURM, one tick at a time, and submits what the policy allows.
+
+One tick:
+1. take (or renew) the agent lease of this cluster in the store: one agent per cluster;
+2. ask SLURM about every job of ours with ONE `squeue` call (plus ONE `sacct` call only for
+   sweeps squeue no longer shows);
+3. record what happened, in ONE transaction (states, GPU-seconds, trial counts, best metric);
+4. ask the policy which queued sweeps start now, and submit them:
+   claim (QUEUED -> SUBMITTING, committed) -> sbatch -> record the job ids.
+
+Crash safety: a sweep left SUBMITTING by a killed agent is reconciled against SLURM by its
+job name (`orch.<sweep_id>`) before anything is submitted again; a submit is repeated only
+when SLURM has no job of that name and no sbatch of the dead agent is still running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cluster.slurm_client import JobRecord, JobState, QueueJob, parse_duration_s
+from orchestrator import policy
+from orchestrator.config.models import QueueSettings
+from orchestrator.queue.states import ON_CLUSTER, SweepState, sweep_state_from_jobs
+from orchestrator.queue.store import JobUpdate, QueueStore, SweepRow, SweepUpdate
+
+JOB_NAME_PREFIX = "orch."
+MAX_SUBMITS_PER_TICK = 20
+CRASH_ENV = "ORCH_AGENT_CRASH_AT"  # tests: os._exit at a named point (claimed, submitted)
+
+
+class SubmitRefused(Exception):
+    """SLURM (or the sweep itself) refused the submit: the sweep fails with this reason."""
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    done: int
+    running: int
+    pending: int
+    best: float | None
+
+
+class ClusterPort(Protocol):
+    """What the agent needs of the cluster (SlurmPort on a real one)."""
+
+    def snapshot(self) -> list[QueueJob]: ...              # ONE squeue call
+    def history(self, names: Sequence[str]) -> list[JobRecord]: ...  # ONE sacct call
+    def submit(self, bundle: str) -> list[str]: ...
+    def submit_in_flight(self, bundle: str) -> bool: ...
+    def cancel(self, job_ids: Sequence[str]) -> None: ...
+    def trials(self, row: SweepRow) -> TrialCounts | None: ...
+
+
+@dataclass
+class TickReport:
+    submitted: list[str] = field(default_factory=list)
+    reconciled: list[str] = field(default_factory=list)  # SUBMITTING sweeps found in SLURM (no resubmit)
+    resubmitted: list[str] = field(default_factory=list)
+    changed: int = 0
+    cluster_calls: int = 0
+    cluster_s: float = 0.0
+    total_s: float = 0.0
+    skipped: str | None = None
+
+    @property
+    def own_s(self) -> float:
+        return self.total_s - self.cluster_s
+
+
+def sweep_id_of(job_name: str) -> str | None:
+    return job_name[len(JOB_NAME_PREFIX):] if job_name.startswith(JOB_NAME_PREFIX) else None
+
+
+@dataclass
+class Agent:
+    store: QueueStore
+    cluster: ClusterPort
+    settings: QueueSettings
+    cluster_name: str
+    holder: str
+    clock: Callable[[], float] = time.time
+    lease_s: float = 0.0  # default: 6 ticks
+
+    def _crash_point(self, name: str) -> None:
+        if os.environ.get(CRASH_ENV) == name:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _timed(self, report: TickReport, call: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            report.cluster_calls += 1
+            report.cluster_s += time.perf_counter() - started
+
+    def tick(self) -> TickReport:
+        started = time.perf_counter()
+        report = TickReport()
+        now = self.clock()
+        if not self.store.acquire_lease(self.cluster_name, self.holder, self.lease_s or 6 * self.settings.tick_s, now):
+            report.skipped = f"another agent holds the lease: {self.store.lease_holder(self.cluster_name, now)}"
+            report.total_s = time.perf_counter() - started
+            return report
+        live = self.store.sweeps(ON_CLUSTER)
+        jobs = self._timed(report, self.cluster.snapshot) if live or self._queued_exists() else []
+        by_sweep: dict[str, list[QueueJob]] = {}
+        for job in jobs:  # type: ignore[union-attr]
+            sweep_id = sweep_id_of(job.name)
+            if sweep_id:
+                by_sweep.setdefault(sweep_id, []).append(job)
+        unseen = [row for row in live if row.sweep_id not in by_sweep]
+        history: dict[str, list[JobRecord]] = {}
+        if unseen:
+            records = self._timed(report, lambda: self.cluster.history([JOB_NAME_PREFIX + r.sweep_id for r in unseen]))
+            for record in records:  # type: ignore[union-attr]
+                sweep_id = sweep_id_of(record.name)
+                if sweep_id:
+                    history.setdefault(sweep_id, []).append(record)
+
+        updates: list[SweepUpdate] = []
+        for row in live:
+            if row.state == SweepState.SUBMITTING:
+                self._settle_submitting(row, by_sweep.get(row.sweep_id), history.get(row.sweep_id), report)
+                continue
+            update = self._observe(row, by_sweep.get(row.sweep_id), history.get(row.sweep_id))
+            if update is not None:
+                updates.append(update)
+        self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
+        if updates:
+            self.store.apply(updates, now)
+            report.changed += sum(1 for u in updates if u.state is not None)
+        self._start_what_policy_allows(now, report)
+        report.total_s = time.perf_counter() - started
+        return report
+
+    def _queued_exists(self) -> bool:
+        counts = self.store.count()
+        return counts.get(SweepState.QUEUED.value, 0) > 0 or counts.get(SweepState.CANCELLED.value, 0) > 0
+
+    # ------------------------------------------------------------------ reconcile
+    def _settle_submitting(self, row: SweepRow, jobs: list[QueueJob] | None, records: list[JobRecord] | None,
+                           report: TickReport) -> None:
+        """A sweep claimed for submit whose submit may or may not have reached SLURM (crash window)."""
+        found = [j.job_id for j in jobs] if jobs else [r.job_id for r in records or []]
+        if found:
+            self.store.record_submitted(row.sweep_id, _job_ids(found), self.clock(), "found in SLURM by its job name")
+            report.reconciled.append(row.sweep_id)
+            return
+        if self.cluster.submit_in_flight(row.bundle):
+            return  # an sbatch of the previous agent is still running: look again next tick
+        self._submit(row, report, resubmit=True)
+
+    def _observe(self, row: SweepRow, jobs: list[QueueJob] | None, records: list[JobRecord] | None) -> SweepUpdate | None:
+        if jobs:
+            states = [j.state.value for j in jobs]
+            restarts = max(j.restarts for j in jobs)
+            job_updates = _per_job([(j.job_id, j.state.value, j.elapsed_s) for j in jobs])
+            reasons = sorted({j.reason for j in jobs if j.reason and j.reason != "None"})
+        elif records:
+            states = [r.state.value for r in records]
+            restarts = 0
+            job_updates = _per_job([(r.job_id, r.state.value, parse_duration_s(r.elapsed)) for r in records])
+            reasons = []
+        else:
+            return SweepUpdate(row.sweep_id, reason="SLURM no longer knows its jobs (accounting lag?)") if row.job_ids else None
+        state = sweep_state_from_jobs(states, restarts)
+        counts = self.cluster.trials(row) if state in (SweepState.RUNNING,) or state.terminal else None
+        return SweepUpdate(
+            row.sweep_id, state=state if state != row.state else None, jobs=job_updates,
+            trials=(counts.done, counts.running, counts.pending) if counts else None,
+            best_metric=counts.best if counts else None,
+            reason=", ".join(reasons) if reasons else ("" if row.reason else None),
+            event=f"jobs {', '.join(sorted(set(states)))}" + (f", {restarts} restart(s)" if restarts else ""),
+        )
+
+    def _cancel_leftovers(self, by_sweep: dict[str, list[QueueJob]], live: set[str], report: TickReport) -> None:
+        """Jobs still alive of sweeps the queue says are cancelled (cancel raced with a submit)."""
+        others = [sid for sid in by_sweep if sid not in live]
+        states = self.store.states_of(others)
+        doomed = [j.job_id for sid, jobs in by_sweep.items() if states.get(sid) == SweepState.CANCELLED
+                  for j in jobs if not j.state.is_terminal()]
+        if doomed:
+            self._timed(report, lambda: self.cluster.cancel(_job_ids(doomed)))
+
+    # ------------------------------------------------------------------ submit
+    def _start_what_policy_allows(self, now: float, report: TickReport) -> None:
+        queued = self.store.sweeps([SweepState.QUEUED])
+        if not queued:
+            return
+        waiting_for = self._waiting_for(queued)
+        ready = [row for row in queued if row.sweep_id not in waiting_for]
+        budgets = {name: policy.ProjectBudget(b.weight, b.max_concurrent_gpus, b.gpu_hours_per_week)
+                   for name, b in self.settings.projects.items()}
+        usage = self.store.usage(now)
+        plan = policy.plan(
+            [policy.QueuedSweep(r.sweep_id, r.project, r.priority, r.gpus, r.queued_at) for r in ready],
+            policy.Usage(usage.running_gpus, usage.gpu_hours_this_week), budgets,
+            policy.PolicySettings(self.settings.global_max_gpus, self.settings.aging_per_hour), now, MAX_SUBMITS_PER_TICK)
+        rows = {row.sweep_id: row for row in queued}
+        reasons = {**plan.held, **waiting_for}
+        changed = [SweepUpdate(sid, reason=why) for sid, why in reasons.items() if rows[sid].reason != why]
+        if changed:
+            self.store.apply(changed, now)
+        for decision in plan.submit:
+            detail = f"priority {decision.effective_priority:.2f}, {decision.gpus} GPU(s)"
+            if self.store.claim_for_submit(decision.sweep_id, self.clock(), detail):
+                self._crash_point("claimed")
+                self._submit(rows[decision.sweep_id], report)
+
+    def _waiting_for(self, queued: Iterable[SweepRow]) -> dict[str, str]:
+        """Queued sweeps whose `after` sweeps have not all succeeded -> why they wait."""
+        deps = {d for row in queued for d in row.after}
+        states = self.store.states_of(deps)
+        waiting = {}
+        for row in queued:
+            pending = [d for d in row.after if states.get(d) != SweepState.SUCCEEDED]
+            if pending:
+                broken = [d for d in pending if states.get(d) in (SweepState.FAILED, SweepState.CANCELLED)]
+                waiting[row.sweep_id] = (f"waits for {', '.join(pending)}" if not broken else
+                                         f"waits for {', '.join(broken)}, which ended {states[broken[0]].value}: "
+                                         "change its `after` or cancel it")
+        return waiting
+
+    def _submit(self, row: SweepRow, report: TickReport, resubmit: bool = False) -> None:
+        try:
+            job_ids = self._timed(report, lambda: self.cluster.submit(row.bundle))
+        except SubmitRefused as exc:
+            self.store.fail_submit(row.sweep_id, str(exc), self.clock())
+            return
+        self._crash_point("submitted")
+        self.store.record_submitted(row.sweep_id, job_ids, self.clock(), "resubmitted: SLURM had no job of it" if resubmit else "")  # type: ignore[arg-type]
+        (report.resubmitted if resubmit else report.submitted).append(row.sweep_id)
+
+
+def _per_job(tasks: Iterable[tuple[str, str, float]]) -> tuple[JobUpdate, ...]:
+    """One update per submitted job: an array's tasks folded into it, elapsed = their mean, so that
+    the array's GPUs x elapsed = GPUs per task x the tasks' summed time."""
+    grouped: dict[str, list[tuple[str, float]]] = {}
+    for job_id, state, elapsed in tasks:
+        grouped.setdefault(job_id.partition("_")[0], []).append((state, elapsed))
+    return tuple(JobUpdate(job_id, max((s for s, _ in group), key=_state_rank), sum(e for _, e in group) / len(group))
+                 for job_id, group in grouped.items())
+
+
+def _state_rank(state: str) -> int:
+    return {"RUNNING": 3, "PENDING": 2, "REQUEUED": 2}.get(state, 1)
+
+
+def _job_ids(ids: Iterable[str]) -> list[str]:
+    """Job ids to record or cancel: array tasks folded into their array job."""
+    return sorted({i.partition("_")[0] for i in ids}, key=lambda j: (len(j), j))
+
+
+__all__ = ["Agent", "ClusterPort", "JobState", "SubmitRefused", "TickReport", "TrialCounts"]

@@ -1,0 +1,180 @@
+"""The agent as a process on the login node: `run` (the loop), and `start` (detached, idempotent),
+`stop` and `status`, all found through a pid file on the login node's local disk.
+
+`python -m orchestrator.queue.agent_process run|start|stop|status --profile-json JSON`
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config.models import ClusterConfig
+
+STOP_TIMEOUT_S = 30.0
+
+
+def _dir(profile: ClusterConfig) -> Path:
+    assert profile.queue is not None
+    folder = Path(os.path.expanduser(profile.queue.agent_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def pid_file(profile: ClusterConfig) -> Path:
+    return _dir(profile) / f"agent-{profile.name}.json"
+
+
+def log_file(profile: ClusterConfig) -> Path:
+    return _dir(profile) / f"agent-{profile.name}.log"
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def running_pid(profile: ClusterConfig) -> int | None:
+    """The pid of this profile's agent when it is alive (same pid AND same start time)."""
+    try:
+        record = json.loads(pid_file(profile).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    pid = int(record["pid"])
+    return pid if _start_ticks(pid) == record["start_ticks"] else None
+
+
+def start(profile: ClusterConfig, profile_json: str) -> dict[str, Any]:
+    """Start the agent detached (own session, log file) unless it already runs: idempotent."""
+    lock_path = _dir(profile) / f"agent-{profile.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two starts at once: the second finds the first
+        pid = running_pid(profile)
+        if pid is not None:
+            return {"pid": pid, "already_running": True, "log": str(log_file(profile))}
+        with open(log_file(profile), "ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.queue.agent_process", "run", "--profile-json", profile_json],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        ticks = None
+        for _ in range(100):  # /proc entry appears at once; bounded anyway
+            ticks = _start_ticks(child.pid)
+            if ticks is not None:
+                break
+            time.sleep(0.01)
+        tmp = pid_file(profile).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": child.pid, "start_ticks": ticks, "started_at": time.time()}))
+        os.replace(tmp, pid_file(profile))
+    return {"pid": child.pid, "already_running": False, "log": str(log_file(profile))}
+
+
+def stop(profile: ClusterConfig) -> dict[str, Any]:
+    pid = running_pid(profile)
+    if pid is None:
+        return {"stopped": False, "pid": None}
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _start_ticks(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _start_ticks(pid) is not None:
+        os.kill(pid, signal.SIGKILL)
+    return {"stopped": True, "pid": pid}
+
+
+def status(profile: ClusterConfig) -> dict[str, Any]:
+    from orchestrator.queue.service import open_store
+
+    store = open_store(profile)
+    try:
+        last = store.meta(f"agent:{profile.name}:last_tick")
+        holder = store.lease_holder(profile.name)
+    finally:
+        store.close()
+    return {"pid": running_pid(profile), "lease_holder": holder, "last_tick": json.loads(last) if last else None,
+            "log": str(log_file(profile))}
+
+
+def run(profile: ClusterConfig, max_ticks: int | None = None) -> int:
+    """The loop: one tick every queue.tick_s until SIGTERM (the lease is released on the way out)."""
+    from orchestrator.queue.agent import Agent
+    from orchestrator.queue.service import open_store
+    from orchestrator.queue.slurm_port import SlurmPort
+
+    assert profile.queue is not None and profile.remote is not None
+    stopping = False
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    store = open_store(profile)
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    agent = Agent(store, SlurmPort(profile.remote.env), profile.queue, profile.name, holder)
+    print(f"{_now()} agent {holder} for '{profile.name}' on {store.backend}, tick {profile.queue.tick_s:g} s", flush=True)
+    ticks = 0
+    try:
+        while not stopping and (max_ticks is None or ticks < max_ticks):
+            report = agent.tick()
+            ticks += 1
+            store.set_meta(f"agent:{profile.name}:last_tick", json.dumps(
+                {"at": time.time(), "holder": holder, "own_ms": round(report.own_s * 1000, 1),
+                 "cluster_calls": report.cluster_calls, "skipped": report.skipped}))
+            if report.submitted or report.resubmitted or report.reconciled or report.changed or report.skipped:
+                print(f"{_now()} submitted {report.submitted} resubmitted {report.resubmitted} reconciled {report.reconciled} "
+                      f"state changes {report.changed} own {report.own_s * 1000:.0f} ms, {report.cluster_calls} cluster call(s)"
+                      + (f"; skipped: {report.skipped}" if report.skipped else ""), flush=True)
+            deadline = time.monotonic() + profile.queue.tick_s
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(min(0.2, profile.queue.tick_s))
+    finally:
+        store.release_lease(profile.name, holder)
+        store.close()
+        print(f"{_now()} agent {holder} stopped", flush=True)
+    return 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cluster.remote import RemoteError, emit
+
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.queue.agent_process")
+    parser.add_argument("command", choices=["run", "start", "stop", "status"])
+    parser.add_argument("--profile-json", required=True)
+    parser.add_argument("--max-ticks", type=int)
+    args = parser.parse_args(argv)
+    profile = ClusterConfig.model_validate_json(args.profile_json)
+    if profile.queue is None:
+        emit({"ok": False, "code": 2, "error": {"key": "queue", "problem": f"profile '{profile.name}' has no queue section",
+                                                "fix": "add `queue:` to the cluster profile"}})
+        return 2
+    if args.command == "run":
+        return run(profile, args.max_ticks)
+    try:
+        result = start(profile, args.profile_json) if args.command == "start" else stop(profile) if args.command == "stop" else status(profile)
+    except RemoteError as exc:
+        emit({"ok": False, "code": exc.code, "error": {"key": exc.key, "problem": exc.problem, "fix": exc.fix}})
+        return exc.code
+    emit({"ok": True, **result})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The agent's view of a real SLURM cluster, from the login node: squeue/sacct/scancel through
+`SlurmClient`, submits through the same code `orch submit` runs (`cluster.remote.submit`)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cluster.bundle import Bundle
+from cluster.slurm_client import JobRecord, QueueJob, SlurmClient, SlurmError
+from orchestrator.queue.agent import JOB_NAME_PREFIX, SubmitRefused, TrialCounts
+from orchestrator.queue.states import TrialState
+from orchestrator.queue.store import SweepRow
+
+
+@dataclass(frozen=True)
+class SlurmPort:
+    env: Mapping[str, str]
+
+    @property
+    def client(self) -> SlurmClient:
+        return SlurmClient(env=self.env)
+
+    def snapshot(self) -> list[QueueJob]:
+        return self.client.queue_snapshot(JOB_NAME_PREFIX)
+
+    def history(self, names: Sequence[str]) -> list[JobRecord]:
+        return self.client.jobs_named(names)
+
+    def submit(self, bundle: str) -> list[str]:
+        from cluster.remote import RemoteError, submit
+
+        try:
+            return list(submit(Path(bundle))["job_ids"])
+        except RemoteError as exc:
+            raise SubmitRefused(f"{exc.key}: {exc.problem}; fix: {exc.fix}") from None
+        except SlurmError as exc:
+            raise SubmitRefused(f"slurm: {exc.message}") from None
+
+    def submit_in_flight(self, bundle: str) -> bool:
+        """Is an `sbatch` for this sweep folder still running (one a killed agent left behind)?"""
+        needle = str(bundle).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0].decode(errors="replace")) == "sbatch" and any(needle in a for a in argv):
+                return True
+        return False
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        self.client.cancel(job_ids)
+
+    def trials(self, row: SweepRow) -> TrialCounts | None:
+        from cluster.remote import sweep_trials
+
+        bundle = Bundle(Path(row.bundle))
+        if not bundle.root.exists():
+            return None
+        trials = sweep_trials(bundle, list(row.job_ids))
+        states = [TrialState.from_tune(str(t.get("state", "PENDING"))) for t in trials]
+        metrics = [float(t["metric"]) for t in trials if isinstance(t.get("metric"), (int, float)) and math.isfinite(t["metric"])]
+        best = (min(metrics) if row.mode == "min" else max(metrics)) if metrics else None
+        return TrialCounts(done=sum(s.done for s in states), running=sum(s == TrialState.RUNNING for s in states),
+                           pending=sum(s in (TrialState.PENDING, TrialState.PAUSED) for s in states), best=best)
