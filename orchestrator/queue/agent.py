@@ -53,6 +53,7 @@ class ClusterPort(Protocol):
     def submit(self, bundle: str) -> list[str]: ...
     def submit_in_flight(self, bundle: str) -> bool: ...
     def cancel(self, job_ids: Sequence[str]) -> None: ...
+    def adopt(self, bundle: str, job_ids: Sequence[str]) -> None: ...  # record jobs a killed agent submitted
     def trials(self, row: SweepRow) -> TrialCounts | None: ...
 
 
@@ -148,6 +149,7 @@ class Agent:
         """A sweep claimed for submit whose submit may or may not have reached SLURM (crash window)."""
         found = [j.job_id for j in jobs] if jobs else [r.job_id for r in records or []]
         if found:
+            self.cluster.adopt(row.bundle, _job_ids(found))
             self.store.record_submitted(row.sweep_id, _job_ids(found), self.clock(), "found in SLURM by its job name")
             report.reconciled.append(row.sweep_id)
             return

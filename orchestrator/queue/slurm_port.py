@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,14 @@ class SlurmPort:
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         self.client.cancel(job_ids)
+
+    def adopt(self, bundle: str, job_ids: Sequence[str]) -> None:
+        """Write the sweep folder's jobs.json that a killed agent did not get to write."""
+        from cluster.bundle import write_atomic
+
+        folder = Bundle(Path(bundle))
+        if folder.root.exists() and not folder.jobs_file.exists():
+            write_atomic(folder.jobs_file, json.dumps(list(job_ids)))
 
     def trials(self, row: SweepRow) -> TrialCounts | None:
         from cluster.remote import sweep_trials
