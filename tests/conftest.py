@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.harness.slurm import slurm_cluster  # noqa: E402,F401  (the session's one SLURM test cluster)
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from cluster.slurm_client import JobRecord, JobState, QueueJob, parse_duration_s
 from orchestrator import policy
 from orchestrator.config.models import QueueSettings
 from orchestrator.queue.states import ON_CLUSTER, SweepState, sweep_state_from_jobs
-from orchestrator.queue.store import JobUpdate, QueueStore, SweepRow, SweepUpdate
+from orchestrator.queue.store import JobUpdate, QueueStore, SweepRow, SweepUpdate, TrialRow
 
 JOB_NAME_PREFIX = "orch."
 MAX_SUBMITS_PER_TICK = 20
@@ -43,6 +44,7 @@ class TrialCounts:
     running: int
     pending: int
     best: float | None
+    rows: tuple[TrialRow, ...] = ()
 
 
 class ClusterPort(Protocol):
@@ -71,6 +73,29 @@ class TickReport:
     @property
     def own_s(self) -> float:
         return self.total_s - self.cluster_s
+
+
+def holder_name(pid: int | None = None) -> str:
+    """`host:pid:start-time`: names this agent process uniquely (a reused pid has another start time)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True only for a holder on THIS host whose process is gone: a crashed agent's restart takes over
+    at once instead of waiting for the lease to expire. Holders elsewhere are judged by expiry only."""
+    host, _, rest = holder.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return str(_start_ticks(int(pid))) != ticks
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def sweep_id_of(job_name: str) -> str | None:
@@ -103,10 +128,13 @@ class Agent:
         started = time.perf_counter()
         report = TickReport()
         now = self.clock()
-        if not self.store.acquire_lease(self.cluster_name, self.holder, self.lease_s or 6 * self.settings.tick_s, now):
-            report.skipped = f"another agent holds the lease: {self.store.lease_holder(self.cluster_name, now)}"
-            report.total_s = time.perf_counter() - started
-            return report
+        ttl = self.lease_s or 6 * self.settings.tick_s
+        if not self.store.acquire_lease(self.cluster_name, self.holder, ttl, now):
+            holder = self.store.lease_holder(self.cluster_name, now)
+            if not (holder and holder_is_dead(holder) and self.store.take_over_lease(self.cluster_name, holder, self.holder, ttl, now)):
+                report.skipped = f"another agent holds the lease: {holder}"
+                report.total_s = time.perf_counter() - started
+                return report
         live = self.store.sweeps(ON_CLUSTER)
         jobs = self._timed(report, self.cluster.snapshot) if live or self._queued_exists() else []
         by_sweep: dict[str, list[QueueJob]] = {}
@@ -178,6 +206,7 @@ class Agent:
             best_metric=counts.best if counts else None,
             reason=", ".join(reasons) if reasons else ("" if row.reason else None),
             event=f"jobs {', '.join(sorted(set(states)))}" + (f", {restarts} restart(s)" if restarts else ""),
+            trial_rows=counts.rows if counts else (),
         )
 
     def _cancel_leftovers(self, by_sweep: dict[str, list[QueueJob]], live: set[str], report: TickReport) -> None:
@@ -191,41 +220,38 @@ class Agent:
 
     # ------------------------------------------------------------------ submit
     def _start_what_policy_allows(self, now: float, report: TickReport) -> None:
-        queued = self.store.sweeps([SweepState.QUEUED])
+        queued = self.store.waiting()  # (sweep_id, project, priority, gpus, queued_at, reason): lean, one query
         if not queued:
             return
-        waiting_for = self._waiting_for(queued)
-        ready = [row for row in queued if row.sweep_id not in waiting_for]
+        waiting_for = self._waiting_for(self.store.after_links({q[0] for q in queued}))
         budgets = {name: policy.ProjectBudget(b.weight, b.max_concurrent_gpus, b.gpu_hours_per_week)
                    for name, b in self.settings.projects.items()}
         usage = self.store.usage(now)
         plan = policy.plan(
-            [policy.QueuedSweep(r.sweep_id, r.project, r.priority, r.gpus, r.queued_at) for r in ready],
+            [policy.QueuedSweep(sid, project, prio, gpus, at) for sid, project, prio, gpus, at, _ in queued if sid not in waiting_for],
             policy.Usage(usage.running_gpus, usage.gpu_hours_this_week), budgets,
             policy.PolicySettings(self.settings.global_max_gpus, self.settings.aging_per_hour), now, MAX_SUBMITS_PER_TICK)
-        rows = {row.sweep_id: row for row in queued}
         reasons = {**plan.held, **waiting_for}
-        changed = [SweepUpdate(sid, reason=why) for sid, why in reasons.items() if rows[sid].reason != why]
+        changed = [SweepUpdate(sid, reason=reasons[sid]) for sid, *_, reason in queued if sid in reasons and reasons[sid] != reason]
         if changed:
             self.store.apply(changed, now)
         for decision in plan.submit:
             detail = f"priority {decision.effective_priority:.2f}, {decision.gpus} GPU(s)"
             if self.store.claim_for_submit(decision.sweep_id, self.clock(), detail):
                 self._crash_point("claimed")
-                self._submit(rows[decision.sweep_id], report)
+                self._submit(self.store.get(decision.sweep_id), report)
 
-    def _waiting_for(self, queued: Iterable[SweepRow]) -> dict[str, str]:
+    def _waiting_for(self, links: dict[str, list[str]]) -> dict[str, str]:
         """Queued sweeps whose `after` sweeps have not all succeeded -> why they wait."""
-        deps = {d for row in queued for d in row.after}
-        states = self.store.states_of(deps)
+        states = self.store.states_of({d for deps in links.values() for d in deps})
         waiting = {}
-        for row in queued:
-            pending = [d for d in row.after if states.get(d) != SweepState.SUCCEEDED]
+        for sweep_id, deps in links.items():
+            pending = [d for d in deps if states.get(d) != SweepState.SUCCEEDED]
             if pending:
                 broken = [d for d in pending if states.get(d) in (SweepState.FAILED, SweepState.CANCELLED)]
-                waiting[row.sweep_id] = (f"waits for {', '.join(pending)}" if not broken else
-                                         f"waits for {', '.join(broken)}, which ended {states[broken[0]].value}: "
-                                         "change its `after` or cancel it")
+                waiting[sweep_id] = (f"waits for {', '.join(pending)}" if not broken else
+                                     f"waits for {', '.join(broken)}, which ended {states[broken[0]].value}: "
+                                     "change its `after` or cancel it")
         return waiting
 
     def _submit(self, row: SweepRow, report: TickReport, resubmit: bool = False) -> None:

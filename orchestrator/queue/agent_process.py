@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -110,7 +109,7 @@ def status(profile: ClusterConfig) -> dict[str, Any]:
 
 def run(profile: ClusterConfig, max_ticks: int | None = None) -> int:
     """The loop: one tick every queue.tick_s until SIGTERM (the lease is released on the way out)."""
-    from orchestrator.queue.agent import Agent
+    from orchestrator.queue.agent import Agent, holder_name
     from orchestrator.queue.service import open_store
     from orchestrator.queue.slurm_port import SlurmPort
 
@@ -123,7 +122,7 @@ def run(profile: ClusterConfig, max_ticks: int | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     store = open_store(profile)
-    holder = f"{socket.gethostname()}:{os.getpid()}"
+    holder = holder_name()
     agent = Agent(store, SlurmPort(profile.remote.env), profile.queue, profile.name, holder)
     print(f"{_now()} agent {holder} for '{profile.name}' on {store.backend}, tick {profile.queue.tick_s:g} s", flush=True)
     ticks = 0

@@ -14,7 +14,7 @@ from cluster.bundle import Bundle
 from cluster.slurm_client import JobRecord, QueueJob, SlurmClient, SlurmError
 from orchestrator.queue.agent import JOB_NAME_PREFIX, SubmitRefused, TrialCounts
 from orchestrator.queue.states import TrialState
-from orchestrator.queue.store import SweepRow
+from orchestrator.queue.store import SweepRow, TrialRow
 
 
 @dataclass(frozen=True)
@@ -76,5 +76,8 @@ class SlurmPort:
         states = [TrialState.from_tune(str(t.get("state", "PENDING"))) for t in trials]
         metrics = [float(t["metric"]) for t in trials if isinstance(t.get("metric"), (int, float)) and math.isfinite(t["metric"])]
         best = (min(metrics) if row.mode == "min" else max(metrics)) if metrics else None
+        rows = tuple(TrialRow(str(t["trial_id"]), state.value, int(t.get("epoch") or 0),
+                              float(t["metric"]) if isinstance(t.get("metric"), (int, float)) else None)
+                     for t, state in zip(trials, states))
         return TrialCounts(done=sum(s.done for s in states), running=sum(s == TrialState.RUNNING for s in states),
-                           pending=sum(s in (TrialState.PENDING, TrialState.PAUSED) for s in states), best=best)
+                           pending=sum(s in (TrialState.PENDING, TrialState.PAUSED) for s in states), best=best, rows=rows)

@@ -211,3 +211,21 @@ def test_second_agent_waits_for_the_lease(store: QueueStore) -> None:
 ])
 def test_sweep_state_from_slurm_job_states(states: list[str], restarts: int, expected: SweepState) -> None:
     assert sweep_state_from_jobs(states, restarts) == expected
+
+
+def test_restarted_agent_takes_over_the_lease_of_a_dead_one_on_this_host(store: QueueStore) -> None:
+    import subprocess
+    import sys
+
+    from orchestrator.queue.agent import holder_is_dead, holder_name
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = holder_name(child.pid)
+    child.wait()
+    assert holder_is_dead(dead) and not holder_is_dead(holder_name()) and not holder_is_dead("elsewhere:1:2")
+    cluster = FakeCluster()
+    add(store, "a")
+    assert store.acquire_lease("c", dead, ttl_s=600, now=1000)
+    report = make_agent(store, cluster).tick()
+    assert report.skipped is None and report.submitted == ["a"]
+    assert not Agent(store, cluster, QueueSettings(), "c", "elsewhere:1:2", clock=lambda: 1015.0).tick().submitted

@@ -122,6 +122,15 @@ def test_record_and_apply_track_jobs_gpu_hours_and_usage(store: QueueStore) -> N
         store.apply([SweepUpdate("b-1", state=SweepState.RUNNING)])
 
 
+def test_trial_rows_are_inserted_then_updated(store: QueueStore) -> None:
+    from orchestrator.queue.store import TrialRow
+
+    store.add(new("a-1"))
+    store.apply([SweepUpdate("a-1", trial_rows=(TrialRow("t0", "running", 1, 2.0), TrialRow("t1", "pending", 0, None)))], now=1)
+    store.apply([SweepUpdate("a-1", trial_rows=(TrialRow("t0", "succeeded", 3, 1.5), TrialRow("t1", "pending", 0, None)))], now=2)
+    assert store.trials("a-1") == [TrialRow("t0", "succeeded", 3, 1.5), TrialRow("t1", "pending", 0, None)]
+
+
 def test_duplicates_by_config_hash(store: QueueStore) -> None:
     store.add(new("a-1", config_hash="same"))
     store.add(new("a-2", config_hash="other"))
@@ -144,7 +153,7 @@ def test_schema_is_the_same_on_both_backends(store: QueueStore) -> None:
     import sqlalchemy as sa
 
     tables = sa.inspect(store.engine).get_table_names()
-    assert set(tables) >= {"orch_sweeps", "orch_sweep_after", "orch_jobs", "orch_events", "orch_agent_lease", "orch_meta"}
+    assert set(tables) >= {"orch_sweeps", "orch_sweep_after", "orch_jobs", "orch_trials", "orch_events", "orch_agent_lease", "orch_meta"}
 
 
 # ---------------------------------------------------------------------------- network filesystems

@@ -1,4 +1,7 @@
-"""The `slurm_cluster` fixture: a real local SLURM cluster (cluster/testcluster) for the session."""
+"""The `slurm_cluster` fixture: a real local SLURM cluster (cluster/testcluster) for the session.
+
+Registered once, in tests/conftest.py, so every test folder shares the one cluster (only one
+test cluster can run per machine: fixed ports and network namespaces)."""
 
 from __future__ import annotations
 
