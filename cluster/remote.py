@@ -46,6 +46,9 @@ def submit(bundle_root: Path) -> dict[str, Any]:
     assert profile.slurm is not None and profile.remote is not None  # checked by the model validator
     resolved = load_bundle_sweep(bundle)
     preflight(profile)
+    settings = profile.slurm
+    if settings.fit_time_limit:
+        settings = _fit_time_limit(profile, bundle)
     shards = None
     if profile.slurm.layout == "array":  # every trial materialised now, dealt into shards: one array task each
         from cluster.shards import plan_shards, write_plan
@@ -57,7 +60,7 @@ def submit(bundle_root: Path) -> dict[str, Any]:
     # The jobs read the parent run from the manifest: it is written before they can start.
     bundle.write_manifest(BundleManifest(**{**manifest.__dict__, "parent_run_id": parent_run_id, "experiment_id": experiment_id}))
     try:
-        jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle, shards)
+        jobs = submit_sweep(settings, profile.remote, manifest.sweep_id, bundle, shards)
     except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
         _discard_parent_run(manifest.tracking_uri, parent_run_id)
         bundle.write_manifest(manifest)
@@ -66,6 +69,26 @@ def submit(bundle_root: Path) -> dict[str, Any]:
     write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
     return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "parent_run_id": parent_run_id,
             "experiment_id": experiment_id, "bundle": str(bundle.root)}
+
+
+def _fit_time_limit(profile: Any, bundle: Bundle) -> Any:
+    """The profile's SLURM settings with the time limit that starts earliest; the choice is kept in time_fit.json."""
+    from cluster.slurm_backend import preflight_args
+    from cluster.slurm_client import SlurmClient, SlurmError
+    from cluster.time_fit import fit_time_limit
+
+    client = SlurmClient(env=profile.remote.env)
+
+    def test_only(settings: Any) -> str:
+        try:
+            return client.test_only(preflight_args(settings))
+        except SlurmError:
+            return ""  # a limit the cluster refuses is simply not a candidate
+
+    fit = fit_time_limit(profile.slurm, test_only)
+    write_atomic(bundle.root / "time_fit.json", json.dumps({"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues,
+                                                            "starts": fit.starts, "reason": fit.reason}))
+    return profile.slurm.model_copy(update={"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues})
 
 
 def load_bundle_sweep(bundle: Bundle) -> Any:

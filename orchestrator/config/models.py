@@ -146,6 +146,9 @@ class SlurmSettings(StrictModel):
     time_limit_min: int = Field(default=60, ge=1)
     signal_lead_s: int = Field(default=120, ge=1, description="USR2 this long before the time limit or preemption")
     max_requeues: int = Field(default=5, ge=0)
+    fit_time_limit: bool = Field(default=False, description="probe shorter limits with sbatch --test-only; take the one "
+                                 "that starts earliest (backfill), more requeues carry the rest")
+    min_time_limit_min: int = Field(default=15, ge=1, description="the shortest limit fit_time_limit tries")
     layout: Literal["allocation", "array"] = Field(
         default="allocation", description="allocation: one job per sweep; array: trials split into shards as array tasks"
     )
