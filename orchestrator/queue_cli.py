@@ -164,6 +164,9 @@ def agent_start(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
 
     answer = agent(_queue_target(cluster, conf), "start")
     state = "already running" if answer["already_running"] else "started"
+    if "job_id" in answer:
+        console.print(f"agent {state} as SLURM job {answer['job_id']} (it requeues itself)", highlight=False)
+        return
     console.print(f"agent {state} on the login node (pid {answer['pid']}); log: {answer['log']}", highlight=False)
 
 
@@ -173,6 +176,10 @@ def agent_stop(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
     from orchestrator.queue_commands import agent
 
     answer = agent(_queue_target(cluster, conf), "stop")
+    if "job_ids" in answer:
+        console.print(f"agent job(s) {', '.join(answer['job_ids'])} cancelled" if answer["stopped"] else "no agent job was queued",
+                      highlight=False)
+        return
     console.print(f"agent pid {answer['pid']} stopped" if answer["stopped"] else "no agent was running", highlight=False)
 
 
@@ -184,5 +191,7 @@ def agent_status(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
     answer = agent(_queue_target(cluster, conf), "status")
     last = answer.get("last_tick")
     ago = f"{time.time() - last['at']:.0f} s ago ({last['own_ms']} ms of its own work)" if last else "never"
-    console.print(f"agent: {'running, pid ' + str(answer['pid']) if answer['pid'] else 'not running'}; "
+    where = ("job " + ", ".join(f"{j['job_id']} {j['state']} ({j['restarts']} restarts)" for j in answer["jobs"])
+             if answer.get("jobs") else f"running, pid {answer['pid']}" if answer["pid"] else "not running")
+    console.print(f"agent: {where}; "
                   f"lease: {answer['lease_holder'] or 'free'}; last tick {ago}; log: {answer['log']}", highlight=False)

@@ -173,6 +173,12 @@ class QueueSettings(StrictModel):
     aging_per_hour: float = Field(default=1.0, ge=0, description="priority a waiting sweep gains per hour waited")
     projects: dict[str, ProjectBudgetConfig] = Field(default_factory=dict)
     agent_dir: str = Field(default="~/.local/state/orch", description="agent pid file and log, on the login node's local disk")
+    agent_as_job: bool = Field(default=False, description="run the agent as a small self-requeuing CPU SLURM job (for "
+                               "clusters that kill long login-node processes); needs a PostgreSQL store")
+    agent_job_partition: str | None = Field(default=None, description="default: slurm.partition")
+    agent_job_time_min: int = Field(default=60, ge=2, description="time limit of each agent job; it requeues itself before it")
+    agent_job_run_s: int | None = Field(default=None, ge=5, description="how long each agent job runs before requeueing "
+                                        "itself (default: its time limit less 2 minutes)")
 
 
 class ClusterConfig(StrictModel):

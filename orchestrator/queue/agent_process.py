@@ -107,8 +107,8 @@ def status(profile: ClusterConfig) -> dict[str, Any]:
             "log": str(log_file(profile))}
 
 
-def run(profile: ClusterConfig, max_ticks: int | None = None) -> int:
-    """The loop: one tick every queue.tick_s until SIGTERM (the lease is released on the way out)."""
+def run(profile: ClusterConfig, max_ticks: int | None = None, max_seconds: float | None = None) -> int:
+    """The loop: one tick every queue.tick_s until SIGTERM or `max_seconds` (the lease is released on the way out)."""
     from orchestrator.queue.agent import Agent, holder_name
     from orchestrator.queue.service import open_store
     from orchestrator.queue.slurm_port import SlurmPort
@@ -126,8 +126,9 @@ def run(profile: ClusterConfig, max_ticks: int | None = None) -> int:
     agent = Agent(store, SlurmPort(profile.remote.env), profile.queue, profile.name, holder)
     print(f"{_now()} agent {holder} for '{profile.name}' on {store.backend}, tick {profile.queue.tick_s:g} s", flush=True)
     ticks = 0
+    ends_at = time.monotonic() + max_seconds if max_seconds else float("inf")
     try:
-        while not stopping and (max_ticks is None or ticks < max_ticks):
+        while not stopping and (max_ticks is None or ticks < max_ticks) and time.monotonic() < ends_at:
             report = agent.tick()
             ticks += 1
             store.set_meta(f"agent:{profile.name}:last_tick", json.dumps(
@@ -153,24 +154,38 @@ def _now() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from cluster.remote import RemoteError, emit
+    from orchestrator.queue.store import QueueError
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.queue.agent_process")
     parser.add_argument("command", choices=["run", "start", "stop", "status"])
-    parser.add_argument("--profile-json", required=True)
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--profile-json")
+    given.add_argument("--profile-file", help="the profile as JSON in a file (the agent job's way)")
     parser.add_argument("--max-ticks", type=int)
+    parser.add_argument("--max-seconds", type=float)
     args = parser.parse_args(argv)
-    profile = ClusterConfig.model_validate_json(args.profile_json)
+    profile_json = args.profile_json or Path(args.profile_file).read_text()
+    profile = ClusterConfig.model_validate_json(profile_json)
     if profile.queue is None:
         emit({"ok": False, "code": 2, "error": {"key": "queue", "problem": f"profile '{profile.name}' has no queue section",
                                                 "fix": "add `queue:` to the cluster profile"}})
         return 2
     if args.command == "run":
-        return run(profile, args.max_ticks)
+        return run(profile, args.max_ticks, args.max_seconds)
     try:
-        result = start(profile, args.profile_json) if args.command == "start" else stop(profile) if args.command == "stop" else status(profile)
+        if profile.queue.agent_as_job:
+            from orchestrator.queue import agent_job
+
+            result = (agent_job.start_job(profile) if args.command == "start" else agent_job.stop_job(profile)
+                      if args.command == "stop" else {**status(profile), "jobs": agent_job.find_jobs(profile)})
+        else:
+            result = start(profile, profile_json) if args.command == "start" else stop(profile) if args.command == "stop" else status(profile)
     except RemoteError as exc:
         emit({"ok": False, "code": exc.code, "error": {"key": exc.key, "problem": exc.problem, "fix": exc.fix}})
         return exc.code
+    except QueueError as exc:
+        emit({"ok": False, "code": 2, "error": {"key": exc.key, "problem": exc.problem, "fix": exc.fix}})
+        return 2
     emit({"ok": True, **result})
     return 0
 

@@ -171,7 +171,10 @@ class PostgresServer:
     # ---- start
 
     @classmethod
-    def start(cls, root: Path, port: int = DEFAULT_PORT) -> "PostgresServer":
+    def start(cls, root: Path, port: int = DEFAULT_PORT, listen: tuple[str, ...] = (),
+              allow_networks: tuple[str, ...] = ()) -> "PostgresServer":
+        """`listen`: addresses besides 127.0.0.1 (e.g. the test cluster's host-side veth addresses, so
+        jobs in node namespaces reach it); `allow_networks`: CIDRs allowed to log in as the test role."""
         began = time.monotonic()
         root = Path(root).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -205,8 +208,9 @@ class PostgresServer:
             "# TYPE  DATABASE    USER        ADDRESS        METHOD\n"
             f"local   all         {SYSTEM_USER}                  trust\n"
             f"host    {DB_NAME:<11} {DB_USER:<11} 127.0.0.1/32   scram-sha-256\n"
+            + "".join(f"host    {DB_NAME:<11} {DB_USER:<11} {net:<14} scram-sha-256\n" for net in allow_networks)
         )
-        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(socket_dir),
+        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", ",".join(("127.0.0.1", *listen)), "-k", str(socket_dir),
                 "-c", "fsync=off", "-c", "unix_socket_permissions=0700"]
         with open(log, "ab") as out:
             proc = subprocess.Popen(

@@ -1,0 +1,116 @@
+"""The agent as a small self-requeuing CPU SLURM job (queue.agent_as_job), for clusters that kill
+long processes on the login node.
+
+The job runs the agent loop for `agent_job_run_s`, then `scontrol requeue`s itself, so the agent
+lives on in pieces that each fit the time limit. Two pieces never overlap (one job), and the
+store's lease keeps a job agent and a login-node agent from ever working at once. The store must
+be reachable from compute nodes: PostgreSQL (SQLite is refused: it lives on the login node's disk).
+Every sbatch option is an argument (no #SBATCH lines built from profile values); the script's
+only values are shell-quoted.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from cluster.slurm_backend import setup_lines
+from orchestrator.config.models import ClusterConfig
+
+AGENT_JOB_PREFIX = "orch-agent."
+REQUEUE_MARGIN_S = 120
+
+
+def agent_job_name(profile: ClusterConfig) -> str:
+    return f"{AGENT_JOB_PREFIX}{profile.name}"
+
+
+def agent_folder(profile: ClusterConfig) -> Path:
+    """On the shared filesystem: the job's profile file and its log."""
+    assert profile.remote is not None
+    return Path(profile.remote.workdir) / "agent"
+
+
+def run_seconds(profile: ClusterConfig) -> int:
+    assert profile.queue is not None
+    return profile.queue.agent_job_run_s or max(30, profile.queue.agent_job_time_min * 60 - REQUEUE_MARGIN_S)
+
+
+def sbatch_argv(profile: ClusterConfig, script: Path, log: Path) -> list[str]:
+    assert profile.queue is not None and profile.slurm is not None
+    argv = ["sbatch", "--parsable", "--job-name", agent_job_name(profile),
+            "--partition", profile.queue.agent_job_partition or profile.slurm.partition,
+            "--time", str(profile.queue.agent_job_time_min), "--ntasks", "1", "--cpus-per-task", "1", "--mem", "1024M",
+            "--requeue", "--open-mode=append", "--output", str(log), "--comment", f"orch-agent={profile.name}"]
+    for flag, value in (("--account", profile.slurm.account), ("--qos", profile.slurm.qos)):
+        if value:
+            argv += [flag, value]
+    return [*argv, str(script)]
+
+
+def job_script(profile: ClusterConfig, profile_file: Path) -> str:
+    assert profile.remote is not None
+    python = shlex.quote(profile.remote.python)
+    lines = [
+        "#!/bin/bash",
+        f"# orch agent for cluster profile {profile.name}: runs {run_seconds(profile)} s, then requeues itself",
+        *[line for line in setup_lines(profile.remote, str(agent_folder(profile))) if not line.startswith("export PYTHONPATH")],
+        'echo "== agent job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0}, on $(hostname) at $(date -Is)"',
+        f"{python} -m orchestrator.queue.agent_process run --profile-file {shlex.quote(str(profile_file))} "
+        f"--max-seconds {run_seconds(profile)}",
+        'echo "== agent job $SLURM_JOB_ID requeues itself at $(date -Is)"',
+        'scontrol requeue "$SLURM_JOB_ID"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def find_jobs(profile: ClusterConfig) -> list[dict[str, Any]]:
+    """The agent job(s) SLURM knows, pending or running (one squeue call)."""
+    from cluster.slurm_client import SlurmClient
+
+    assert profile.remote is not None
+    jobs = SlurmClient(env=profile.remote.env).queue_snapshot(agent_job_name(profile))
+    return [{"job_id": j.job_id, "state": j.state.value, "restarts": j.restarts} for j in jobs
+            if j.name == agent_job_name(profile) and not j.state.is_terminal()]
+
+
+def start_job(profile: ClusterConfig) -> dict[str, Any]:
+    """Submit the agent job unless one is pending or running (idempotent)."""
+    import os
+    import subprocess
+
+    from cluster.bundle import write_atomic
+    from cluster.remote import RemoteError
+
+    assert profile.queue is not None and profile.remote is not None
+    if not profile.queue.store.startswith("postgresql"):
+        raise RemoteError("queue.agent_as_job", "an agent job runs on a compute node, which cannot reach a SQLite queue "
+                          "on the login node's disk", "use a PostgreSQL store (queue.store: postgresql://...) for agent_as_job")
+    running = find_jobs(profile)
+    if running:
+        return {"job_id": running[0]["job_id"], "already_running": True, "state": running[0]["state"]}
+    folder = agent_folder(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    profile_file = folder / f"{profile.name}.json"
+    write_atomic(profile_file, profile.model_dump_json())
+    os.chmod(profile_file, 0o600)  # it holds the store URL (with its password)
+    script = folder / f"{profile.name}.sh"
+    write_atomic(script, job_script(profile, profile_file))
+    log = folder / f"{profile.name}.log"
+    done = subprocess.run(sbatch_argv(profile, script, log), capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **profile.remote.env}, check=False)
+    if done.returncode != 0:
+        raise RemoteError("queue.agent_job_partition", f"sbatch refused the agent job: {done.stderr.strip()[-300:]}",
+                          "set queue.agent_job_partition to a partition that takes CPU jobs")
+    return {"job_id": done.stdout.strip().split(";")[0], "already_running": False, "log": str(log)}
+
+
+def stop_job(profile: ClusterConfig) -> dict[str, Any]:
+    from cluster.slurm_client import SlurmClient
+
+    assert profile.remote is not None
+    jobs = [j["job_id"] for j in find_jobs(profile)]
+    SlurmClient(env=profile.remote.env).cancel(jobs)
+    return {"stopped": bool(jobs), "job_ids": jobs}
