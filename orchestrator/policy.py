@@ -87,7 +87,10 @@ def plan(
         sweeps.sort(key=lambda s: (-effective_priority(s, now, settings), s.queued_at, s.sweep_id))
     chosen: list[Decision] = []
     taken: set[str] = set()
+    smallest = min((s.gpus for sweeps in by_project.values() for s in sweeps), default=0)
     while max_decisions is None or len(chosen) < max_decisions:
+        if settings.global_max_gpus is not None and total + smallest > settings.global_max_gpus:
+            break  # the account is full: no sweep can start, whatever its project
         candidates = []
         for project, sweeps in by_project.items():
             budget = budgets.get(project, ProjectBudget())
