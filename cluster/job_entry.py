@@ -57,6 +57,7 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     manifest = bundle.manifest()
     if bundle.cancelled_marker.exists():
         return {"sweep_id": manifest.sweep_id, "status": "CANCELLED"}
+    begin_attempt(bundle, allocation, manifest.sweep_id, shard)
     resolved = load_sweep(bundle.code / manifest.sweep_file)
     client = TrackingClient(manifest.tracking_uri)
     base_tags = {
@@ -113,9 +114,79 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     parent_status = "FAILED" if failed else "FINISHED"
     if shard_plan is not None:  # the parent run ends with the last shard
         parent_status = _sweep_status(bundle, len(shard_plan.shards))
+    _log_recovery_metrics(tracker, client if nodes_reach_server else None, manifest.parent_run_id, allocation,
+                          per_trial_gpu, shard)
     if manifest.parent_run_id and parent_status:
         tracker.end_parent(parent_status)  # deferred mode: recorded in the spool for delivery
     return summary
+
+
+def begin_attempt(bundle: Bundle, allocation: Any, sweep_id: str, shard: int | None) -> str:
+    """Start of one attempt of the job: its fencing token (attempt.json: older attempts stop writing),
+    the attempts ledger, and a separator in the job log naming the attempt, the job, the node and
+    why the previous attempt ended (as sacct reports it)."""
+    import json
+    import os
+    import uuid
+
+    token = f"{allocation.job_id}.{allocation.attempt}.{uuid.uuid4().hex[:8]}"
+    os.environ["ORCH_ATTEMPT_TOKEN"] = token  # read by the tracker (also after Tuner.restore unpickles it)
+    suffix = "" if shard is None else f"-s{shard}"
+    previous = _previous_attempt_end(allocation)
+    entry = {"attempt": allocation.attempt, "job_id": allocation.job_id, "node": socket.gethostname(),
+             "slurm_node": os.environ.get("SLURMD_NODENAME", ""), "started_at": time.time(), "token": token,
+             "previous_ended": previous}
+    write_atomic(bundle.root / f"attempt{suffix}.json", json.dumps(entry))
+    ledger = bundle.root / f"attempts{suffix}.json"
+    history = bundle.read_json(ledger, [])
+    write_atomic(ledger, json.dumps([*history, entry], indent=1))
+    print(f"===== sweep {sweep_id}{'' if shard is None else f' shard {shard}'}: attempt {allocation.attempt} "
+          f"(SLURM job {allocation.job_id}, restart {allocation.attempt}) on {entry['slurm_node'] or entry['node']} "
+          f"at {time.strftime('%Y-%m-%d %H:%M:%S')}; previous attempt: {previous or 'none'} =====", flush=True)
+    return token
+
+
+def _previous_attempt_end(allocation: Any) -> str | None:
+    """How the previous attempt of this job ended, from SLURM's accounting (None for the first)."""
+    if allocation.attempt == 0 or allocation.job_id == "local":
+        return None
+    from cluster.slurm_client import SlurmClient
+
+    try:
+        records = SlurmClient(env={}, timeout_s=20).attempts(allocation.job_id)
+    except Exception as exc:  # accounting away: the separator says so, the job goes on
+        return f"unknown ({exc})"
+    ended = [r for r in records if r.state.is_terminal() or r.state.value in ("PREEMPTED", "REQUEUED")]
+    if not ended:
+        return "unknown (not in accounting yet)"
+    last = ended[-1]
+    return f"{last.state.value} on {last.node_list or '?'} after {last.elapsed}" + (f" ({last.reason})" if last.reason not in ("", "None") else "")
+
+
+def _log_recovery_metrics(tracker: Any, client: Any, parent_run_id: str | None, allocation: Any, gpus_per_trial: float,
+                          shard: int | None) -> None:
+    """Per sweep (or shard): attempts, steps re-done after restores and the GPU-hours they cost."""
+    if not parent_run_id or client is None:
+        return
+    import json
+
+    ledger = tracker._ledger_path  # recovery.json sits next to it; the restored tracker wrote there
+    path = ledger.with_name(ledger.name.replace("mlflow_runs", "recovery")) if ledger is not None else None
+    try:
+        entries = json.loads(path.read_text()) if path is not None and path.exists() else []
+    except (OSError, ValueError):
+        entries = []
+    steps = sum(int(e.get("redone_steps", 0)) for e in entries)
+    redone_s = sum(float(e.get("redone_s", 0.0)) for e in entries)
+    resume_s = sum(float(e.get("resume_s") or 0.0) for e in entries)
+    gpus = max(gpus_per_trial, 0.0)
+    metrics = {"orch_attempts": float(allocation.attempt + 1), "orch_redone_steps": float(steps),
+               "gpu_hours_redone": redone_s * gpus / 3600.0,
+               "gpu_hours_lost_to_preemption": (redone_s + resume_s) * gpus / 3600.0}
+    try:
+        client.log_metrics(parent_run_id, metrics, step=shard or 0)
+    except Exception:  # the sweep's result does not depend on these
+        pass
 
 
 def _sweep_status(bundle: Bundle, shards: int) -> str | None:

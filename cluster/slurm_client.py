@@ -175,6 +175,18 @@ class SlurmClient:
                 records.append(JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], 0, parts[5], parts[6]))
         return records
 
+    def attempts(self, job_id: str) -> list[JobRecord]:
+        """Every attempt of one job (requeues included), oldest first: ONE sacct call."""
+        done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates", "-j", job_id,
+                          "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES"], check=False)
+        records = []
+        for line in done.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 7:
+                records.append(JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], len(records),
+                                         parts[5], parts[6]))
+        return records
+
     def cancel(self, job_ids: Iterable[str]) -> None:
         ids = [j for j in job_ids if j]
         if ids:

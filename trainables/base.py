@@ -20,6 +20,7 @@ Runs under Ray Tune or standalone: ``MyTrainable(config={...})`` then ``train()`
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any, ClassVar, Optional
@@ -48,6 +49,8 @@ def select_device(preference: str = "auto") -> torch.device:
         return torch.device("cuda")
     return torch.device("cpu")
 
+
+log = logging.getLogger(__name__)
 
 class CheckpointableTrainable(tune.Trainable):
     """Base of the research trainables: one ``step()`` = one epoch."""
@@ -82,6 +85,24 @@ class CheckpointableTrainable(tune.Trainable):
         self.last_eval: dict[str, float] = {}
         self.build(self.cfg)
 
+    def _read_good_state(self, checkpoint_dir: str) -> dict[str, Any]:
+        """The newest checkpoint that verifies: `checkpoint_dir`, else the trial's previous ones (kept K)."""
+        try:
+            return checkpoint.read_state(checkpoint_dir)
+        except checkpoint.CheckpointCorruptError as first:
+            storage = getattr(getattr(self, "_storage", None), "trial_fs_path", None)
+            for older in checkpoint.fallback_candidates(checkpoint_dir, storage):
+                try:
+                    state = checkpoint.read_state(older)
+                except checkpoint.CheckpointCorruptError as exc:
+                    log.warning("checkpoint %s is corrupt too (%s)", older, exc)
+                    continue
+                log.warning("checkpoint %s is corrupt (%s); resuming from the previous good one, %s (epoch %s)",
+                            checkpoint_dir, first, older, state["epoch"])
+                self.fallback_from = str(checkpoint_dir)
+                return state
+            raise
+
     def step(self) -> dict[str, Any]:
         self.epoch += 1
         metrics: dict[str, Any] = {"epoch": self.epoch}
@@ -104,7 +125,7 @@ class CheckpointableTrainable(tune.Trainable):
         return checkpoint_dir
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        state = checkpoint.read_state(checkpoint_dir)
+        state = self._read_good_state(checkpoint_dir)
         # The trial's current config wins over the saved one: PBT restores another
         # trial's checkpoint under a mutated config (the saved one is for provenance).
         self.model.load_state_dict(state["model"])

@@ -28,7 +28,11 @@ import numpy as np
 import torch
 
 __all__ = [
+    "CHECKSUM_FILE",
+    "CheckpointCorruptError",
     "CheckpointFormatError",
+    "fallback_candidates",
+    "verify_state",
     "FORMAT_VERSION",
     "PICTURES_DIR",
     "STATE_FILE",
@@ -60,6 +64,23 @@ _REQUIRED_KEYS = (
 
 class CheckpointFormatError(ValueError):
     """A ``state.pt`` that is missing keys or has another format version."""
+
+
+class CheckpointCorruptError(CheckpointFormatError):
+    """A ``state.pt`` whose bytes do not match its recorded SHA-256, or that cannot be read at all."""
+
+
+CHECKSUM_FILE = "state.pt.sha256"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def pictures_dir(checkpoint_dir: str | os.PathLike) -> Path:
@@ -122,17 +143,44 @@ def write_state(checkpoint_dir: str | os.PathLike, state: dict[str, Any]) -> Pat
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; checkpoints are shared artifacts
+        checksum = _sha256(Path(tmp_name))
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    # The checksum goes last (atomically too): a state.pt is trusted only with a matching one.
+    fd, tmp_sum = tempfile.mkstemp(prefix=f".{CHECKSUM_FILE}.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{checksum}  {STATE_FILE}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp_sum, 0o644)
+    os.replace(tmp_sum, directory / CHECKSUM_FILE)
     return target
 
 
+def verify_state(checkpoint_dir: str | os.PathLike) -> None:
+    """Raise `CheckpointCorruptError` unless ``state.pt`` matches its recorded SHA-256."""
+    directory = Path(checkpoint_dir)
+    path, recorded_file = directory / STATE_FILE, directory / CHECKSUM_FILE
+    if not path.exists():
+        raise CheckpointCorruptError(f"{path}: missing")
+    if not recorded_file.exists():
+        raise CheckpointCorruptError(f"{path}: no {CHECKSUM_FILE} (written by an interrupted save?)")
+    recorded = recorded_file.read_text().split()[0] if recorded_file.read_text().strip() else ""
+    actual = _sha256(path)
+    if actual != recorded:
+        raise CheckpointCorruptError(f"{path}: SHA-256 {actual[:12]}... does not match the recorded {recorded[:12]}...")
+
+
 def read_state(checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
-    """Load ``state.pt`` onto the CPU and check its format version."""
+    """Verify ``state.pt`` against its checksum, load it onto the CPU and check its format version."""
     path = Path(checkpoint_dir) / STATE_FILE
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    verify_state(checkpoint_dir)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or garbled despite a checksum: still corrupt, never a crash here
+        raise CheckpointCorruptError(f"{path}: cannot be read ({exc})") from None
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointFormatError(
@@ -142,3 +190,26 @@ def read_state(checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise CheckpointFormatError(f"{path}: missing keys {missing}")
     return state
+
+
+def fallback_candidates(checkpoint_dir: str | os.PathLike, also_in: str | os.PathLike | None = None) -> list[Path]:
+    """Older checkpoints of the same trial, newest first: the sibling ``checkpoint_NNNNNN`` folders
+    (Ray Tune keeps the last K) of `checkpoint_dir`, and of `also_in` (the trial's storage folder)."""
+    given = Path(checkpoint_dir).resolve()
+    number = _checkpoint_number(given)
+    folders = {given.parent}
+    if also_in is not None:
+        folders.add(Path(also_in).resolve())
+    found = set()
+    for folder in folders:
+        if folder.is_dir():
+            for sibling in folder.glob("checkpoint_*"):
+                index = _checkpoint_number(sibling)
+                if sibling.resolve() != given and index >= 0 and (number < 0 or index < number):
+                    found.add(sibling.resolve())
+    return sorted(found, key=_checkpoint_number, reverse=True)
+
+
+def _checkpoint_number(path: Path) -> int:
+    digits = path.name.removeprefix("checkpoint_")
+    return int(digits) if digits.isdigit() else -1

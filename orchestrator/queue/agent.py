@@ -56,6 +56,7 @@ class ClusterPort(Protocol):
     def submit_in_flight(self, bundle: str) -> bool: ...
     def cancel(self, job_ids: Sequence[str]) -> None: ...
     def adopt(self, bundle: str, job_ids: Sequence[str]) -> None: ...  # record jobs a killed agent submitted
+    def close_runs(self, row: SweepRow) -> int: ...  # MLflow runs still RUNNING of an ended sweep -> KILLED
     def trials(self, row: SweepRow) -> TrialCounts | None: ...
 
 
@@ -65,6 +66,7 @@ class TickReport:
     reconciled: list[str] = field(default_factory=list)  # SUBMITTING sweeps found in SLURM (no resubmit)
     resubmitted: list[str] = field(default_factory=list)
     changed: int = 0
+    zombies_closed: int = 0
     cluster_calls: int = 0
     cluster_s: float = 0.0
     total_s: float = 0.0
@@ -163,6 +165,10 @@ class Agent:
         if updates:
             self.store.apply(updates, now)
             report.changed += sum(1 for u in updates if u.state is not None)
+            rows = {row.sweep_id: row for row in live}
+            for update in updates:  # zombie runs: attempts that died without a word never stay RUNNING
+                if update.state is not None and update.state.terminal:
+                    report.zombies_closed += self.cluster.close_runs(rows[update.sweep_id])
         self._start_what_policy_allows(now, report)
         report.total_s = time.perf_counter() - started
         return report

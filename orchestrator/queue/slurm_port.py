@@ -66,6 +66,18 @@ class SlurmPort:
         if folder.root.exists() and not folder.jobs_file.exists():
             write_atomic(folder.jobs_file, json.dumps(list(job_ids)))
 
+    def close_runs(self, row: SweepRow) -> int:
+        """Close the MLflow runs (trials and parent) an ended sweep left RUNNING, as KILLED."""
+        from cluster.remote import _close_runs
+
+        bundle = Bundle(Path(row.bundle))
+        if not bundle.manifest_file.exists():
+            return 0
+        try:
+            return _close_runs(bundle.manifest(), bundle)
+        except Exception:  # MLflow away: the next `orch cancel`/agent pass closes them; the queue goes on
+            return 0
+
     def trials(self, row: SweepRow) -> TrialCounts | None:
         from cluster.remote import sweep_trials
 

@@ -139,6 +139,22 @@ class RunSpool:
     def recorded_status(self) -> str | None:
         return (_read_json(self.status) or {}).get("status")
 
+    def last_step(self, key: str) -> int:
+        """The largest step spooled for `key` (-1: none): what a deferred run already holds."""
+        last = -1
+        try:
+            with open(self.metrics, encoding="utf-8") as spool:
+                for line in spool:
+                    try:
+                        point = json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line
+                    if point.get("k") == key:
+                        last = max(last, int(point.get("s", -1)))
+        except FileNotFoundError:
+            pass
+        return last
+
     def server_run_id(self) -> str | None:
         """The MLflow run this spool goes to, if known (always, for a non-deferred spool)."""
         if not self.deferred:

@@ -61,6 +61,9 @@ class MLflowTrialTracker(Callback):
         self.run_ids: dict[str, str] = self._read_ledger()
         self.final_status: dict[str, str] = {}
         self._placed: dict[str, dict[str, str]] = {}
+        self._resume_after: dict[str, int] = {}  # trial id -> last step a previous attempt logged
+        self.redone: dict[str, tuple[int, float]] = {}  # trial id -> (steps re-done, their seconds)
+        self._fence = AttemptFence.from_environment(ledger_path)
 
     @property
     def _recorder(self) -> AsyncMetricLogger:
@@ -127,7 +130,10 @@ class MLflowTrialTracker(Callback):
         state.setdefault("_deferred", False)
         state["_recorder_instance"] = None
         state["_placed"] = {}  # a restored experiment is a new attempt: tag its placement again
+        state["_resume_after"] = {}
+        state.setdefault("redone", {})
         self.__dict__.update(state)
+        self._fence = AttemptFence.from_environment(self._ledger_path)  # this attempt's token, not the pickled one
         self.run_ids.update(self._read_ledger())
 
     def _run_for(self, trial: Any) -> str:
@@ -189,24 +195,81 @@ class MLflowTrialTracker(Callback):
         known = trial.trial_id in self.run_ids
         run_id = self._run_for(trial)
         if known:  # a restored trial continues its run: record the new attempt
-            self._set_tags(run_id, _system_tags(trial))
+            self._set_tags(run_id, {**_system_tags(trial), "orch.resumed": "true"})
             if self._client is None and RunSpool(self._spool_dir, run_id).recorded_status() in TERMINAL_STATUSES:
                 RunSpool(self._spool_dir, run_id).record_status("RUNNING")  # closed as KILLED before the requeue
+            elif self._client is not None:
+                self._reopen(run_id)
+            self._resume_after[trial.trial_id] = self._last_logged_step(run_id)
+
+    def _record_recovery(self, trial_id: str, steps: int, seconds: float, resume_s: float | None) -> None:
+        """Re-done work and restart time per trial and attempt, next to the run ledger (the job sums them)."""
+        if self._ledger_path is None:
+            return
+        path = self._ledger_path.with_name(self._ledger_path.name.replace("mlflow_runs", "recovery"))
+        try:
+            data = json.loads(path.read_text()) if path.exists() else []
+        except (OSError, ValueError):
+            data = []
+        data.append({"trial_id": trial_id, "token": self._fence.token, "redone_steps": steps, "redone_s": seconds,
+                     "resume_s": resume_s})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+
+    def _reopen(self, run_id: str) -> None:
+        """A run closed as KILLED when its attempt died is RUNNING again while the next attempt trains."""
+        try:
+            if self._client is not None and self._client.raw.get_run(run_id).info.status != "RUNNING":
+                self._client.raw.update_run(run_id, status="RUNNING")
+        except Exception as exc:  # the server is away: the final status is set at the end anyway
+            log.warning("MLflow: could not mark run %s RUNNING again: %s", run_id, exc)
+
+    def _last_logged_step(self, run_id: str) -> int:
+        """The last step a previous attempt logged (every result logs epoch_time_s): later results up to
+        it are re-done work after a restore from an older checkpoint, and are not logged twice."""
+        self.flush(timeout_s=30.0)
+        if self._client is None:
+            return RunSpool(self._spool_dir, run_id).last_step(STEP_KEY)
+        try:
+            points = self._client.metric_points(run_id, STEP_KEY, timeout_s=30.0)
+        except Exception as exc:  # cannot ask: better a duplicate step than a lost one
+            log.warning("MLflow: could not read run %s's history (%s); re-done steps may be logged twice", run_id, exc)
+            return -1
+        return max((point[3] for point in points), default=-1)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if not self._fence.current():
+            return  # a stale attempt woke up late: it must not write into the run
         run_id = self._run_for(trial)
+        step = layout.result_step(result)
+        if step <= self._resume_after.get(trial.trial_id, -1):
+            steps, seconds = self.redone.get(trial.trial_id, (0, 0.0))
+            self.redone[trial.trial_id] = (steps + 1, seconds + float(result.get("time_this_iter_s", 0.0)))
+            return  # logged by the attempt before (a restore from an older checkpoint re-did it)
+        if trial.trial_id in self._resume_after:  # the first new step of a resumed trial
+            del self._resume_after[trial.trial_id]
+            steps, seconds = self.redone.get(trial.trial_id, (0, 0.0))
+            resume_s = self._fence.seconds_since_start()
+            self._recorder.log(run_id, {"orch_redone_steps": float(steps), "orch_redone_s": seconds,
+                                        **({"orch_resume_s": resume_s} if resume_s is not None else {})}, step=step)
+            self._record_recovery(trial.trial_id, steps, seconds, resume_s)
         placement = layout.placement_tags(result)
         if placement and self._placed.get(trial.trial_id) != placement:  # first result of each attempt
             self._set_tags(run_id, placement)
             self._placed[trial.trial_id] = placement
         metrics = layout.result_metrics(result)
         if metrics:
-            self._recorder.log(run_id, metrics, step=layout.result_step(result))
+            self._recorder.log(run_id, metrics, step=step)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        if not self._fence.current():
+            return
         # Pictures are refreshed at every checkpoint, so a stopped sweep still shows its latest ones.
         self._log_checkpoint(trial, checkpoint, include_state=False)
-        self._recorder.flush(timeout_s=2.0)  # a short wait: delivery goes on in the background
+        # Every step up to the checkpoint is delivered (or durably spooled) before training goes on:
+        # a preemption after this point loses no logged step.
+        self._recorder.flush(timeout_s=30.0)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
@@ -241,6 +304,50 @@ class MLflowTrialTracker(Callback):
                 self._recorder.log_artifacts(run_id, pictures, layout.ARTIFACT_PICTURES)
             if include_state:
                 self._recorder.log_artifacts(run_id, folder, layout.ARTIFACT_CHECKPOINT)
+
+
+STEP_KEY = "epoch_time_s"  # logged with every result (layout.result_metrics)
+FENCE_ENV = "ORCH_ATTEMPT_TOKEN"
+
+
+class AttemptFence:
+    """A fencing token per job attempt: the job entry writes its token to `attempt.json` next to the run
+    ledger when it starts; a tracker whose token is no longer the file's (a newer attempt has started)
+    stops writing. Checked at most once a second (one small read on the shared filesystem)."""
+
+    def __init__(self, path: Path | None, token: str | None) -> None:
+        self.path, self.token = path, token
+        self._checked_at, self._current, self._warned = 0.0, True, False
+
+    @classmethod
+    def from_environment(cls, ledger_path: Path | None) -> "AttemptFence":
+        token = os.environ.get(FENCE_ENV)
+        path = ledger_path.with_name(ledger_path.name.replace("mlflow_runs", "attempt")) if ledger_path is not None else None
+        return cls(path if token else None, token)
+
+    def seconds_since_start(self) -> float | None:
+        """Seconds since this attempt started (attempt.json), e.g. from requeue to training resumed."""
+        try:
+            return time.time() - float(json.loads(self.path.read_text())["started_at"]) if self.path else None
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def current(self) -> bool:
+        if self.path is None:
+            return True
+        now = time.monotonic()
+        if now - self._checked_at >= 1.0:
+            self._checked_at = now
+            try:
+                holder = json.loads(self.path.read_text()).get("token")
+            except (OSError, ValueError):
+                holder = self.token  # no file yet: nobody newer
+            self._current = holder == self.token
+            if not self._current and not self._warned:
+                log.warning("a newer attempt (%s) owns this sweep's runs: this attempt (%s) stops writing to MLflow",
+                            holder, self.token)
+                self._warned = True
+        return self._current
 
 
 def _system_tags(trial: Any) -> dict[str, str]:

@@ -27,6 +27,7 @@ class FakeCluster:
     calls: dict[str, int] = field(default_factory=lambda: {"snapshot": 0, "history": 0, "submit": 0, "cancel": 0})
     next_id: int = 100
     adopted: dict[str, list[str]] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)
 
     def snapshot(self) -> list[QueueJob]:
         self.calls["snapshot"] += 1
@@ -54,6 +55,10 @@ class FakeCluster:
         for job_id in job_ids:
             job = self.jobs[job_id]
             self.jobs[job_id] = QueueJob(job_id, job.name, JobState.CANCELLED, job.elapsed_s, 0, "")
+
+    def close_runs(self, row: SweepRow) -> int:
+        self.closed.append(row.sweep_id)
+        return 1
 
     def adopt(self, bundle: str, job_ids: Sequence[str]) -> None:
         self.adopted[Path(bundle).name] = list(job_ids)
@@ -104,6 +109,7 @@ def test_one_cluster_query_per_tick_and_states_follow_slurm(store: QueueStore) -
         "s0": SweepState.RUNNING, "s1": SweepState.SUCCEEDED, "s2": SweepState.REQUEUED}
     assert report.submitted == ["s3"]  # s1 freed its GPU
     assert store.get("s0").gpu_hours == pytest.approx(1.0) and store.get("s1").best_metric == 0.25
+    assert cluster.closed == ["s1"] and report.zombies_closed == 1  # runs an ended sweep left RUNNING
 
 
 def test_killed_after_claim_before_sbatch_submits_once_on_restart(store: QueueStore) -> None:

@@ -98,7 +98,7 @@ def test_checkpoint_layout_and_pictures(tiny_avae_config, tmp_path):
     t = AVAETrainable(config={**tiny_avae_config, "epochs": 1})
     t.train()
     t.save(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pictures", "state.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pictures", "state.pt", "state.pt.sha256"]
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert pictures == ["orientation_histogram.png", "reconstructions.png", "rotation_history.npz"]
     state = torch.load(tmp_path / "state.pt", weights_only=True)
@@ -171,3 +171,34 @@ def test_faithful_quirk_options_run(tiny_avae_config, options):
 def test_affine_evaluation_can_be_switched_off(tiny_avae_config):
     result = AVAETrainable(config={**tiny_avae_config, "epochs": 1, "eval_affine": False}).step()
     assert "val_loss_affine" not in result and "val_loss" in result
+
+
+@pytest.mark.usefixtures("ray_results_in_tmp")
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_good_one(tiny_avae_config, tmp_path: Path) -> None:
+    """Tune keeps the last K checkpoints as checkpoint_NNNNNN; a corrupt newest one is detected by
+    its SHA-256 and the trial resumes from the one before it."""
+    from trainables import checkpoint as ckpt
+
+    trainable = AVAETrainable(config={**tiny_avae_config, "epochs": 4})
+    saved = {}
+    for index in range(3):
+        trainable.train()
+        saved[index] = trainable.save_checkpoint(str(tmp_path / f"checkpoint_{index:06d}"))
+    with open(Path(saved[2]) / "state.pt", "r+b") as handle:  # one flipped byte in the newest
+        handle.seek(200)
+        byte = handle.read(1)
+        handle.seek(200)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ckpt.CheckpointCorruptError, match="SHA-256"):
+        ckpt.read_state(saved[2])
+    restored = AVAETrainable(config={**tiny_avae_config, "epochs": 4})
+    restored.load_checkpoint(saved[2])
+    assert restored.epoch == 2 and restored.fallback_from == saved[2]
+    (Path(saved[1]) / "state.pt").write_bytes(b"truncated")  # the one before is broken too: go further back
+    again = AVAETrainable(config={**tiny_avae_config, "epochs": 4})
+    again.load_checkpoint(saved[2])
+    assert again.epoch == 1
+    for index in (0, 1):
+        (Path(saved[index]) / ckpt.CHECKSUM_FILE).unlink()
+    with pytest.raises(ckpt.CheckpointCorruptError):
+        AVAETrainable(config={**tiny_avae_config, "epochs": 4}).load_checkpoint(saved[2])

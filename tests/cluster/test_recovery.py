@@ -1,0 +1,157 @@
+"""Preemption, requeues, node failure, a killed trial process and a corrupt checkpoint, on the real
+local SLURM cluster: every trial resumes into ITS MLflow run, every step is logged exactly once,
+at most one checkpoint interval is re-done per interruption, and every attempt is in the job log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.test_slurm_sweeps import finished, mlflow_runs, orch_env, profile_variant, status, sweep_folder, wait_for
+from tests.conftest import REPO, run_orch
+
+pytestmark = pytest.mark.integration
+
+RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
+EPOCHS = 14
+EVERY = 2  # checkpoint interval (epochs): at most this many steps re-done per interruption
+
+
+def submit(cluster: Any, profile: str | Path = "slurm-local") -> tuple[str, str]:
+    result = run_orch(["submit", str(RECOVERY), "--cluster", str(profile)], cwd=REPO, env=orch_env(cluster), timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.split("submitted sweep ", 1)[1].split()[0], result.stdout.split("SLURM job(s) ", 1)[1].split(";")[0]
+
+
+def epochs(state: dict[str, Any]) -> list[int]:
+    return [int(t.get("epoch") or 0) for t in state["trials"]]
+
+
+def running_past(cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300) -> dict[str, Any]:
+    """Wait until every trial runs past `epoch` (after a restart: past what it had before)."""
+    return wait_for(cluster, sweep_id, lambda s: s["jobs"][0]["state"] == "RUNNING" and len(s["trials"]) == 2
+                    and min(epochs(s)) > epoch and all(t["state"] == "RUNNING" for t in s["trials"]), timeout_s)
+
+
+def node_of(cluster: Any, job_id: str) -> str:
+    return cluster.run(["squeue", "--noheader", "--jobs", job_id, "--format=%N"]).stdout.strip()
+
+
+def preempt(cluster: Any, job_id: str) -> None:
+    """A job in the high partition that needs every GPU of the sweep's node: SLURM preempts (requeues) ours."""
+    node = node_of(cluster, job_id)
+    high = cluster.run(["sbatch", "--parsable", "-p", "high", "-w", node, f"--gres=gpu:{cluster.gpus_per_node}",
+                        "--output=/dev/null", "--wrap", "sleep 3"]).stdout.strip()
+    deadline = time.monotonic() + 90
+    while cluster.run(["squeue", "--noheader", "--jobs", high, "--format=%T"], check=False).stdout.strip() not in ("", "COMPLETED"):
+        assert time.monotonic() < deadline, "the high-partition job never ran"
+        time.sleep(1)
+    cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip SLURM's requeue delay
+
+
+def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    parent, children = mlflow_runs(cluster, sweep_id)
+    assert len(children) == 2, [c.data.tags.get("orch.trial_id") for c in children]  # one run per trial, never a new one
+    client = MlflowClient(tracking_uri=f"sqlite:///{cluster.dir}/mlflow.db")
+    for child in children:
+        assert child.info.status == "FINISHED", child.info
+        for key in ("val_loss", "epoch_time_s"):
+            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
+            assert steps == list(range(1, EPOCHS + 1)), (key, steps)  # every step exactly once
+        assert child.data.tags.get("orch.resumed") == "true" and int(child.data.tags["orch.attempt"]) >= 1
+        redone = client.get_metric_history(child.info.run_id, "orch_redone_steps")
+        assert sum(m.value for m in redone) <= EVERY * interruptions, [m.value for m in redone]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics.get("orch_attempts", 0) >= 2 and "gpu_hours_lost_to_preemption" in parent.data.metrics
+
+
+def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(slurm_cluster: Any) -> None:
+    sweep_id, job_id = submit(slurm_cluster)
+    state = running_past(slurm_cluster, sweep_id, 2)
+    preempt(slurm_cluster, job_id)  # 1: preempted by the high partition
+    state = running_past(slurm_cluster, sweep_id, max(epochs(state)))
+    preempt(slurm_cluster, job_id)  # 2: again
+    state = running_past(slurm_cluster, sweep_id, max(epochs(state)))
+    # 3: `scontrol requeue`, with the newest checkpoint of one trial corrupted while the job waits.
+    slurm_cluster.run(["scontrol", "requeue", job_id])
+    trial_dirs = sorted(p for p in (sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id).glob("*") if p.is_dir())
+    newest = max(trial_dirs[0].glob("checkpoint_*"), key=lambda p: p.name)
+    with open(newest / "state.pt", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00" * 64)
+    slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+    state = wait_for(slurm_cluster, sweep_id, finished, 600)
+    assert state["jobs"][0]["state"] == "COMPLETED", state
+    attempts = slurm_cluster.run(["sacct", "--noheader", "--allocations", "--duplicates", "--parsable2", "-j", job_id,
+                                  "--format=State"]).stdout.split()
+    assert len(attempts) >= 4, attempts  # three interruptions, then the attempt that finished
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=3)
+    log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.out"))
+    for attempt in (1, 2, 3):
+        assert f"attempt {attempt} (SLURM job {job_id}, restart {attempt})" in log, log[-3000:]
+    assert "previous attempt: PREEMPTED" in log or "previous attempt: REQUEUED" in log, log[-3000:]
+    ledger = json.loads((sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())
+    assert [entry["attempt"] for entry in ledger] == list(range(len(ledger))) and len(ledger) >= 4
+
+
+def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -> None:
+    sweep_id, job_id = submit(slurm_cluster)
+    running_past(slurm_cluster, sweep_id, 2)
+    node = node_of(slurm_cluster, job_id)
+    slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=orch-test"])
+    try:
+        deadline = time.monotonic() + 120
+        while node_of(slurm_cluster, job_id) in ("", node):  # requeued, then started on the other node
+            assert time.monotonic() < deadline, slurm_cluster.run(["squeue", "-j", job_id], check=False).stdout
+            slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+            time.sleep(2)
+    finally:
+        slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
+    state = wait_for(slurm_cluster, sweep_id, finished, 600)
+    assert state["jobs"][0]["state"] == "COMPLETED", state
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1)
+
+
+def test_killed_trial_process_is_retried_from_its_checkpoint(slurm_cluster: Any) -> None:
+    sweep_id, job_id = submit(slurm_cluster)
+    running_past(slurm_cluster, sweep_id, 3)
+    victims = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_trial_actor(p)]
+    assert victims, "no trial actor process found"
+    os.kill(victims[0], signal.SIGKILL)  # by PID: one trial's Ray actor
+    state = wait_for(slurm_cluster, sweep_id, finished, 600)
+    assert state["jobs"][0]["state"] == "COMPLETED" and {t["state"] for t in state["trials"]} == {"TERMINATED"}, state
+    from mlflow.tracking import MlflowClient
+
+    _, children = mlflow_runs(slurm_cluster, sweep_id)
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    client = MlflowClient(tracking_uri=f"sqlite:///{slurm_cluster.dir}/mlflow.db")
+    for child in children:
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_loss"))
+        assert steps == list(range(1, EPOCHS + 1)), steps
+    assert max(int(c.data.tags.get("orch.attempt", 0)) for c in children) >= 1  # Tune's retry is an attempt
+
+
+def _is_trial_actor(proc: Path) -> bool:
+    try:
+        return (proc / "cmdline").read_bytes().startswith(b"ray::AVAETrainable")
+    except OSError:
+        return False
+
+
+def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path) -> None:
+    profile = profile_variant(tmp_path, "slurm-local-short", slurm={"time_limit_min": 1, "signal_lead_s": 25, "max_requeues": 6})
+    sweep_id, job_id = submit(slurm_cluster, profile)
+    state = wait_for(slurm_cluster, sweep_id, finished, 900)
+    assert state["jobs"][0]["state"] == "COMPLETED", state
+    log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.*"))
+    assert "restart 1" in log, log[-2000:]
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=len(json.loads(
+        (sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())) - 1)
