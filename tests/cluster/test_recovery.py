@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.test_slurm_sweeps import finished, mlflow_runs, orch_env, profile_variant, status, sweep_folder, wait_for
+from tests.cluster.test_slurm_sweeps import finished, mlflow_runs, orch_env, profile_variant, sweep_folder, wait_for
 from tests.conftest import REPO, run_orch
 
 pytestmark = pytest.mark.integration
