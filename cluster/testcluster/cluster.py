@@ -228,6 +228,7 @@ def down(root: Path, quiet: bool = False, log=print) -> list[str]:
         for pid in network.netns_pids(node):
             report.append(f"leftover pid {pid} in {node.netns}: {stop(pid, None, term_timeout_s=5)}")
         network.delete(node)
+    shutil.rmtree(daemons.restd_conf_dir(lay), ignore_errors=True)  # slurmrestd's readable copy of slurm.conf
     if state.get("ip_forward_before") not in (None, "1"):
         network.set_ip_forward(state["ip_forward_before"])
     state["ready"] = False

@@ -210,12 +210,26 @@ def make_jwt_token(lay: Layout, env: Mapping[str, str], user: str, lifespan_s: i
     return token
 
 
+def restd_conf_dir(lay: Layout) -> Path:
+    """Where slurmrestd reads its slurm.conf: a world-traversable folder of its own under /tmp, since it
+    runs as `nobody` and the state directory may sit under a private (0700) folder such as pytest's."""
+    import hashlib
+
+    return Path("/tmp") / f"orch-slurmrestd-{hashlib.sha256(str(lay.root).encode()).hexdigest()[:12]}"
+
+
 def start_slurmrestd(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     """slurmrestd on 127.0.0.1, accepting JWTs only; it refuses to run as root, so it drops to nobody
-    after opening its socket."""
+    after opening its socket, and reads a copy of slurm.conf it can reach."""
+    folder = restd_conf_dir(lay)
+    folder.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(folder, 0o755)
+    conf = folder / "slurm.conf"
+    shutil.copyfile(lay.slurm_conf, conf)
+    os.chmod(conf, 0o644)
     restd = shutil.which("slurmrestd", path="/usr/sbin:/usr/local/sbin:/usr/bin") or "/usr/sbin/slurmrestd"
-    argv = [restd, "-a", "rest_auth/jwt", "-u", "nobody", "-g", "nogroup", f"127.0.0.1:{lay.ports.slurmrestd}"]
-    daemon = spawn("slurmrestd", argv, lay.daemon_log("slurmrestd"), {**env, "SLURM_JWT": "daemon"}, lay.root)
+    argv = [restd, "-f", str(conf), "-a", "rest_auth/jwt", "-u", "nobody", "-g", "nogroup", f"127.0.0.1:{lay.ports.slurmrestd}"]
+    daemon = spawn("slurmrestd", argv, lay.daemon_log("slurmrestd"), {**env, "SLURM_JWT": "daemon", "SLURM_CONF": str(conf)}, lay.root)
     record(daemon)
 
     def ready() -> bool:

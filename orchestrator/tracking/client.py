@@ -37,6 +37,16 @@ class DeliveryError(TrackingError):
         self.permanent = permanent
 
 
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts next to the database (absolute): MLflow's own default is
+    ./mlruns relative to whatever folder the creating process ran in."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri[len("sqlite:///"):]).expanduser()
+        if database.is_absolute() or tracking_uri.startswith("sqlite:////"):
+            return (database.parent / "mlartifacts").as_uri()
+    return None
+
+
 # (key, value, timestamp_ms, step): one metric point exactly as it is (re)sent.
 MetricPoint = tuple[str, float, int, int]
 
@@ -47,7 +57,7 @@ class TrackingClient:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter on the console
         self.tracking_uri = tracking_uri
-        self.artifact_root = artifact_root
+        self.artifact_root = artifact_root or default_artifact_root(tracking_uri)
         self._client = MlflowClient(tracking_uri=tracking_uri)
 
     # Ray Tune pickles its callbacks with the experiment state: carry the target, not the connection.

@@ -130,7 +130,8 @@ def test_good_files_validate(workdir: Path) -> None:
     from tests.conftest import REPO
 
     files = sorted(str(p) for p in (REPO / "conf").glob("*/*.yaml"))
-    env = {"ORCH_SLURM_DIR": str(workdir / "slurm"), "ORCH_PYTHON": "/usr/bin/python3"}  # slurm-local's references
+    env = {"ORCH_SLURM_DIR": str(workdir / "slurm"), "ORCH_PYTHON": "/usr/bin/python3",  # the test profiles' references
+           "ORCH_SLURMRESTD_URL": "http://127.0.0.1:6921", "ORCH_SLURM_JWT_FILE": str(workdir / "jwt.token")}
     result = run_orch(["validate", *files], cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ok ") == len(files)
