@@ -8,6 +8,7 @@ Its `checkpoint()` makes submitit requeue the job on preemption or time-out.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -87,14 +88,25 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
         cap = -(-cap // len(shard_plan.shards))
     plan = ExperimentPlan(manifest.sweep_id, resolved, bundle.ray_results, max(1, min(cap, fit) if cap else fit),
                           shard_plan.shard(shard) if shard_plan is not None and shard is not None else None)
+    from cluster.preemption import SignalGate
+
     callbacks = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
+    callbacks.append(SignalGate())
 
     started = time.time()
+    from cluster import preemption
+
+    # USR2 (preemption, time limit): trials checkpoint first, then submitit requeues (see cluster/preemption.py).
+    grace = min(float((manifest.cluster.get("slurm") or {}).get("signal_lead_s", 60)), 60.0)
+    experiment = bundle.experiment_dir(manifest.sweep_id, shard)
+    preemption.install(bundle.root / f"checkpoint_now{'' if shard is None else f'-s{shard}'}.json", experiment,
+                       deadline_s=max(5.0, min(grace, 30.0) - 5.0),
+                       on_handover=lambda reason: end_attempt(bundle, shard, reason))
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
     with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         try:
             wait_for_nodes(allocation.nodes)
-            experiment = bundle.experiment_dir(manifest.sweep_id, shard)
             if tune.Tuner.can_restore(str(experiment)):
                 # A previous attempt (preempted, timed out, requeued) left the experiment: resume it.
                 # Its callbacks come back from the experiment state; the tracker reloads its run ledger.
@@ -132,13 +144,13 @@ def begin_attempt(bundle: Bundle, allocation: Any, sweep_id: str, shard: int | N
     token = f"{allocation.job_id}.{allocation.attempt}.{uuid.uuid4().hex[:8]}"
     os.environ["ORCH_ATTEMPT_TOKEN"] = token  # read by the tracker (also after Tuner.restore unpickles it)
     suffix = "" if shard is None else f"-s{shard}"
-    previous = _previous_attempt_end(allocation)
+    ledger = bundle.root / f"attempts{suffix}.json"
+    history = bundle.read_json(ledger, [])
+    previous = _previous_attempt_end(allocation, history)
     entry = {"attempt": allocation.attempt, "job_id": allocation.job_id, "node": socket.gethostname(),
              "slurm_node": os.environ.get("SLURMD_NODENAME", ""), "started_at": time.time(), "token": token,
              "previous_ended": previous}
     write_atomic(bundle.root / f"attempt{suffix}.json", json.dumps(entry))
-    ledger = bundle.root / f"attempts{suffix}.json"
-    history = bundle.read_json(ledger, [])
     write_atomic(ledger, json.dumps([*history, entry], indent=1))
     print(f"===== sweep {sweep_id}{'' if shard is None else f' shard {shard}'}: attempt {allocation.attempt} "
           f"(SLURM job {allocation.job_id}, restart {allocation.attempt}) on {entry['slurm_node'] or entry['node']} "
@@ -146,10 +158,24 @@ def begin_attempt(bundle: Bundle, allocation: Any, sweep_id: str, shard: int | N
     return token
 
 
-def _previous_attempt_end(allocation: Any) -> str | None:
-    """How the previous attempt of this job ended, from SLURM's accounting (None for the first)."""
+def end_attempt(bundle: Bundle, shard: int | None, reason: str) -> None:
+    """Record in the attempts ledger how this attempt ends (the next attempt's log separator names it)."""
+    import json
+
+    ledger = bundle.root / f"attempts{'' if shard is None else f'-s{shard}'}.json"
+    history = bundle.read_json(ledger, [])
+    if history:
+        history[-1]["ended"] = reason
+        write_atomic(ledger, json.dumps(history, indent=1))
+
+
+def _previous_attempt_end(allocation: Any, history: list[dict[str, Any]] | None = None) -> str | None:
+    """How the previous attempt of this job ended: what it recorded itself (a signal it handled), else
+    SLURM's accounting (node failure, `scontrol requeue`, a kill without a word); None for the first."""
     if allocation.attempt == 0 or allocation.job_id == "local":
         return None
+    if history and history[-1].get("job_id") == allocation.job_id and history[-1].get("ended"):
+        return str(history[-1]["ended"])
     from cluster.slurm_client import SlurmClient
 
     try:
@@ -158,7 +184,7 @@ def _previous_attempt_end(allocation: Any) -> str | None:
         return f"unknown ({exc})"
     ended = [r for r in records if r.state.is_terminal() or r.state.value in ("PREEMPTED", "REQUEUED")]
     if not ended:
-        return "unknown (not in accounting yet)"
+        return "ended without a signal (node failure, scontrol requeue or a kill); accounting has no record of it here"
     last = ended[-1]
     return f"{last.state.value} on {last.node_list or '?'} after {last.elapsed}" + (f" ({last.reason})" if last.reason not in ("", "None") else "")
 

@@ -78,8 +78,17 @@ def _ray_start(args: list[str], allocation: Allocation) -> subprocess.Popen:
     return subprocess.Popen(
         [ray_bin, "start", *args, "--num-cpus", str(allocation.cpus_per_node), "--num-gpus", str(allocation.gpus_per_node),
          "--disable-usage-stats", "--block"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_ignore_job_signal,
     )
+
+
+def _ignore_job_signal() -> None:
+    """SLURM's USR2 (time limit, preemption) goes to every process of the job step; its default action
+    kills. Ray's daemons and workers inherit this SIG_IGN, so only the driver handles it (and asks the
+    trials to checkpoint, cluster/preemption.py) instead of Ray dying under the running trials."""
+    import signal
+
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 @contextmanager

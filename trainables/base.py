@@ -85,6 +85,22 @@ class CheckpointableTrainable(tune.Trainable):
         self.last_eval: dict[str, float] = {}
         self.build(self.cfg)
 
+    def _checkpoint_requested(self) -> bool:
+        """True once per request of the job (cluster/preemption.py writes the file it names)."""
+        path = os.environ.get("ORCH_CHECKPOINT_NOW_FILE")
+        if not path or not os.path.exists(path):
+            return False
+        try:
+            import json
+
+            at = float(json.loads(open(path).read())["at"])
+        except (OSError, ValueError, KeyError):
+            return False
+        if at <= getattr(self, "_checkpoint_request_seen", 0.0):
+            return False
+        self._checkpoint_request_seen = at
+        return True
+
     def _read_good_state(self, checkpoint_dir: str) -> dict[str, Any]:
         """The newest checkpoint that verifies: `checkpoint_dir`, else the trial's previous ones (kept K)."""
         try:
@@ -114,6 +130,9 @@ class CheckpointableTrainable(tune.Trainable):
         metrics.update(self.last_eval)
         if self.epoch >= self.cfg.epochs:
             metrics["done"] = True
+        # The job got SLURM's signal (preemption, time limit): ask Tune for a checkpoint now.
+        if self._checkpoint_requested():
+            metrics["should_checkpoint"] = True
         # Where the trial runs (strings: the tracker turns them into run tags, not metrics).
         metrics["device"] = str(self.device)
         metrics["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")

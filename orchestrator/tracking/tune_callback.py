@@ -268,8 +268,9 @@ class MLflowTrialTracker(Callback):
         # Pictures are refreshed at every checkpoint, so a stopped sweep still shows its latest ones.
         self._log_checkpoint(trial, checkpoint, include_state=False)
         # Every step up to the checkpoint is delivered (or durably spooled) before training goes on:
-        # a preemption after this point loses no logged step.
-        self._recorder.flush(timeout_s=30.0)
+        # a preemption after this point loses no logged step. While a preemption signal is being
+        # handled the grace time is running: wait briefly (the spool keeps what is not yet sent).
+        self._recorder.flush(timeout_s=2.0 if _signal_pending() else 10.0)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
@@ -348,6 +349,14 @@ class AttemptFence:
                             holder, self.token)
                 self._warned = True
         return self._current
+
+
+def _signal_pending() -> bool:
+    try:
+        from cluster.preemption import pending
+    except ImportError:  # the tracker without the cluster package (orch run on a laptop)
+        return False
+    return pending()
 
 
 def _system_tags(trial: Any) -> dict[str, str]:
