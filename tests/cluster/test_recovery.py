@@ -19,12 +19,13 @@ from tests.conftest import REPO, run_orch
 pytestmark = pytest.mark.integration
 
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
+TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 36 epochs: more than one 2-minute job
 EPOCHS = 14
 EVERY = 2  # checkpoint interval (epochs): at most this many steps re-done per interruption
 
 
-def submit(cluster: Any, profile: str | Path = "slurm-local") -> tuple[str, str]:
-    result = run_orch(["submit", str(RECOVERY), "--cluster", str(profile)], cwd=REPO, env=orch_env(cluster), timeout=180)
+def submit(cluster: Any, profile: str | Path = "slurm-local", sweep: Path = RECOVERY) -> tuple[str, str]:
+    result = run_orch(["submit", str(sweep), "--cluster", str(profile)], cwd=REPO, env=orch_env(cluster), timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.split("submitted sweep ", 1)[1].split()[0], result.stdout.split("SLURM job(s) ", 1)[1].split(";")[0]
 
@@ -77,7 +78,7 @@ def preempt(cluster: Any, job_id: str) -> None:
     cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip SLURM's requeue delay
 
 
-def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int) -> None:
+def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS) -> None:
     from mlflow.tracking import MlflowClient
 
     parent, children = mlflow_runs(cluster, sweep_id)
@@ -87,7 +88,7 @@ def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int) -> None
         assert child.info.status == "FINISHED", child.info
         for key in ("val_loss", "epoch_time_s"):
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
-            assert steps == list(range(1, EPOCHS + 1)), (key, steps)  # every step exactly once
+            assert steps == list(range(1, epochs + 1)), (key, steps)  # every step exactly once
         assert child.data.tags.get("orch.resumed") == "true" and int(child.data.tags["orch.attempt"]) >= 1
         redone = client.get_metric_history(child.info.run_id, "orch_redone_steps")
         assert sum(m.value for m in redone) <= EVERY * interruptions, [m.value for m in redone]
@@ -146,8 +147,10 @@ def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -
 def test_killed_trial_process_is_retried_from_its_checkpoint(slurm_cluster: Any) -> None:
     sweep_id, job_id = submit(slurm_cluster)
     running_past(slurm_cluster, sweep_id, 3)
-    victims = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_trial_actor(p)]
-    assert victims, "no trial actor process found"
+    deadline = time.monotonic() + 30
+    while not (victims := [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_trial_actor(p)]):
+        assert time.monotonic() < deadline, "no trial actor process found"
+        time.sleep(0.2)
     os.kill(victims[0], signal.SIGKILL)  # by PID: one trial's Ray actor
     state = wait_for(slurm_cluster, sweep_id, finished, 600)
     assert state["jobs"][0]["state"] == "COMPLETED" and {t["state"] for t in state["trials"]} == {"TERMINATED"}, state
@@ -164,17 +167,18 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(slurm_cluster: Any)
 
 def _is_trial_actor(proc: Path) -> bool:
     try:
-        return (proc / "cmdline").read_bytes().startswith(b"ray::AVAETrainable")
+        title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+        return title.startswith(b"ray::") and b"Trainable" in title  # ray::ResourceTrainable.train
     except OSError:
         return False
 
 
 def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path) -> None:
-    profile = profile_variant(tmp_path, "slurm-local-short", slurm={"time_limit_min": 1, "signal_lead_s": 25, "max_requeues": 6})
-    sweep_id, job_id = submit(slurm_cluster, profile)
+    profile = profile_variant(tmp_path, "slurm-local-short", slurm={"time_limit_min": 2, "signal_lead_s": 30, "max_requeues": 6})
+    sweep_id, job_id = submit(slurm_cluster, profile, TIMELIMIT)
     state = wait_for(slurm_cluster, sweep_id, finished, 900)
     assert state["jobs"][0]["state"] == "COMPLETED", state
     log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.*"))
-    assert "restart 1" in log, log[-2000:]
+    assert "restart 1" in log and "previous attempt: USR2 (time limit)" in log, log[-2000:]
     assert_exactly_once(slurm_cluster, sweep_id, interruptions=len(json.loads(
-        (sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())) - 1)
+        (sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())) - 1, epochs=36)
