@@ -206,7 +206,12 @@ def _log_recovery_metrics(tracker: Any, client: Any, parent_run_id: str | None, 
     redone_s = sum(float(e.get("redone_s", 0.0)) for e in entries)
     resume_s = sum(float(e.get("resume_s") or 0.0) for e in entries)
     gpus = max(gpus_per_trial, 0.0)
-    metrics = {"orch_attempts": float(allocation.attempt + 1), "orch_redone_steps": float(steps),
+    attempts = path.with_name(path.name.replace("recovery", "attempts")) if path is not None else None
+    try:
+        count = len(json.loads(attempts.read_text())) if attempts is not None and attempts.exists() else allocation.attempt + 1
+    except (OSError, ValueError):
+        count = allocation.attempt + 1
+    metrics = {"orch_attempts": float(count), "orch_redone_steps": float(steps),
                "gpu_hours_redone": redone_s * gpus / 3600.0,
                "gpu_hours_lost_to_preemption": (redone_s + resume_s) * gpus / 3600.0}
     try:

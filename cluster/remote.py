@@ -182,6 +182,69 @@ def _discard_parent_run(tracking_uri: str, run_id: str) -> None:
         pass
 
 
+# ---------------------------------------------------------------------------- resume
+def config_hash_of(bundle: Bundle) -> str:
+    """SHA-256 of the sweep file and its project file as the sweep was submitted (in its snapshot)."""
+    import hashlib
+
+    resolved = load_bundle_sweep(bundle)
+    digest = hashlib.sha256()
+    for path in (Path(resolved.file), Path(resolved.project_file)):
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str, Any]:
+    """Submit the sweep again under the same trial ids and MLflow runs: its job restores the Tune
+    experiment (finished trials stay finished, unfinished and failed ones continue from their last
+    checkpoints). Refused while a job of the sweep is alive, and if the sweep's config changed."""
+    from cluster.slurm_backend import job_name, submit_sweep
+    from cluster.slurm_client import SlurmClient
+    from orchestrator.config.models import ClusterConfig
+
+    bundle = Bundle(bundle_root)
+    if not bundle.manifest_file.exists():
+        raise RemoteError("sweep", f"no sweep in {bundle_root}", "list sweeps with: orch status --cluster NAME")
+    manifest = bundle.manifest()
+    profile = ClusterConfig.model_validate(manifest.cluster)
+    assert profile.slurm is not None and profile.remote is not None
+    if config_hash is not None and config_hash != config_hash_of(bundle) and not force:
+        raise RemoteError("sweep", f"the sweep file or its project file changed since sweep {manifest.sweep_id} was submitted",
+                          "resume it as it was with --force, or submit the changed sweep as a new one")
+    client = SlurmClient(env=profile.remote.env)
+    alive = [j for j in client.queue_snapshot(job_name(manifest.sweep_id)) if not j.state.is_terminal()]
+    if alive:
+        raise RemoteError("sweep", f"sweep {manifest.sweep_id} still has live jobs ({', '.join(j.job_id for j in alive)})",
+                          "wait for them to end, or stop them with: orch cancel SWEEP")
+    shards = None
+    if bundle.shards_file.exists():
+        from cluster.shards import read_plan
+
+        shards = len(read_plan(bundle.shards_file).shards)
+    bundle.cancelled_marker.unlink(missing_ok=True)
+    if manifest.parent_run_id:
+        _reopen_parent(manifest)
+    jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle, shards)
+    earlier = bundle.read_json(bundle.jobs_file, [])
+    write_atomic(bundle.jobs_file, json.dumps([*earlier, *[job.job_id for job in jobs]]))
+    trials = sweep_trials(bundle, earlier)
+    unfinished = [t["trial_id"] for t in trials if t.get("state") != "TERMINATED"]
+    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "resumed_trials": unfinished,
+            "finished_trials": len(trials) - len(unfinished)}
+
+
+def _reopen_parent(manifest: BundleManifest) -> None:
+    from orchestrator.tracking.client import TrackingClient
+
+    try:
+        client = TrackingClient(manifest.tracking_uri)
+        if client.raw.get_run(manifest.parent_run_id).info.status != "RUNNING":
+            client.raw.update_run(manifest.parent_run_id, status="RUNNING")
+    except Exception:  # the job's tracker ends it with the right status anyway
+        pass
+
+
 # ---------------------------------------------------------------------------- status
 def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
     from cluster.bundle import SWEEPS_DIRNAME
@@ -307,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     p_logs.add_argument("sweep")
     p_logs.add_argument("--trial")
     p_logs.add_argument("--follow", action="store_true")
+    sub.add_parser("manifest").add_argument("bundle")
+    p_resume = sub.add_parser("resume")
+    p_resume.add_argument("workdir")
+    p_resume.add_argument("sweep")
+    p_resume.add_argument("--config-hash")
+    p_resume.add_argument("--force", action="store_true")
     p_cancel = sub.add_parser("cancel")
     p_cancel.add_argument("workdir")
     p_cancel.add_argument("sweep")
@@ -318,6 +387,14 @@ def main(argv: list[str] | None = None) -> int:
             result = status(Path(args.workdir), args.sweep)
         elif args.command == "cancel":
             result = cancel(Path(args.workdir), args.sweep)
+        elif args.command == "manifest":
+            if not (Path(args.bundle) / "bundle.json").exists():
+                raise RemoteError("sweep", f"no sweep in {args.bundle}", "list sweeps with: orch status --cluster NAME")
+            result = {"manifest": Bundle(Path(args.bundle)).manifest().__dict__}
+        elif args.command == "resume":
+            from cluster.bundle import SWEEPS_DIRNAME
+
+            result = resume(Path(args.workdir) / SWEEPS_DIRNAME / args.sweep, args.config_hash, args.force)
         else:
             files = log_files(Path(args.workdir), args.sweep, args.trial)
             if args.follow and files:

@@ -252,6 +252,29 @@ def cancel(
                   f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
 
 
+@app.command()
+def resume(
+    sweep: str = typer.Argument(..., help="The sweep id"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+    force: bool = typer.Option(False, "--force", help="Resume even though the sweep file or its project file changed"),
+) -> None:
+    """Finish a sweep whose jobs ended early (killed, cancelled, failed): same trial ids, same MLflow runs."""
+    from orchestrator.slurm_commands import local_config_hash
+
+    target = _slurm_target(cluster, conf)
+    if _is_rest(target):
+        raise UsageError("orch resume needs a login node; fix: use a profile with a login: section (ssh)")
+    args = ["resume", target.workdir, sweep, *(["--force"] if force else [])]
+    digest = local_config_hash(target, sweep)
+    if digest:
+        args += ["--config-hash", digest]
+    answer = target.call(args, code_dir=_code_dir(target, sweep))
+    console.print(f"resumed sweep {answer['sweep_id']} as SLURM job(s) {', '.join(answer['job_ids'])}: "
+                  f"{len(answer['resumed_trials'])} trial(s) continue from their checkpoints, {answer['finished_trials']} finished "
+                  "stay as they are", highlight=False)
+
+
 def _code_dir(target: Any, sweep: Optional[str]) -> Optional[str]:
     """The sweep's own code snapshot answers for it; without a sweep, the installed package does."""
     if not sweep:

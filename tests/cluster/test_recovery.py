@@ -182,3 +182,27 @@ def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path)
     assert "restart 1" in log and "previous attempt: USR2 (time limit)" in log, log[-2000:]
     assert_exactly_once(slurm_cluster, sweep_id, interruptions=len(json.loads(
         (sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())) - 1, epochs=36)
+
+
+def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: Any) -> None:
+    sweep_id, job_id = submit(slurm_cluster)
+    running_past(slurm_cluster, sweep_id, 3)
+    busy = run_orch(["resume", sweep_id, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster))
+    assert busy.returncode == 2 and "still has live jobs" in busy.stderr, busy.stdout + busy.stderr
+    slurm_cluster.run(["scancel", job_id])  # the job is gone without a word from us: runs stay RUNNING
+    deadline = time.monotonic() + 60
+    while slurm_cluster.run(["squeue", "--noheader", "--jobs", job_id, "--format=%T"], check=False).stdout.strip() not in ("", "CANCELLED"):
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    import subprocess
+    import sys
+
+    changed = subprocess.run([sys.executable, "-m", "cluster.remote", "resume", str(Path(slurm_cluster.dir) / "remote"), sweep_id,
+                              "--config-hash", "0" * 64], cwd=REPO, env=slurm_cluster.env(), capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 2 and "changed since sweep" in changed.stdout and "--force" in changed.stdout, changed.stdout
+    resumed_run = run_orch(["resume", sweep_id, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
+    assert resumed_run.returncode == 0 and "resumed sweep" in resumed_run.stdout, resumed_run.stdout + resumed_run.stderr
+    assert "2 trial(s) continue" in resumed_run.stdout, resumed_run.stdout
+    state = wait_for(slurm_cluster, sweep_id, finished, 600)
+    assert [job["state"] for job in state["jobs"]][-1] == "COMPLETED" and len(state["jobs"]) == 2, state
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1)
