@@ -371,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     p_logs.add_argument("--trial")
     p_logs.add_argument("--follow", action="store_true")
     sub.add_parser("manifest").add_argument("bundle")
+    p_drill = sub.add_parser("drill")
+    p_drill.add_argument("--profile-json", required=True)
+    p_drill.add_argument("--trainable", required=True)
+    p_drill.add_argument("--config-json", required=True)
+    p_drill.add_argument("--preempt-with")
     p_resume = sub.add_parser("resume")
     p_resume.add_argument("workdir")
     p_resume.add_argument("sweep")
@@ -387,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
             result = status(Path(args.workdir), args.sweep)
         elif args.command == "cancel":
             result = cancel(Path(args.workdir), args.sweep)
+        elif args.command == "drill":
+            from cluster.drill import DrillError, run_drill
+            from orchestrator.config.models import ClusterConfig
+
+            try:
+                result = run_drill(ClusterConfig.model_validate_json(args.profile_json), args.trainable,
+                                   json.loads(args.config_json), args.preempt_with)
+            except DrillError as exc:
+                raise RemoteError(exc.key, exc.problem, exc.fix, code=1) from None
         elif args.command == "manifest":
             if not (Path(args.bundle) / "bundle.json").exists():
                 raise RemoteError("sweep", f"no sweep in {args.bundle}", "list sweeps with: orch status --cluster NAME")

@@ -275,6 +275,38 @@ def resume(
                   "stay as they are", highlight=False)
 
 
+@app.command()
+def drill(
+    cluster: str = ClusterOption,
+    sweep_file: Path = typer.Option(..., "--sweep", help="Whose trainable (first trial's config) to checkpoint"),
+    preempt_with: Optional[str] = typer.Option(None, "--preempt-with", help="Also preempt the canary with a job in this partition"),
+) -> None:
+    """Preemption drill: a canary job is signalled (and preempted); report what the cluster does."""
+    from cluster.shards import materialise
+    from orchestrator.config.loading import conf_root_of, load_sweep
+
+    resolved = load_sweep(sweep_file)
+    target = _slurm_target(cluster, conf_root_of(sweep_file))
+    if _is_rest(target):
+        raise UsageError("orch drill needs a login node; fix: use a profile with a login: section (ssh)")
+    trials, _ = materialise(resolved, seed=0)
+    args = ["drill", "--profile-json", target.profile.model_dump_json(), "--trainable", resolved.project.trainable,
+            "--config-json", json.dumps(trials[0].config), *(["--preempt-with", preempt_with] if preempt_with else [])]
+    console.print(f"canary job on '{target.profile.name}' (partition {target.profile.slurm.partition}): training one step "
+                  f"of {resolved.project.trainable}, then signalling it ...", highlight=False)
+    r = target.call(args, timeout_s=900)
+    console.print(f"signal: {'delivered in %.1f s' % r['signal_latency_s'] if r['signal_delivered'] else 'NOT delivered'} "
+                  f"(USR2 to the job's processes, job {r['job_id']} on {r['node'] or '?'})", highlight=False)
+    console.print(f"preemption in partition {r['partition']}: PreemptMode={r['preempt_mode']}, GraceTime={r['grace_time_s']:g} s"
+                  + (f"; preempted by a '{preempt_with}' job: {r['preemption']['outcome']} after {r['preemption']['seconds']} s"
+                     if r.get("preemption") else ""), highlight=False)
+    verdict = "fits" if r["fits"] else "does NOT fit: checkpoint less often or ask for a longer signal lead"
+    console.print(f"checkpoint of {resolved.project.trainable}: {r['checkpoint_s']:.2f} s ({r['checkpoint_bytes'] / 1e6:.1f} MB; "
+                  f"{r['checkpoint_on_signal_s'] if r['checkpoint_on_signal_s'] is not None else '?'} s when signalled) against "
+                  f"{r['budget_s']:g} s of grace/lead: {verdict}", highlight=False)
+    console.print(f"canary files: {r['folder']}", highlight=False)
+
+
 def _code_dir(target: Any, sweep: Optional[str]) -> Optional[str]:
     """The sweep's own code snapshot answers for it; without a sweep, the installed package does."""
     if not sweep:

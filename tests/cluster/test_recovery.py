@@ -206,3 +206,15 @@ def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: An
     state = wait_for(slurm_cluster, sweep_id, finished, 600)
     assert [job["state"] for job in state["jobs"]][-1] == "COMPLETED" and len(state["jobs"]) == 2, state
     assert_exactly_once(slurm_cluster, sweep_id, interruptions=1)
+
+
+def test_drill_reports_signal_preemption_and_checkpoint_time(slurm_cluster: Any) -> None:
+    result = run_orch(["drill", "--cluster", "slurm-local", "--sweep", str(RECOVERY), "--preempt-with", "high"], cwd=REPO,
+                      env=orch_env(slurm_cluster), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "signal: delivered in" in out, out
+    assert "PreemptMode=REQUEUE, GraceTime=30 s" in out and "preempted by a 'high' job: requeued" in out, out
+    assert "checkpoint of avae:" in out and ": fits" in out, out
+    jobs = slurm_cluster.run(["squeue", "--noheader", "--name", "orch-drill.slurm-local", "--format=%i"], check=False).stdout.split()
+    assert not jobs, f"the canary is still queued: {jobs}"

@@ -1,0 +1,132 @@
+"""`orch drill` on the login node: a canary job tells what this cluster does when it preempts.
+
+It submits a short canary job (cluster/drill_canary.py) shaped like the profile's jobs but with one
+GPU at most, in the profile's partition, with `--signal=USR2@lead` and `--requeue`. Once the canary
+has timed a checkpoint of the sweep's trainable, the drill signals it (`scancel --full --signal=USR2`)
+and, with `preempt_with`, also preempts it with a job in that partition on the canary's node. It
+reports: whether the signal arrived and how fast, whether preemption means requeue or cancel
+(what SLURM did, and the partition's PreemptMode), and the checkpoint time against the grace time
+and the signal lead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cluster.slurm_backend import setup_lines
+from cluster.slurm_client import SlurmClient, parse_duration_s
+
+READY_TIMEOUT_S = 300.0
+SIGNAL_TIMEOUT_S = 60.0
+
+
+class DrillError(Exception):
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        super().__init__(problem)
+        self.key, self.problem, self.fix = key, problem, fix
+
+
+def _wait(condition: Any, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    return None
+
+
+def run_drill(profile: Any, trainable: str, config: dict[str, Any], preempt_with: str | None = None) -> dict[str, Any]:
+    settings, remote = profile.slurm, profile.remote
+    client = SlurmClient(env=remote.env)
+    folder = Path(remote.workdir) / "drill" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    script = folder / "canary.sh"
+    script.write_text("\n".join([
+        "#!/bin/bash", *[line for line in setup_lines(remote, str(folder)) if not line.startswith("export PYTHONPATH")],
+        f"exec {shlex.quote(remote.python)} -m cluster.drill_canary --trainable {shlex.quote(trainable)} "
+        f"--config {shlex.quote(str(folder / 'config.json'))} --out {shlex.quote(str(folder))}", ""]))
+    gpus = min(1, settings.gpus_per_node)
+    argv = ["sbatch", "--parsable", "--job-name", f"orch-drill.{profile.name}", "--partition", settings.partition,
+            "--time", str(min(settings.time_limit_min, 10)), "--ntasks", "1", "--cpus-per-task", "1",
+            f"--signal=USR2@{settings.signal_lead_s}", "--requeue", "--open-mode=append", "--output", str(folder / "canary.log"),
+            *(["--gres", f"gpu:{gpus}"] if gpus else []),
+            *[part for flag, value in (("--account", settings.account), ("--qos", settings.qos)) if value for part in (flag, value)],
+            str(script)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **remote.env}, check=False)
+    if done.returncode != 0:
+        raise DrillError("slurm", f"sbatch refused the canary: {done.stderr.strip()[-300:]}", "check the profile's slurm section")
+    job_id = done.stdout.strip().split(";")[0]
+    report: dict[str, Any] = {"job_id": job_id, "folder": str(folder), "partition": settings.partition}
+    try:
+        ready = _wait(lambda: (folder / "ready.json").exists() and json.loads((folder / "ready.json").read_text()), READY_TIMEOUT_S)
+        if not ready:
+            raise DrillError("slurm", f"the canary job {job_id} did not start and checkpoint within {READY_TIMEOUT_S:.0f} s "
+                             f"(log: {folder / 'canary.log'})", "check that the partition has free resources, or try later")
+        report.update(ready)
+        partition = client.partitions().get(settings.partition, {})
+        report["preempt_mode"] = partition.get("PreemptMode", "unknown")
+        report["grace_time_s"] = parse_duration_s(partition.get("GraceTime", "0")) if ":" in partition.get("GraceTime", "0") \
+            else float(partition.get("GraceTime", "0") or 0)
+        sent = time.time()
+        subprocess.run(["scancel", "--full", "--signal=USR2", job_id], capture_output=True, timeout=30, check=False,
+                       env={**os.environ, **remote.env})
+        arrived = _wait(lambda: _records(folder, 0, "SIGUSR2"), SIGNAL_TIMEOUT_S)
+        report["signal_delivered"] = bool(arrived)
+        report["signal_latency_s"] = round(arrived[0]["at"] - sent, 2) if arrived else None
+        checkpointed = _wait(lambda: _records(folder, 0, "checkpointed"), SIGNAL_TIMEOUT_S)
+        report["checkpoint_on_signal_s"] = round(checkpointed[0]["seconds"], 2) if checkpointed else None
+        if preempt_with:
+            report["preemption"] = _preempt(client, remote, job_id, preempt_with, folder)
+        budget = min(x for x in (report["grace_time_s"] or float("inf"), float(settings.signal_lead_s)) if x > 0)
+        report["fits"] = report["checkpoint_s"] < 0.5 * budget
+        report["budget_s"] = budget
+    finally:
+        client.cancel([job_id])
+    return report
+
+
+def _records(folder: Path, restart: int, kind: str) -> list[dict[str, Any]]:
+    path = folder / f"signals-{restart}.jsonl"
+    if not path.exists():
+        return []
+    return [r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip()) if r.get("signal") == kind]
+
+
+def _preempt(client: SlurmClient, remote: Any, job_id: str, partition: str, folder: Path) -> dict[str, Any]:
+    """A job in `partition` on the canary's node asking for all its GPUs: what does SLURM do to the canary?"""
+    node = subprocess.run(["squeue", "--noheader", "--jobs", job_id, "--format=%N"], capture_output=True, text=True,
+                          timeout=30, env={**os.environ, **remote.env}, check=False).stdout.strip()
+    gres = subprocess.run(["scontrol", "show", "node", node, "-o"], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **remote.env}, check=False).stdout
+    gpus = next((part.split(":")[-1].split("(")[0] for part in gres.split() if part.startswith("Gres=gpu")), "1")
+    started = time.time()
+    high = subprocess.run(["sbatch", "--parsable", "-p", partition, "-w", node, f"--gres=gpu:{gpus}", "--output=/dev/null",
+                           "--wrap", "sleep 2"], capture_output=True, text=True, timeout=60, env={**os.environ, **remote.env},
+                          check=False).stdout.strip()
+    outcome = _wait(lambda: _canary_fate(job_id, remote), 120)
+    client.cancel([high])
+    signals = [r["signal"] for r in _records(folder, 0, "SIGUSR2") + _records(folder, 0, "SIGTERM")]
+    return {"by_job": high, "outcome": outcome or "unknown (nothing happened within 120 s)",
+            "seconds": round(time.time() - started, 1), "signals_seen": signals}
+
+
+def _canary_fate(job_id: str, remote: Any) -> str | None:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, **remote.env}, check=False).stdout
+    fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
+    if int(fields.get("Restarts", "0") or 0) >= 1:
+        return "requeued"
+    if fields.get("JobState") in ("CANCELLED", "PREEMPTED", "FAILED"):
+        return f"ended {fields['JobState']}"
+    if fields.get("JobState") == "SUSPENDED":
+        return "suspended"
+    return None
