@@ -216,5 +216,6 @@ def test_drill_reports_signal_preemption_and_checkpoint_time(slurm_cluster: Any)
     assert "signal: delivered in" in out, out
     assert "PreemptMode=REQUEUE, GraceTime=30 s" in out and "preempted by a 'high' job: requeued" in out, out
     assert "checkpoint of avae:" in out and ": fits" in out, out
-    jobs = slurm_cluster.run(["squeue", "--noheader", "--name", "orch-drill.slurm-local", "--format=%i"], check=False).stdout.split()
+    jobs = slurm_cluster.run(["squeue", "--noheader", "--name", "orch-drill.slurm-local", "--states=PENDING,RUNNING",
+                              "--format=%i"], check=False).stdout.split()
     assert not jobs, f"the canary is still queued: {jobs}"
