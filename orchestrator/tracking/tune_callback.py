@@ -275,10 +275,35 @@ class MLflowTrialTracker(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
 
+    def _log_logs(self, trial: Any, run_id: str) -> None:
+        """The trial's own stdout/stderr, and with a sweep folder the job's logs of every attempt (appended,
+        one separator per attempt) and the attempts ledger, under the run's `logs/`."""
+        import shutil
+
+        sources: list[Path] = []
+        trial_dir = getattr(getattr(trial, "storage", None), "trial_fs_path", None)
+        if trial_dir:
+            sources += [p for p in Path(trial_dir).glob("*") if p.is_file() and (p.name in ("stdout", "stderr") or p.suffix in (".out", ".err"))]
+        if self._ledger_path is not None:
+            root = self._ledger_path.parent
+            sources += sorted(root.glob("submitit/*/*_log.out")) + sorted(root.glob("submitit/*/*_log.err"))
+            sources += sorted(root.glob("attempts*.json"))
+        if not sources:
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            for source in sources:
+                name = f"trial_{source.name}" if trial_dir and source.parent == Path(trial_dir) else source.name
+                try:
+                    shutil.copyfile(source, Path(folder) / name)
+                except OSError:
+                    continue
+            self._recorder.log_artifacts(run_id, Path(folder), "logs")
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
         if trial.checkpoint is not None:
             self._log_checkpoint(trial, trial.checkpoint, include_state=True)
+        self._log_logs(trial, run_id)
         self._end_run(run_id, "FINISHED")
         self.final_status[trial.trial_id] = "FINISHED"
 
@@ -286,6 +311,7 @@ class MLflowTrialTracker(Callback):
         run_id = self._run_for(trial)
         message = (getattr(trial, "error_msg", None) or "trial failed").strip().splitlines()
         self._set_tags(run_id, {"orch.error": (message[-1] if message else "trial failed")[:500]})
+        self._log_logs(trial, run_id)
         self._end_run(run_id, "FAILED")
         self.final_status[trial.trial_id] = "FAILED"
 

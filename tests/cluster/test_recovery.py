@@ -90,6 +90,8 @@ def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int, epochs:
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
             assert steps == list(range(1, epochs + 1)), (key, steps)  # every step exactly once
         assert child.data.tags.get("orch.resumed") == "true" and int(child.data.tags["orch.attempt"]) >= 1
+        logs = [a.path for a in client.list_artifacts(child.info.run_id, "logs")]
+        assert any(path.endswith("_log.out") for path in logs) and "logs/attempts.json" in logs, logs  # every attempt's log
         redone = client.get_metric_history(child.info.run_id, "orch_redone_steps")
         assert sum(m.value for m in redone) <= EVERY * interruptions, [m.value for m in redone]
     assert parent.info.status == "FINISHED"
