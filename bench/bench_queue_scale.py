@@ -116,6 +116,9 @@ class SnapshotCluster:
     def trials(self, row: SweepRow) -> TrialCounts | None:
         return None
 
+    def deliver_tracking(self, row: SweepRow) -> int:
+        return 0
+
     def close_runs(self, row: SweepRow) -> int:
         return 0
 

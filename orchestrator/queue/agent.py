@@ -57,6 +57,7 @@ class ClusterPort(Protocol):
     def cancel(self, job_ids: Sequence[str]) -> None: ...
     def adopt(self, bundle: str, job_ids: Sequence[str]) -> None: ...  # record jobs a killed agent submitted
     def close_runs(self, row: SweepRow) -> int: ...  # MLflow runs still RUNNING of an ended sweep -> KILLED
+    def deliver_tracking(self, row: SweepRow) -> int: ...  # nodes_reach_server: false -> deliver the spool
     def trials(self, row: SweepRow) -> TrialCounts | None: ...
 
 
@@ -67,6 +68,7 @@ class TickReport:
     resubmitted: list[str] = field(default_factory=list)
     changed: int = 0
     zombies_closed: int = 0
+    delivered: int = 0  # spooled metric points delivered for sweeps whose nodes never reach MLflow
     cluster_calls: int = 0
     cluster_s: float = 0.0
     total_s: float = 0.0
@@ -161,6 +163,7 @@ class Agent:
             update = self._observe(row, by_sweep.get(row.sweep_id), history.get(row.sweep_id))
             if update is not None:
                 updates.append(update)
+            report.delivered += self.cluster.deliver_tracking(row)
         self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
         if updates:
             self.store.apply(updates, now)
@@ -168,6 +171,7 @@ class Agent:
             rows = {row.sweep_id: row for row in live}
             for update in updates:  # zombie runs: attempts that died without a word never stay RUNNING
                 if update.state is not None and update.state.terminal:
+                    report.delivered += self.cluster.deliver_tracking(rows[update.sweep_id])  # the last spooled points first
                     report.zombies_closed += self.cluster.close_runs(rows[update.sweep_id])
         self._start_what_policy_allows(now, report)
         report.total_s = time.perf_counter() - started

@@ -66,6 +66,24 @@ class SlurmPort:
         if folder.root.exists() and not folder.jobs_file.exists():
             write_atomic(folder.jobs_file, json.dumps(list(job_ids)))
 
+    def deliver_tracking(self, row: SweepRow) -> int:
+        """For profiles whose compute nodes never reach MLflow (tracking.nodes_reach_server: false): deliver the
+        sweep's spool (runs, metrics, artifacts, statuses) from here, the login node. Idempotent."""
+        bundle = Bundle(Path(row.bundle))
+        spool = bundle.root / "metric_spool"
+        if not spool.is_dir() or not bundle.manifest_file.exists():
+            return 0
+        manifest = bundle.manifest()
+        if (manifest.cluster.get("tracking") or {}).get("nodes_reach_server", True):
+            return 0
+        from orchestrator.tracking.client import TrackingClient
+        from orchestrator.tracking.spool import deliver_spool
+
+        try:
+            return deliver_spool(spool, TrackingClient(manifest.tracking_uri)).delivered
+        except Exception:  # MLflow away: the points stay spooled for the next tick
+            return 0
+
     def close_runs(self, row: SweepRow) -> int:
         """Close the MLflow runs (trials and parent) an ended sweep left RUNNING, as KILLED."""
         from cluster.remote import _close_runs

@@ -56,6 +56,9 @@ class FakeCluster:
             job = self.jobs[job_id]
             self.jobs[job_id] = QueueJob(job_id, job.name, JobState.CANCELLED, job.elapsed_s, 0, "")
 
+    def deliver_tracking(self, row: SweepRow) -> int:
+        return 0
+
     def close_runs(self, row: SweepRow) -> int:
         self.closed.append(row.sweep_id)
         return 1
