@@ -103,6 +103,7 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
                        deadline_s=max(5.0, min(grace, 30.0) - 5.0),
                        on_handover=lambda reason: end_attempt(bundle, shard, reason))
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
+    os.environ["ORCH_RUN_LEDGER"] = str(bundle.runs_file_of(shard))  # trainables stamp their run id into checkpoints
     with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         try:

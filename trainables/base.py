@@ -223,5 +223,22 @@ class CheckpointableTrainable(tune.Trainable):
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "data_order": self.generator.get_state(),
             "rng": checkpoint.capture_rng_state(),
-            "extra": {"last_eval": dict(self.last_eval), "trainable": self.state_dict()},
+            "extra": {"last_eval": dict(self.last_eval), "trainable": self.state_dict(), "identity": self._identity()},
         }
+
+    def _identity(self) -> dict[str, str]:
+        """The run-identity record stamped into every checkpoint: which trial, which MLflow run, which
+        attempt (SLURM job, restart, fencing token) wrote it. Strings only (weights_only loading)."""
+        import json
+
+        trial_id = str(getattr(self, "trial_id", "") or "")
+        run_id = ""
+        ledger = os.environ.get("ORCH_RUN_LEDGER")
+        if ledger and trial_id:
+            try:
+                run_id = str(json.loads(open(ledger).read()).get(trial_id, ""))
+            except (OSError, ValueError):
+                pass
+        return {"trial_id": trial_id, "mlflow_run_id": run_id, "attempt_token": os.environ.get("ORCH_ATTEMPT_TOKEN", ""),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
+                "epoch": str(self.epoch)}

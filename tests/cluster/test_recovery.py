@@ -126,6 +126,15 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     assert "previous attempt: USR2 (preemption); trials checkpointed" in log, log[-3000:]
     ledger = json.loads((sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())
     assert [entry["attempt"] for entry in ledger] == list(range(len(ledger))) and len(ledger) >= 4
+    # Every checkpoint carries the identity record: trial, its MLflow run, the attempt that wrote it.
+    import torch
+
+    runs = json.loads((sweep_folder(slurm_cluster, sweep_id) / "mlflow_runs.json").read_text())
+    for trial_dir in trial_dirs:
+        newest = max(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+        identity = torch.load(newest / "state.pt", map_location="cpu", weights_only=True)["extra"]["identity"]
+        assert identity["mlflow_run_id"] == runs[identity["trial_id"]] and identity["slurm_job_id"] == job_id, identity
+        assert identity["attempt_token"] == ledger[-1]["token"], (identity, ledger[-1])
 
 
 def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -> None:
