@@ -119,6 +119,9 @@ class SnapshotCluster:
     def deliver_tracking(self, row: SweepRow) -> int:
         return 0
 
+    def release(self, job_ids: Sequence[str]) -> None:
+        self.released = [*getattr(self, "released", []), *job_ids]
+
     def close_runs(self, row: SweepRow) -> int:
         return 0
 

@@ -197,8 +197,10 @@ def _log_recovery_metrics(tracker: Any, client: Any, parent_run_id: str | None, 
         return
     import json
 
+    from orchestrator.tracking.tune_callback import ledger_sibling
+
     ledger = tracker._ledger_path  # recovery.json sits next to it; the restored tracker wrote there
-    path = ledger.with_name(ledger.name.replace("mlflow_runs", "recovery")) if ledger is not None else None
+    path = ledger_sibling(ledger, "recovery") if ledger is not None else None
     try:
         entries = json.loads(path.read_text()) if path is not None and path.exists() else []
     except (OSError, ValueError):
@@ -207,7 +209,7 @@ def _log_recovery_metrics(tracker: Any, client: Any, parent_run_id: str | None, 
     redone_s = sum(float(e.get("redone_s", 0.0)) for e in entries)
     resume_s = sum(float(e.get("resume_s") or 0.0) for e in entries)
     gpus = max(gpus_per_trial, 0.0)
-    attempts = path.with_name(path.name.replace("recovery", "attempts")) if path is not None else None
+    attempts = ledger_sibling(ledger, "attempts") if ledger is not None else None
     try:
         count = len(json.loads(attempts.read_text())) if attempts is not None and attempts.exists() else allocation.attempt + 1
     except (OSError, ValueError):

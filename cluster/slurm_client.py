@@ -187,6 +187,12 @@ class SlurmClient:
                                          parts[5], parts[6]))
         return records
 
+    def release(self, job_ids: Iterable[str]) -> None:
+        """`scontrol release`: jobs SLURM held (e.g. requeued after a node failed during launch)."""
+        ids = [j for j in job_ids if j]
+        if ids:
+            self._run(["scontrol", "release", ",".join(ids)], check=False)
+
     def cancel(self, job_ids: Iterable[str]) -> None:
         ids = [j for j in job_ids if j]
         if ids:

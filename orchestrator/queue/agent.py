@@ -58,6 +58,7 @@ class ClusterPort(Protocol):
     def adopt(self, bundle: str, job_ids: Sequence[str]) -> None: ...  # record jobs a killed agent submitted
     def close_runs(self, row: SweepRow) -> int: ...  # MLflow runs still RUNNING of an ended sweep -> KILLED
     def deliver_tracking(self, row: SweepRow) -> int: ...  # nodes_reach_server: false -> deliver the spool
+    def release(self, job_ids: Sequence[str]) -> None: ...  # jobs SLURM held after a failed launch
     def trials(self, row: SweepRow) -> TrialCounts | None: ...
 
 
@@ -68,6 +69,7 @@ class TickReport:
     resubmitted: list[str] = field(default_factory=list)
     changed: int = 0
     zombies_closed: int = 0
+    released: int = 0
     delivered: int = 0  # spooled metric points delivered for sweeps whose nodes never reach MLflow
     cluster_calls: int = 0
     cluster_s: float = 0.0
@@ -165,6 +167,12 @@ class Agent:
                 updates.append(update)
             report.delivered += self.cluster.deliver_tracking(row)
         self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
+        # A node that failed while the job launched: SLURM requeues the job HELD; ours go on elsewhere.
+        held = sorted({j.job_id.partition("_")[0] for jobs in by_sweep.values() for j in jobs
+                       if j.state == JobState.PENDING and "launch failed requeued held" in j.reason.lower()})
+        if held and {sid for sid in by_sweep} & {row.sweep_id for row in live}:
+            self._timed(report, lambda: self.cluster.release(held))
+            report.released += len(held)
         if updates:
             self.store.apply(updates, now)
             report.changed += sum(1 for u in updates if u.state is not None)

@@ -66,6 +66,9 @@ class SlurmPort:
         if folder.root.exists() and not folder.jobs_file.exists():
             write_atomic(folder.jobs_file, json.dumps(list(job_ids)))
 
+    def release(self, job_ids: Sequence[str]) -> None:
+        self.client.release(job_ids)
+
     def deliver_tracking(self, row: SweepRow) -> int:
         """For profiles whose compute nodes never reach MLflow (tracking.nodes_reach_server: false): deliver the
         sweep's spool (runs, metrics, artifacts, statuses) from here, the login node. Idempotent."""

@@ -206,7 +206,7 @@ class MLflowTrialTracker(Callback):
         """Re-done work and restart time per trial and attempt, next to the run ledger (the job sums them)."""
         if self._ledger_path is None:
             return
-        path = self._ledger_path.with_name(self._ledger_path.name.replace("mlflow_runs", "recovery"))
+        path = ledger_sibling(self._ledger_path, "recovery")
         try:
             data = json.loads(path.read_text()) if path.exists() else []
         except (OSError, ValueError):
@@ -334,6 +334,14 @@ class MLflowTrialTracker(Callback):
 
 
 STEP_KEY = "epoch_time_s"  # logged with every result (layout.result_metrics)
+
+
+def ledger_sibling(ledger: Path, kind: str) -> Path:
+    """`mlflow_runs.json` -> `<kind>.json`, `mlflow_runs-s3.json` -> `<kind>-s3.json` (the sweep folder's
+    files of one shard); any other ledger name -> `<ledger stem>.<kind>.json` (never the ledger itself)."""
+    if ledger.name.startswith("mlflow_runs"):
+        return ledger.with_name(kind + ledger.name[len("mlflow_runs"):])
+    return ledger.with_name(f"{ledger.stem}.{kind}.json")
 FENCE_ENV = "ORCH_ATTEMPT_TOKEN"
 
 
@@ -349,7 +357,7 @@ class AttemptFence:
     @classmethod
     def from_environment(cls, ledger_path: Path | None) -> "AttemptFence":
         token = os.environ.get(FENCE_ENV)
-        path = ledger_path.with_name(ledger_path.name.replace("mlflow_runs", "attempt")) if ledger_path is not None else None
+        path = ledger_sibling(ledger_path, "attempt") if ledger_path is not None else None
         return cls(path if token else None, token)
 
     def seconds_since_start(self) -> float | None:

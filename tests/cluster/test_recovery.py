@@ -146,6 +146,9 @@ def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -
         deadline = time.monotonic() + 120
         while node_of(slurm_cluster, job_id) in ("", node):  # requeued, then started on the other node
             assert time.monotonic() < deadline, slurm_cluster.run(["squeue", "-j", job_id], check=False).stdout
+            # A node failing under a launching job makes SLURM requeue it HELD ("launch failed requeued held"):
+            # released as the queue's agent does; StartTime=now skips the requeue delay.
+            slurm_cluster.run(["scontrol", "release", job_id], check=False)
             slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
             time.sleep(2)
     finally:

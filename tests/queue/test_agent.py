@@ -59,6 +59,9 @@ class FakeCluster:
     def deliver_tracking(self, row: SweepRow) -> int:
         return 0
 
+    def release(self, job_ids: Sequence[str]) -> None:
+        self.released = [*getattr(self, "released", []), *job_ids]
+
     def close_runs(self, row: SweepRow) -> int:
         self.closed.append(row.sweep_id)
         return 1
@@ -201,6 +204,17 @@ def test_cancelled_sweep_with_live_jobs_is_cancelled_on_the_cluster(store: Queue
     assert cluster.calls["cancel"] == 1 and all(j.state == JobState.CANCELLED for j in cluster.jobs.values())
     agent.tick()
     assert cluster.calls["cancel"] == 1
+
+
+def test_jobs_held_after_a_failed_launch_are_released(store: QueueStore) -> None:
+    cluster = FakeCluster()
+    add(store, "a")
+    agent = make_agent(store, cluster)
+    agent.tick()
+    (job_id,) = cluster.jobs
+    cluster.jobs[job_id] = QueueJob(job_id, "orch.a", JobState.PENDING, 30.0, 1, "launch failed requeued held")
+    report = agent.tick()
+    assert report.released == 1 and cluster.released == [job_id] and store.get("a").state == SweepState.REQUEUED
 
 
 def test_second_agent_waits_for_the_lease(store: QueueStore) -> None:

@@ -178,7 +178,8 @@ def test_requeue_and_lost_create_answer_keep_one_run(sweep: dict[str, Any], tmp_
     restored.on_experiment_end([trial])
 
     reports = [deliver_spool(sweep["spool"], client) for _ in range(2)]
-    assert (reports[0].runs_created, reports[0].runs_found, reports[0].delivered) == (0, 1, 8 * len(KEYS)), reports[0]
+    # 8 steps of each metric, and the resumed attempt's re-done work (orch_redone_steps, orch_redone_s: none re-done)
+    assert (reports[0].runs_created, reports[0].runs_found, reports[0].delivered) == (0, 1, 8 * len(KEYS) + 2), reports[0]
     assert reports[1].delivered == reports[1].runs_created == reports[1].runs_found == 0
     (run,) = _children(client, sweep)
     assert run.info.status == "FINISHED" and run.data.tags[layout.TAG_ATTEMPT] == "1"
