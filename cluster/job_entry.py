@@ -148,6 +148,7 @@ def begin_attempt(bundle: Bundle, allocation: Any, sweep_id: str, shard: int | N
     ledger = bundle.root / f"attempts{suffix}.json"
     history = bundle.read_json(ledger, [])
     previous = _previous_attempt_end(allocation, history)
+    os.environ["ORCH_ATTEMPT_INDEX"] = str(len(history))  # attempts of the sweep across jobs (requeues and orch resume)
     entry = {"attempt": allocation.attempt, "job_id": allocation.job_id, "node": socket.gethostname(),
              "slurm_node": os.environ.get("SLURMD_NODENAME", ""), "started_at": time.time(), "token": token,
              "previous_ended": previous}

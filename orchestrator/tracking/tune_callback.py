@@ -395,7 +395,8 @@ def _signal_pending() -> bool:
 
 def _system_tags(trial: Any) -> dict[str, str]:
     """Where and how often a trial ran: SLURM job, GPU type, attempt (Tune retries + SLURM requeues)."""
-    attempt = int(getattr(trial, "num_failures", 0) or 0) + int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    job_attempt = os.environ.get("ORCH_ATTEMPT_INDEX") or os.environ.get("SLURM_RESTART_COUNT", "0") or "0"
+    attempt = int(getattr(trial, "num_failures", 0) or 0) + int(job_attempt)
     tags = {layout.TAG_ATTEMPT: str(attempt), layout.TAG_GPU_TYPE: _gpu_type()}
     if os.environ.get("SLURM_JOB_ID"):
         tags[layout.TAG_SLURM_JOB_ID] = os.environ["SLURM_JOB_ID"]
