@@ -1,6 +1,6 @@
 """Requeue to training resumed: how long a preempted or requeued sweep is away from its GPUs.
 
-On the local test cluster, runs conf/sweeps/avae-slurm-recovery.yaml (2 trials, checkpoint every
+On the local test cluster, runs conf/sweeps/avae-slurm-timelimit.yaml (2 trials of 36 epochs, checkpoint every
 2 epochs) and interrupts it `--interruptions` times, alternating a preemption (a job in the high
 partition on the sweep's node: SLURM sends USR2, the trials checkpoint, submitit requeues) and
 `scontrol requeue`. Per interruption it reports
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SWEEP = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
+SWEEP = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 36 epochs: room for several interruptions
 
 
 def slurm(*argv: str, check: bool = True) -> str:
@@ -111,8 +111,10 @@ def main() -> int:
                       "the new attempt")
         started = ledger[-1]["started_at"]
         firsts = wait(lambda: (r := results_after(folder, sweep_id, started)) and len(r) == 2 and r, 300, "training to resume")
-        recovery = json.loads((folder / "recovery.json").read_text())
-        redone = sum(e["redone_steps"] for e in recovery if e["token"] == ledger[-1]["token"])
+        token = ledger[-1]["token"]
+        recovery = wait(lambda: (folder / "recovery.json").exists() and [e for e in json.loads((folder / "recovery.json").read_text())
+                                                                          if e["token"] == token], 60, "the tracker's recovery record")
+        redone = sum(e["redone_steps"] for e in recovery)
         handover = ledger[-2].get("ended", "")
         row = {"kind": kind, "handover_s": requeued - t0, "pending_s": running - requeued, "restore_s": started - running,
                "resume_s": statistics.median(firsts) - started, "total_s": statistics.median(firsts) - requeued,
