@@ -210,7 +210,8 @@ def test_refused_submit_through_slurmrestd_queues_nothing(slurm_cluster: Any, tm
     line = _one_error_line(result, key)
     assert words.lower() in line.lower(), line
     assert (set(sweeps.glob("*")) if sweeps.exists() else set()) == before, "a refused submit left a sweep folder behind"
-    assert slurm_cluster.run(["squeue", "--noheader", "--format=%i"]).stdout.split() == queued_before
+    # nothing new was queued (a job of an earlier test may have ended meanwhile)
+    assert set(slurm_cluster.run(["squeue", "--noheader", "--format=%i"]).stdout.split()) <= set(queued_before)
 
 
 @pytest.mark.integration
