@@ -20,17 +20,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cluster.remote import RemoteError
 from cluster.slurm_backend import setup_lines
 from cluster.slurm_client import SlurmClient, parse_duration_s
 
 READY_TIMEOUT_S = 300.0
 SIGNAL_TIMEOUT_S = 60.0
-
-
-class DrillError(Exception):
-    def __init__(self, key: str, problem: str, fix: str) -> None:
-        super().__init__(problem)
-        self.key, self.problem, self.fix = key, problem, fix
 
 
 def _wait(condition: Any, timeout_s: float) -> Any:
@@ -63,14 +58,14 @@ def run_drill(profile: Any, trainable: str, config: dict[str, Any], preempt_with
             str(script)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **remote.env}, check=False)
     if done.returncode != 0:
-        raise DrillError("slurm", f"sbatch refused the canary: {done.stderr.strip()[-300:]}", "check the profile's slurm section")
+        raise RemoteError("slurm", f"sbatch refused the canary: {done.stderr.strip()[-300:]}", "check the profile's slurm section", code=1)
     job_id = done.stdout.strip().split(";")[0]
     report: dict[str, Any] = {"job_id": job_id, "folder": str(folder), "partition": settings.partition}
     try:
         ready = _wait(lambda: (folder / "ready.json").exists() and json.loads((folder / "ready.json").read_text()), READY_TIMEOUT_S)
         if not ready:
-            raise DrillError("slurm", f"the canary job {job_id} did not start and checkpoint within {READY_TIMEOUT_S:.0f} s "
-                             f"(log: {folder / 'canary.log'})", "check that the partition has free resources, or try later")
+            raise RemoteError("slurm", f"the canary job {job_id} did not start and checkpoint within {READY_TIMEOUT_S:.0f} s "
+                             f"(log: {folder / 'canary.log'})", "check that the partition has free resources, or try later", code=1)
         report.update(ready)
         partition = client.partitions().get(settings.partition, {})
         report["preempt_mode"] = partition.get("PreemptMode", "unknown")

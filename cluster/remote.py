@@ -185,14 +185,9 @@ def _discard_parent_run(tracking_uri: str, run_id: str) -> None:
 # ---------------------------------------------------------------------------- resume
 def config_hash_of(bundle: Bundle) -> str:
     """SHA-256 of the sweep file and its project file as the sweep was submitted (in its snapshot)."""
-    import hashlib
+    from orchestrator.config.loading import sweep_files_hash
 
-    resolved = load_bundle_sweep(bundle)
-    digest = hashlib.sha256()
-    for path in (Path(resolved.file), Path(resolved.project_file)):
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
+    return sweep_files_hash(load_bundle_sweep(bundle))
 
 
 def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str, Any]:
@@ -393,14 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "cancel":
             result = cancel(Path(args.workdir), args.sweep)
         elif args.command == "drill":
-            from cluster.drill import DrillError, run_drill
+            from cluster.drill import run_drill
             from orchestrator.config.models import ClusterConfig
 
-            try:
-                result = run_drill(ClusterConfig.model_validate_json(args.profile_json), args.trainable,
-                                   json.loads(args.config_json), args.preempt_with)
-            except DrillError as exc:
-                raise RemoteError(exc.key, exc.problem, exc.fix, code=1) from None
+            result = run_drill(ClusterConfig.model_validate_json(args.profile_json), args.trainable,
+                               json.loads(args.config_json), args.preempt_with)
         elif args.command == "manifest":
             if not (Path(args.bundle) / "bundle.json").exists():
                 raise RemoteError("sweep", f"no sweep in {args.bundle}", "list sweeps with: orch status --cluster NAME")

@@ -210,18 +210,13 @@ def local_config_hash(target: SlurmTarget, sweep_id: str) -> str | None:
     """SHA-256 of this checkout's copy of a sweep's sweep file and project file (as `config_hash_of` on the
     cluster computes it for the submitted snapshot); None when this checkout does not have them."""
     from cluster.bundle import sweep_dir
-    from orchestrator.config.loading import load_sweep
+    from orchestrator.config.loading import load_sweep, sweep_files_hash
 
     manifest = target.call(["manifest", str(sweep_dir(target.workdir, sweep_id))], timeout_s=120)["manifest"]
     local = Path(manifest["sweep_file"])
     if not local.exists():
         return None
     try:
-        resolved = load_sweep(local)
+        return sweep_files_hash(load_sweep(local))
     except ConfigError:
         return hashlib.sha256(local.read_bytes()).hexdigest()  # changed so much it no longer loads: differs
-    digest = hashlib.sha256()
-    for path in (Path(resolved.file), Path(resolved.project_file)):
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()

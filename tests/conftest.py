@@ -54,6 +54,17 @@ def run_orch(args: list[str], cwd: Path, env: dict[str, str] | None = None, time
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+def assert_one_error_line(result: CliResult, *words: str) -> str:
+    """A refused command: exit 2, one `error: ... fix: ...` line naming `words`, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A run that collected nothing, or passed nothing (all skipped), is a failure."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

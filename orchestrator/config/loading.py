@@ -217,3 +217,14 @@ def validate_file(path: Path) -> str:
         cluster = parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
         return f"cluster profile '{cluster.name}' ({cluster.backend})"
     raise ConfigError(path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/")
+
+
+def sweep_files_hash(resolved: ResolvedSweep) -> str:
+    """SHA-256 of a sweep's file and its project's file: equal when neither changed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in (Path(resolved.file), Path(resolved.project_file)):
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -20,7 +20,7 @@ from cluster.rest_submit import answer_of, submit_job_fields, submit_script
 from cluster.slurmrest import SlurmRestClient, SlurmRestError, token_expiry
 from orchestrator.config.models import RemoteSettings, SlurmSettings
 from tests.cluster.test_slurm_sweeps import LONG, TINY, mlflow_runs, orch_env
-from tests.conftest import REPO, run_orch
+from tests.conftest import REPO, assert_one_error_line, run_orch
 
 REST_PROFILE = REPO / "conf" / "clusters" / "slurm-rest-local.yaml"
 
@@ -118,14 +118,6 @@ def _rest_profile(tmp_path: Path, name: str, **rest: Any) -> Path:
     return path
 
 
-def _one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def test_expired_or_missing_token_is_one_line(tmp_path: Path) -> None:
@@ -133,9 +125,9 @@ def test_expired_or_missing_token_is_one_line(tmp_path: Path) -> None:
            "ORCH_SLURM_JWT_FILE": str(tmp_path / "token")}
     (tmp_path / "token").write_text(f"SLURM_JWT={_jwt(time.time() - 60)}\n")
     expired = run_orch(["status", "--cluster", str(_rest_profile(tmp_path, "expired"))], cwd=REPO, env=env)
-    _one_error_line(expired, "rest.token_file", "expired")
+    assert_one_error_line(expired, "rest.token_file", "expired")
     missing = _rest_profile(tmp_path, "no-token", token_file=None, token_env="ORCH_TEST_NO_SUCH_TOKEN")
-    _one_error_line(run_orch(["status", "--cluster", str(missing)], cwd=REPO, env=env), "rest.token_env", "is not set")
+    assert_one_error_line(run_orch(["status", "--cluster", str(missing)], cwd=REPO, env=env), "rest.token_env", "is not set")
 
 
 def test_profile_with_both_ssh_and_rest_is_refused(tmp_path: Path) -> None:
@@ -146,7 +138,7 @@ def test_profile_with_both_ssh_and_rest_is_refused(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     env = {"ORCH_SLURM_DIR": str(tmp_path), "ORCH_PYTHON": "python3", "ORCH_SLURMRESTD_URL": "http://127.0.0.1:1",
            "ORCH_SLURM_JWT_FILE": str(tmp_path / "token")}
-    _one_error_line(run_orch(["validate", str(path)], cwd=REPO, env=env), "not both")
+    assert_one_error_line(run_orch(["validate", str(path)], cwd=REPO, env=env), "not both")
 
 
 # ---------------------------------------------------------------------------- the real slurmrestd
@@ -188,7 +180,7 @@ def test_submit_status_cancel_through_slurmrestd(slurm_cluster: Any) -> None:
     parent, children = mlflow_runs(slurm_cluster, sweep_id)
     assert parent.info.status == "KILLED" and children and all(c.info.status == "KILLED" for c in children)
     logs = run_orch(["logs", sweep_id, "--cluster", "slurm-rest-local"], cwd=REPO, env=rest_env(slurm_cluster))
-    _one_error_line(logs, "slurmrestd cannot read log files")
+    assert_one_error_line(logs, "slurmrestd cannot read log files")
 
 
 @pytest.mark.integration
@@ -207,7 +199,7 @@ def test_refused_submit_through_slurmrestd_queues_nothing(slurm_cluster: Any, tm
     before = set(sweeps.glob("*")) if sweeps.exists() else set()
     queued_before = slurm_cluster.run(["squeue", "--noheader", "--format=%i"]).stdout.split()
     result = run_orch(["submit", str(TINY), "--cluster", str(profile)], cwd=REPO, env=rest_env(slurm_cluster), timeout=180)
-    line = _one_error_line(result, key)
+    line = assert_one_error_line(result, key)
     assert words.lower() in line.lower(), line
     assert (set(sweeps.glob("*")) if sweeps.exists() else set()) == before, "a refused submit left a sweep folder behind"
     # nothing new was queued (a job of an earlier test may have ended meanwhile)
@@ -220,7 +212,7 @@ def test_token_signed_with_another_key_is_refused(slurm_cluster: Any, tmp_path: 
     token.write_text(_jwt(time.time() + 3600))  # well-formed, not signed with the cluster's key
     profile = _rest_profile(tmp_path, "forged", token_file=str(token))
     result = run_orch(["status", "--cluster", str(profile)], cwd=REPO, env=rest_env(slurm_cluster))
-    _one_error_line(result, "rest.token_file", "refused")
+    assert_one_error_line(result, "rest.token_file", "refused")
     unreachable = _rest_profile(tmp_path, "unreachable", url="http://127.0.0.1:1")
-    _one_error_line(run_orch(["status", "--cluster", str(unreachable)], cwd=REPO, env=rest_env(slurm_cluster)),
+    assert_one_error_line(run_orch(["status", "--cluster", str(unreachable)], cwd=REPO, env=rest_env(slurm_cluster)),
                     "rest.url", "cannot reach")

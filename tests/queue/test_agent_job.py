@@ -15,7 +15,8 @@ from orchestrator.queue.agent_job import job_script, sbatch_argv
 from orchestrator.queue.states import SweepState
 from orchestrator.queue.store import QueueStore
 from tests.harness.postgres import PostgresServer
-from tests.queue.test_queue_slurm import SWEEPS, make_profile, one_line_error, orch
+from tests.conftest import assert_one_error_line
+from tests.queue.test_queue_slurm import SWEEPS, make_profile, orch
 
 JOB_PG_PORT = 6931  # the session's postgres_url server has 6930
 
@@ -36,7 +37,7 @@ def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_agent_job_runs_the_queue_and_requeues_itself(slurm_cluster: Any, tmp_path: Path) -> None:
     sqlite_profile = make_profile(tmp_path / "sqlite", "queue-job-sqlite", agent_as_job=True)
-    one_line_error(orch(slurm_cluster, "agent", "start", "--cluster", str(sqlite_profile)), "queue.agent_as_job", "PostgreSQL")
+    assert_one_error_line(orch(slurm_cluster, "agent", "start", "--cluster", str(sqlite_profile)), "queue.agent_as_job", "PostgreSQL")
 
     hosts = tuple(node["host_address"] for node in slurm_cluster.nodes)
     server = PostgresServer.start(tmp_path / "pg", port=JOB_PG_PORT, listen=hosts, allow_networks=("10.77.0.0/16",))

@@ -21,7 +21,7 @@ import yaml
 
 from orchestrator.queue.states import TERMINAL, SweepState
 from orchestrator.queue.store import QueueStore
-from tests.conftest import REPO, run_orch
+from tests.conftest import REPO, assert_one_error_line, run_orch
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +55,6 @@ def queue_json(cluster: Any, profile: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def one_line_error(result: Any, *words: str) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def resolved_profile_json(cluster: Any, profile: Path) -> str:
@@ -198,20 +190,20 @@ def test_bad_queue_input_is_one_line_and_changes_nothing(slurm_cluster: Any, tmp
     b = second.stdout.split("queued sweep ", 1)[1].split()[0]
     before = queue_json(slurm_cluster, profile)
 
-    one_line_error(orch(slurm_cluster, "priority", "no-such-sweep", "4", "--cluster", str(profile)), "no sweep 'no-such-sweep'")
-    one_line_error(orch(slurm_cluster, "priority", b, "high", "--cluster", str(profile)), "priority 'high' is not a number")
-    one_line_error(orch(slurm_cluster, "hold", "no-such-sweep", "--cluster", str(profile)), "no sweep")
-    one_line_error(orch(slurm_cluster, "release", b, "--cluster", str(profile)), "is queued, not held")
-    one_line_error(orch(slurm_cluster, "cancel", "no-such-sweep", "--cluster", str(profile)), "no sweep")
-    one_line_error(orch(slurm_cluster, "after", a, b, "--cluster", str(profile)), "cycle", f"{a} -> {b} -> {a}")
-    one_line_error(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile), "--priority", "x1"), "not a number")
-    one_line_error(orch(slurm_cluster, "submit", str(SWEEPS["avae3d"]), "--cluster", str(profile), "--after", "nope"), "no sweep 'nope'")
+    assert_one_error_line(orch(slurm_cluster, "priority", "no-such-sweep", "4", "--cluster", str(profile)), "no sweep 'no-such-sweep'")
+    assert_one_error_line(orch(slurm_cluster, "priority", b, "high", "--cluster", str(profile)), "priority 'high' is not a number")
+    assert_one_error_line(orch(slurm_cluster, "hold", "no-such-sweep", "--cluster", str(profile)), "no sweep")
+    assert_one_error_line(orch(slurm_cluster, "release", b, "--cluster", str(profile)), "is queued, not held")
+    assert_one_error_line(orch(slurm_cluster, "cancel", "no-such-sweep", "--cluster", str(profile)), "no sweep")
+    assert_one_error_line(orch(slurm_cluster, "after", a, b, "--cluster", str(profile)), "cycle", f"{a} -> {b} -> {a}")
+    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile), "--priority", "x1"), "not a number")
+    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae3d"]), "--cluster", str(profile), "--after", "nope"), "no sweep 'nope'")
     # The same sweep file, code and cluster again, off a terminal: refused unless --yes.
-    one_line_error(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile)), "queued before", "--yes")
+    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile)), "queued before", "--yes")
     negative = make_profile(tmp_path, "queue-negative", projects={"avae": {"gpu_hours_per_week": -1}})
-    one_line_error(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(negative)),
+    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(negative)),
                    "queue.projects.avae.gpu_hours_per_week")
-    one_line_error(orch(slurm_cluster, "queue", "--cluster", str(negative)), "greater than or equal to 0")
+    assert_one_error_line(orch(slurm_cluster, "queue", "--cluster", str(negative)), "greater than or equal to 0")
 
     after = queue_json(slurm_cluster, profile)
     strip = lambda answer: [{k: v for k, v in s.items() if k != "updated_at"} for s in answer["sweeps"]]  # noqa: E731
