@@ -19,7 +19,8 @@ from tests.conftest import REPO, run_orch
 pytestmark = pytest.mark.integration
 
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
-TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 36 epochs: more than one 2-minute job
+TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 90 epochs: about two 2-minute jobs' work
+TIMELIMIT_EPOCHS = 90
 EPOCHS = 14
 EVERY = 2  # checkpoint interval (epochs): at most this many steps re-done per interruption
 
@@ -192,10 +193,11 @@ def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path)
     sweep_id, job_id = submit(slurm_cluster, profile, TIMELIMIT)
     state = wait_for(slurm_cluster, sweep_id, finished, 900)
     assert state["jobs"][0]["state"] == "COMPLETED", state
+    attempts = json.loads((sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())
+    assert len(attempts) >= 2, f"the sweep fitted in one 2-minute job: give it more epochs ({attempts})"
     log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.*"))
     assert "restart 1" in log and "previous attempt: USR2 (time limit)" in log, log[-2000:]
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=len(json.loads(
-        (sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())) - 1, epochs=36)
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=len(attempts) - 1, epochs=TIMELIMIT_EPOCHS)
 
 
 def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: Any) -> None:
