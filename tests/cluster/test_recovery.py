@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
 TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 90 epochs: about two 2-minute jobs' work
 TIMELIMIT_EPOCHS = 90
-EPOCHS = 14
+EPOCHS = 20  # three interruptions leave ~8 epochs of margin (14 left ~3: one slow preemption from finishing early)
 EVERY = 2  # checkpoint interval (epochs): at most this many steps re-done per interruption
 
 
