@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.cluster.test_slurm_sweeps import finished, mlflow_runs, orch_env, profile_variant, sweep_folder, wait_for
 from tests.conftest import REPO, run_orch
+from tests.harness.s3 import BUCKET, S3Server, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +37,11 @@ def epochs(state: dict[str, Any]) -> list[int]:
     return [int(t.get("epoch") or 0) for t in state["trials"]]
 
 
-def running_past(cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300) -> dict[str, Any]:
+def running_past(cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300,
+                 profile: str | Path = "slurm-local") -> dict[str, Any]:
     """Wait until every trial runs past `epoch`."""
     return wait_for(cluster, sweep_id, lambda s: s["jobs"][0]["state"] == "RUNNING" and len(s["trials"]) == 2
-                    and min(epochs(s)) > epoch and all(t["state"] == "RUNNING" for t in s["trials"]), timeout_s)
+                    and min(epochs(s)) > epoch and all(t["state"] == "RUNNING" for t in s["trials"]), timeout_s, profile)
 
 
 def resumed(cluster: Any, sweep_id: str, attempts: int, timeout_s: float = 300) -> None:
@@ -79,12 +82,13 @@ def preempt(cluster: Any, job_id: str) -> None:
     cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip SLURM's requeue delay
 
 
-def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS) -> None:
+def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS,
+                        tracking_uri: str | None = None) -> None:
     from mlflow.tracking import MlflowClient
 
-    parent, children = mlflow_runs(cluster, sweep_id)
+    parent, children = mlflow_runs(cluster, sweep_id, tracking_uri)
     assert len(children) == 2, [c.data.tags.get("orch.trial_id") for c in children]  # one run per trial, never a new one
-    client = MlflowClient(tracking_uri=f"sqlite:///{cluster.dir}/mlflow.db")
+    client = MlflowClient(tracking_uri=tracking_uri or f"sqlite:///{cluster.dir}/mlflow.db")
     for child in children:
         assert child.info.status == "FINISHED", child.info
         for key in ("val_loss", "epoch_time_s"):
@@ -136,6 +140,55 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
         identity = torch.load(newest / "state.pt", map_location="cpu", weights_only=True)["extra"]["identity"]
         assert identity["mlflow_run_id"] == runs[identity["trial_id"]] and identity["slurm_job_id"] == job_id, identity
         assert identity["attempt_token"] == ledger[-1]["token"], (identity, ledger[-1])
+
+
+@dataclass
+class TeamTracking:
+    uri: str
+    s3: S3Server
+    s3_environment: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def team_tracking(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory):
+    """The team's tracking stack: `orch tracking up` (a real `mlflow server`, artifacts proxied to a real
+    S3 API endpoint, moto) bound to the host side of the first node's veth pair, which both compute
+    nodes reach through their default route (and the test, as the laptop, too)."""
+    s3 = S3Server(free_port())
+    environment = s3.environment("AKIAORCHRECOVERY", "orch-recovery-secret")
+    s3.start()
+    state = tmp_path_factory.mktemp("team-tracking")
+    try:
+        s3.client(environment).create_bucket(Bucket=BUCKET)
+        host = slurm_cluster.nodes[0]["host_address"]
+        port = free_port(host)
+        up = run_orch(["tracking", "up", "--host", host, "--port", str(port), "--artifacts-destination",
+                       f"s3://{BUCKET}/recovery", "--state-dir", str(state)], cwd=state, env=environment, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield TeamTracking(f"http://{host}:{port}", s3, environment)
+    finally:
+        run_orch(["tracking", "down", "--state-dir", str(state)], cwd=state, timeout=60)  # by the pid it recorded
+        s3.stop()
+
+
+def test_preempted_sweep_on_the_tracking_server_resumes_into_the_same_runs_with_artifacts_on_s3(
+        slurm_cluster: Any, team_tracking: TeamTracking, tmp_path: Path) -> None:
+    profile = profile_variant(tmp_path, "slurm-local-team", tracking={"uri": team_tracking.uri})
+    sweep_id, job_id = submit(slurm_cluster, profile)
+    running_past(slurm_cluster, sweep_id, 2, profile=profile)
+    preempt(slurm_cluster, job_id)
+    state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
+    assert state["jobs"][0]["state"] == "COMPLETED", state
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1, tracking_uri=team_tracking.uri)
+    # Checkpoints and every attempt's logs reached S3 through the server, under each trial's ONE run.
+    _, children = mlflow_runs(slurm_cluster, sweep_id, team_tracking.uri)
+    keys = team_tracking.s3.keys("recovery/", team_tracking.s3_environment)
+    for child in children:
+        assert child.info.artifact_uri.startswith("mlflow-artifacts:"), child.info.artifact_uri
+        run_keys = [k for k in keys if f"/{child.info.run_id}/artifacts/" in k]
+        assert any(k.endswith("/artifacts/checkpoint/state.pt") for k in run_keys), run_keys
+        assert any(k.endswith("/artifacts/logs/attempts.json") for k in run_keys), run_keys
+        assert any("/artifacts/logs/" in k and k.endswith("_log.out") for k in run_keys), run_keys
 
 
 def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -> None:

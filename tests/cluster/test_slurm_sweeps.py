@@ -47,16 +47,17 @@ def submit(cluster: Any, sweep: Path, profile: str | Path = "slurm-local") -> st
     return result.stdout.split("submitted sweep ", 1)[1].split()[0]
 
 
-def status(cluster: Any, sweep_id: str) -> dict[str, Any]:
-    result = run_orch(["status", sweep_id, "--cluster", "slurm-local", "--json"], cwd=REPO, env=orch_env(cluster), timeout=120)
+def status(cluster: Any, sweep_id: str, profile: str | Path = "slurm-local") -> dict[str, Any]:
+    result = run_orch(["status", sweep_id, "--cluster", str(profile), "--json"], cwd=REPO, env=orch_env(cluster), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)[0]
 
 
-def wait_for(cluster: Any, sweep_id: str, done: Any, timeout_s: float = 420) -> dict[str, Any]:
+def wait_for(cluster: Any, sweep_id: str, done: Any, timeout_s: float = 420,
+             profile: str | Path = "slurm-local") -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        state = status(cluster, sweep_id)
+        state = status(cluster, sweep_id, profile)
         if done(state):
             return state
         if time.monotonic() > deadline:
@@ -81,10 +82,10 @@ def trial_results(cluster: Any, sweep_id: str) -> dict[str, dict[str, Any]]:
     return results
 
 
-def mlflow_runs(cluster: Any, sweep_id: str) -> tuple[Any, list[Any]]:
+def mlflow_runs(cluster: Any, sweep_id: str, tracking_uri: str | None = None) -> tuple[Any, list[Any]]:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{cluster.dir}/mlflow.db")
+    client = MlflowClient(tracking_uri=tracking_uri or f"sqlite:///{cluster.dir}/mlflow.db")
     experiment = client.get_experiment_by_name("avae")
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`orch.sweep_id` = '{sweep_id}'")
     parents = [r for r in runs if r.data.tags.get("orch.kind") == "sweep"]

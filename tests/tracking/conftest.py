@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, CliResult, run_orch
+from tests.harness.s3 import BUCKET, S3Server, free_port  # noqa: F401 - re-exported to the tracking tests
 
-BUCKET = "orch-artifacts"
 ARTIFACT_PREFIX = f"s3://{BUCKET}/mlflow"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_tracking_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> CliResult:
@@ -38,43 +31,6 @@ def run_tracking_cli(args: list[str], cwd: Path, env: dict[str, str] | None = No
     done = subprocess.run([sys.executable, "-m", "orchestrator.tracking_cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr)
-
-
-@dataclass
-class S3Server:
-    port: int
-    server: object = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def client(self):  # noqa: ANN201
-        import boto3
-
-        return boto3.client("s3")
-
-    def keys(self, prefix: str = "") -> list[str]:
-        found, token = [], None
-        for _ in range(1000):
-            kwargs = {"Bucket": BUCKET, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
-            page = self.client().list_objects_v2(**kwargs)
-            found += [item["Key"] for item in page.get("Contents", [])]
-            token = page.get("NextContinuationToken")
-            if not token:
-                break
-        return found
 
 
 @pytest.fixture(scope="session")
@@ -89,14 +45,10 @@ def fake_secrets() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def s3_server(fake_secrets: dict[str, str]):
-    port = free_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                            "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID=fake_secrets["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=fake_secrets["AWS_SECRET_ACCESS_KEY"],
-        AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_EC2_METADATA_DISABLED="true",
-    )
-    server = S3Server(port)
+    server = S3Server(free_port())
+    environment = server.environment(fake_secrets["AWS_ACCESS_KEY_ID"], fake_secrets["AWS_SECRET_ACCESS_KEY"])
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
     server.start()
     server.client().create_bucket(Bucket=BUCKET)
     yield server
