@@ -171,29 +171,13 @@ def team_tracking(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory):
         s3.stop()
 
 
-def test_preempted_sweep_on_the_tracking_server_resumes_into_the_same_runs_with_artifacts_on_s3(
+def test_node_failure_mid_trial_requeues_on_the_other_node_tracked_on_the_server_with_artifacts_on_s3(
         slurm_cluster: Any, team_tracking: TeamTracking, tmp_path: Path) -> None:
+    """A node taken down under the sweep; the sweep is tracked on the team's server (not the shared SQLite
+    file), so the requeued attempt on the OTHER node re-attaches to the same runs over the node network."""
     profile = profile_variant(tmp_path, "slurm-local-team", tracking={"uri": team_tracking.uri})
     sweep_id, job_id = submit(slurm_cluster, profile)
     running_past(slurm_cluster, sweep_id, 2, profile=profile)
-    preempt(slurm_cluster, job_id)
-    state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
-    assert state["jobs"][0]["state"] == "COMPLETED", state
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1, tracking_uri=team_tracking.uri)
-    # Checkpoints and every attempt's logs reached S3 through the server, under each trial's ONE run.
-    _, children = mlflow_runs(slurm_cluster, sweep_id, team_tracking.uri)
-    keys = team_tracking.s3.keys("recovery/", team_tracking.s3_environment)
-    for child in children:
-        assert child.info.artifact_uri.startswith("mlflow-artifacts:"), child.info.artifact_uri
-        run_keys = [k for k in keys if f"/{child.info.run_id}/artifacts/" in k]
-        assert any(k.endswith("/artifacts/checkpoint/state.pt") for k in run_keys), run_keys
-        assert any(k.endswith("/artifacts/logs/attempts.json") for k in run_keys), run_keys
-        assert any("/artifacts/logs/" in k and k.endswith("_log.out") for k in run_keys), run_keys
-
-
-def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -> None:
-    sweep_id, job_id = submit(slurm_cluster)
-    running_past(slurm_cluster, sweep_id, 2)
     node = node_of(slurm_cluster, job_id)
     slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=orch-test"])
     try:
@@ -207,9 +191,18 @@ def test_node_failure_mid_trial_requeues_on_the_other_node(slurm_cluster: Any) -
             time.sleep(2)
     finally:
         slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
-    state = wait_for(slurm_cluster, sweep_id, finished, 600)
+    state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
     assert state["jobs"][0]["state"] == "COMPLETED", state
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1)
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1, tracking_uri=team_tracking.uri)
+    # Checkpoints and every attempt's logs reached S3 through the server, under each trial's ONE run.
+    _, children = mlflow_runs(slurm_cluster, sweep_id, team_tracking.uri)
+    keys = team_tracking.s3.keys("recovery/", team_tracking.s3_environment)
+    for child in children:
+        assert child.info.artifact_uri.startswith("mlflow-artifacts:"), child.info.artifact_uri
+        run_keys = [k for k in keys if f"/{child.info.run_id}/artifacts/" in k]
+        assert any(k.endswith("/artifacts/checkpoint/state.pt") for k in run_keys), run_keys
+        assert any(k.endswith("/artifacts/logs/attempts.json") for k in run_keys), run_keys
+        assert any("/artifacts/logs/" in k and k.endswith("_log.out") for k in run_keys), run_keys
 
 
 def test_killed_trial_process_is_retried_from_its_checkpoint(slurm_cluster: Any) -> None:
