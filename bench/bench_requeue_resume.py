@@ -44,7 +44,7 @@ def slurm(*argv: str, check: bool = True) -> str:
 
 
 def orch(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "orchestrator.laptop.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "ORCH_PYTHON": sys.executable})
     if done.returncode != 0:
         raise RuntimeError(done.stderr)

@@ -65,7 +65,7 @@ def write_profile(folder: Path, name: str, slurm: dict[str, Any], include_untrac
 
 
 def orch(args: list[str], timeout_s: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "orchestrator.laptop.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout_s, env={**os.environ, "COLUMNS": "200"}, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"orch {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")

@@ -30,7 +30,7 @@ import pydantic
 import torch
 from ray import tune
 
-from trainables import checkpoint
+from trainables import checkpoint, runtime
 from trainables.config import TrainableConfig
 
 __all__ = ["CheckpointableTrainable", "seed_everything", "select_device"]
@@ -86,15 +86,9 @@ class CheckpointableTrainable(tune.Trainable):
         self.build(self.cfg)
 
     def _checkpoint_requested(self) -> bool:
-        """True once per request of the job (cluster/preemption.py writes the file it names)."""
-        path = os.environ.get("ORCH_CHECKPOINT_NOW_FILE")
-        if not path or not os.path.exists(path):
-            return False
-        try:
-            import json
-
-            at = float(json.loads(open(path).read())["at"])
-        except (OSError, ValueError, KeyError):
+        """True once per request of the job (trainables.runtime: the file the job writes on SLURM's signal)."""
+        at = runtime.checkpoint_requested_at()
+        if at is None:
             return False
         if at <= getattr(self, "_checkpoint_request_seen", 0.0):
             return False
@@ -229,16 +223,7 @@ class CheckpointableTrainable(tune.Trainable):
     def _identity(self) -> dict[str, str]:
         """The run-identity record stamped into every checkpoint: which trial, which MLflow run, which
         attempt (SLURM job, restart, fencing token) wrote it. Strings only (weights_only loading)."""
-        import json
-
         trial_id = str(getattr(self, "trial_id", "") or "")
-        run_id = ""
-        ledger = os.environ.get("ORCH_RUN_LEDGER")
-        if ledger and trial_id:
-            try:
-                run_id = str(json.loads(open(ledger).read()).get(trial_id, ""))
-            except (OSError, ValueError):
-                pass
-        return {"trial_id": trial_id, "mlflow_run_id": run_id, "attempt_token": os.environ.get("ORCH_ATTEMPT_TOKEN", ""),
+        return {"trial_id": trial_id, "mlflow_run_id": runtime.run_id_of(trial_id), "attempt_token": runtime.attempt_token(),
                 "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
                 "epoch": str(self.epoch)}

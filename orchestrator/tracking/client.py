@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from orchestrator.errors import OrchError
+from orchestrator.kernel.errors import OrchError
 from orchestrator.tracking.secrets import scrub, scrub_mapping
 
 _MAX_PARAMS_PER_BATCH = 100

@@ -28,7 +28,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from orchestrator.tracking import layout
+from trainables import runtime
+
+from orchestrator.kernel import tracking_layout as layout
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
 from orchestrator.tracking.secrets import scrub_mapping
@@ -342,7 +344,6 @@ def ledger_sibling(ledger: Path, kind: str) -> Path:
     if ledger.name.startswith("mlflow_runs"):
         return ledger.with_name(kind + ledger.name[len("mlflow_runs"):])
     return ledger.with_name(f"{ledger.stem}.{kind}.json")
-FENCE_ENV = "ORCH_ATTEMPT_TOKEN"
 
 
 class AttemptFence:
@@ -356,7 +357,7 @@ class AttemptFence:
 
     @classmethod
     def from_environment(cls, ledger_path: Path | None) -> "AttemptFence":
-        token = os.environ.get(FENCE_ENV)
+        token = runtime.attempt_token() or None
         path = ledger_sibling(ledger_path, "attempt") if ledger_path is not None else None
         return cls(path if token else None, token)
 
@@ -386,17 +387,16 @@ class AttemptFence:
 
 
 def _signal_pending() -> bool:
-    try:
-        from cluster.preemption import pending
-    except ImportError:  # the tracker without the cluster package (orch run on a laptop)
-        return False
-    return pending()
+    """The job is handling SLURM's signal (its grace time is running): keep waits short."""
+    return runtime.checkpoint_requested_at() is not None
 
 
 def _system_tags(trial: Any) -> dict[str, str]:
     """Where and how often a trial ran: SLURM job, GPU type, attempt (Tune retries + SLURM requeues)."""
-    job_attempt = os.environ.get("ORCH_ATTEMPT_INDEX") or os.environ.get("SLURM_RESTART_COUNT", "0") or "0"
-    attempt = int(getattr(trial, "num_failures", 0) or 0) + int(job_attempt)
+    job_attempt = runtime.attempt_index()
+    if job_attempt is None:
+        job_attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    attempt = int(getattr(trial, "num_failures", 0) or 0) + job_attempt
     tags = {layout.TAG_ATTEMPT: str(attempt), layout.TAG_GPU_TYPE: _gpu_type()}
     if os.environ.get("SLURM_JOB_ID"):
         tags[layout.TAG_SLURM_JOB_ID] = os.environ["SLURM_JOB_ID"]

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cluster import preemption
+from cluster.node import preemption
+from trainables import runtime
 from orchestrator.tracking.tune_callback import AttemptFence
 
 
@@ -53,7 +54,7 @@ def test_gate_hands_the_signal_over_once_trials_checkpointed(tmp_path: Path) -> 
     try:
         preemption.install(tmp_path / "now.json", experiment, deadline_s=30, on_handover=lambda reason: handed.append(reason))
         preemption.on_signal(signal.SIGUSR2, None)
-        assert preemption.requested_at(str(tmp_path / "now.json")) is not None and preemption.pending()
+        assert runtime.checkpoint_requested_at(str(tmp_path / "now.json")) is not None and preemption.pending()
         trial = SimpleNamespace(trial_id="t0", status="RUNNING", storage=SimpleNamespace(trial_fs_path=str(trial_dir)))
         gate = preemption.SignalGate()
         gate.on_step_begin(1, [trial])

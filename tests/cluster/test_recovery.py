@@ -259,7 +259,7 @@ def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: An
     import subprocess
     import sys
 
-    changed = subprocess.run([sys.executable, "-m", "cluster.remote", "resume", str(Path(slurm_cluster.dir) / "remote"), sweep_id,
+    changed = subprocess.run([sys.executable, "-m", "orchestrator.login", "resume", str(Path(slurm_cluster.dir) / "remote"), sweep_id,
                               "--config-hash", "0" * 64], cwd=REPO, env=slurm_cluster.env(), capture_output=True, text=True, timeout=120)
     assert changed.returncode == 2 and "changed since sweep" in changed.stdout and "--force" in changed.stdout, changed.stdout
     resumed_run = run_orch(["resume", sweep_id, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)

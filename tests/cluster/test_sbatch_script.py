@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.bundle import Bundle
-from cluster.slurm_backend import job_parameters, make_executor, preflight_args
-from orchestrator.config.models import RemoteSettings, SlurmSettings
+from orchestrator.kernel.sweep_folder import Bundle
+from cluster.slurm.job_spec import sweep_job
+from cluster.slurm.submitit_backend import job_parameters, make_executor
+from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 
 GOLDEN = Path(__file__).parent / "golden" / "sbatch_allocation.sh"
 SETTINGS = SlurmSettings(partition="low", account="orch", nodes=2, gpus_per_node=2, gpu_type="a100", cpus_per_gpu=3,
@@ -38,7 +39,10 @@ def test_parameters_carry_sweep_id_and_resources() -> None:
     assert params["gres"] == "gpu:a100:2" and params["nodes"] == 2 and params["ntasks_per_node"] == 1
     assert params["cpus_per_task"] == 6 and params["mem"] == "3072M" and params["time"] == 45
     assert params["additional_parameters"] == {"requeue": True}
-    assert preflight_args(SETTINGS)[:2] == ["--partition", "low"] and "--gres" in preflight_args(SETTINGS)
+    args = sweep_job(SETTINGS, "s-1").sbatch_args()  # what `sbatch --test-only` is asked before the submit
+    assert args[args.index("--partition") + 1] == "low" and args[args.index("--gres") + 1] == "gpu:a100:2"
+    assert args[args.index("--cpus-per-task") + 1] == "6" and args[args.index("--mem") + 1] == "3072M"
+    assert "--signal=USR2@90" in args and "--requeue" in args
 
 
 HOSTILE = ["a'; touch {marker}; echo '", '$(touch {marker})', "`touch {marker}`", 'x" ; touch {marker} ; "', "a b\tc\nd"]

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cluster import shards
-from cluster.bundle import Bundle
-from cluster.shards import ShardTrial
-from orchestrator.config.loading import load_sweep
-from orchestrator.config.search_space import Sampler, parse_search_space
+from cluster.node import shards
+from orchestrator.kernel.sweep_folder import Bundle
+from cluster.node.shards import ShardTrial
+from orchestrator.kernel.config.loading import load_sweep
+from orchestrator.kernel.config.search_space import Sampler, parse_search_space
 from tests.conftest import REPO
 
 ARRAY_SWEEP = REPO / "conf" / "sweeps" / "avae-slurm-array.yaml"
@@ -150,7 +150,7 @@ class _Recorder:
 
 
 def test_shard_callbacks_see_stable_ids_and_real_configs(tmp_path: Path) -> None:
-    from cluster.trial_status import ShardTrials, TrialStatusWriter
+    from cluster.node.trial_status import ShardTrials, TrialStatusWriter
 
     inner = _Recorder()
     status = TrialStatusWriter(tmp_path / "trials-s0.json", "val_loss", "123_0", min_interval_s=0)
@@ -166,8 +166,8 @@ def test_shard_callbacks_see_stable_ids_and_real_configs(tmp_path: Path) -> None
 
 
 def test_trial_view_gives_mlflow_the_real_params() -> None:
-    from cluster.trial_status import TrialView
-    from orchestrator.tracking import layout
+    from cluster.node.trial_status import TrialView
+    from orchestrator.kernel import tracking_layout as layout
 
     view = TrialView(_FakeTrial("t0003"))
     assert view.trial_id == "t0003" and view.num_failures == 0 and view.status == "RUNNING"
@@ -175,7 +175,7 @@ def test_trial_view_gives_mlflow_the_real_params() -> None:
 
 
 def test_array_task_job_id_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cluster.trial_status import slurm_job_id
+    from cluster.node.trial_status import slurm_job_id
 
     monkeypatch.setenv("SLURM_JOB_ID", "125")
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
@@ -202,7 +202,7 @@ def test_bundle_keeps_per_shard_files_apart(tmp_path: Path) -> None:
 
 
 def test_status_lists_every_trial_of_a_sharded_sweep(conf_tree: Any, tmp_path: Path) -> None:
-    from cluster.remote import sweep_trials
+    from orchestrator.login.sweeps import sweep_trials
 
     bundle = Bundle(tmp_path)
     shards.write_plan(bundle.shards_file, shards.plan_shards(_resolved(conf_tree), 2))
@@ -216,7 +216,7 @@ def test_status_lists_every_trial_of_a_sharded_sweep(conf_tree: Any, tmp_path: P
 
 
 def test_array_tasks_match_sacct_records() -> None:
-    from cluster.remote import record_for
+    from orchestrator.login.sweeps import record_for
 
     records = {"123_0": "done", "124_[1-3,5%2]": "pending", "125": "single"}
     assert record_for("123_0", records) == "done" and record_for("125", records) == "single"
@@ -225,7 +225,7 @@ def test_array_tasks_match_sacct_records() -> None:
 
 
 def test_parent_run_ends_with_the_last_shard(tmp_path: Path) -> None:
-    from cluster.job_entry import _sweep_status
+    from cluster.node.job_entry import _sweep_status
 
     bundle = Bundle(tmp_path)
     (tmp_path / "result-9_0.json").write_text(json.dumps({"shard": 0, "failed": 0}))
@@ -238,7 +238,7 @@ def test_parent_run_ends_with_the_last_shard(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- the array job
 def test_array_job_script_matches_golden_file() -> None:
-    from cluster.slurm_backend import job_parameters, make_executor
+    from cluster.slurm.submitit_backend import job_parameters, make_executor
     from tests.cluster.test_sbatch_script import REMOTE, SETTINGS
 
     sweep_id = "avae-tiny-20261123-120000-abcd"

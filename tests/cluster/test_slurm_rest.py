@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.rest_submit import answer_of, submit_job_fields, submit_script
-from cluster.slurmrest import SlurmRestClient, SlurmRestError, token_expiry
-from orchestrator.config.models import RemoteSettings, SlurmSettings
+from orchestrator.laptop.targets.rest_job import answer_of, submit_job_fields, submit_script
+from cluster.adaptors.slurmrest import SlurmRestClient, SlurmRestError, token_expiry
+from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from tests.cluster.test_slurm_sweeps import LONG, TINY, mlflow_runs, orch_env
 from tests.conftest import REPO, assert_one_error_line, run_orch
 
@@ -54,7 +54,7 @@ def test_submit_script_unpacks_and_answers_with_hostile_values(tmp_path: Path, h
     workdir = tmp_path / f"work {value}"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    # Stand-ins: a 'python' that answers like cluster.remote does, an 'scontrol' that records the Comment.
+    # Stand-ins: a 'python' that answers like orchestrator.login does, an 'scontrol' that records the Comment.
     python = bin_dir / f"py {value}".replace("/", "_")
     answer = {"ok": True, "sweep_id": "s-1", "job_ids": ["7"], "note": value}
     python.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$RECORD.argv"\nprintf "%s\\n" "$ORCH_HOSTILE" > "$RECORD.env"\n'
@@ -74,7 +74,7 @@ def test_submit_script_unpacks_and_answers_with_hostile_values(tmp_path: Path, h
     root = workdir / "sweeps" / "s-1"
     assert (root / "code" / "cluster" / "__init__.py").read_text() == "# code\n" and (root / "bundle.json").exists()
     assert not list(root.glob(".*.tgz")), "the archives are removed once unpacked"
-    assert (tmp_path / "record.argv").read_text().splitlines() == ["-m", "cluster.remote", "submit", str(root)]
+    assert (tmp_path / "record.argv").read_text().splitlines() == ["-m", "orchestrator.login", "submit", str(root)]
     assert (tmp_path / "record.env").read_text() == value + "\n"
     recorded = (tmp_path / "record.scontrol").read_text().splitlines()
     assert recorded[:2] == ["update", "JobId=42"]

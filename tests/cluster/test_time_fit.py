@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cluster.time_fit import candidates, choose, fit_time_limit, predicted_start
-from orchestrator.config.models import SlurmSettings
+from cluster.slurm.time_fit import candidates, choose, fit_time_limit, predicted_start
+from orchestrator.kernel.config.models import SlurmSettings
 from tests.cluster.test_slurm_sweeps import LONG, orch_env, profile_variant, sweep_folder
 from tests.conftest import REPO, run_orch
 

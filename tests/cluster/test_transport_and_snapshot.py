@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.snapshot import SnapshotError, take_snapshot
-from cluster.transport import SshTransport, remote_command
+from cluster.adaptors.git import SnapshotError, take_snapshot
+from cluster.adaptors.ssh import SshTransport, remote_command
 
 HOSTILE_ARGS = ["sweep'; touch {m}; echo '", "$(touch {m})", "`touch {m}`", "a b", "*", "x\ny", "--flag=$HOME", ""]
 
@@ -88,6 +88,6 @@ def test_snapshot_outside_git_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "minutes"), [("02:00:00", 120), ("1-00:00:00", 1440), ("30", 30), ("5:30", 6),
                                                ("UNLIMITED", None), ("0:00:59", 1)])
 def test_slurm_durations(text: str, minutes: int | None) -> None:
-    from cluster.slurm_client import parse_duration_min
+    from cluster.adaptors.slurm import parse_duration_min
 
     assert parse_duration_min(text) == minutes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from orchestrator.policy import PolicySettings, ProjectBudget, QueuedSweep, Usage, plan
+from orchestrator.login.queue.policy import PolicySettings, ProjectBudget, QueuedSweep, Usage, plan
 
 HOUR = 3600.0
 NOW = 100 * HOUR

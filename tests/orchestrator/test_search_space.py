@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config.search_space import SearchSpaceError, flatten, parse_search_space, unflatten
+from orchestrator.kernel.config.search_space import SearchSpaceError, flatten, parse_search_space, unflatten
 
 SPACE = {
     "lr": {"loguniform": [1e-4, 1e-2]},

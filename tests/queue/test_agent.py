@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster.slurm_client import JobRecord, JobState, QueueJob
-from orchestrator.config.models import ProjectBudgetConfig, QueueSettings
-from orchestrator.queue.agent import Agent, SubmitRefused, TrialCounts
-from orchestrator.queue.states import SweepState, sweep_state_from_jobs
-from orchestrator.queue.store import NewSweep, QueueStore, SweepRow
+from cluster.adaptors.slurm import JobRecord, JobState, QueueJob
+from orchestrator.kernel.config.models import ProjectBudgetConfig, QueueSettings
+from orchestrator.login.queue.agent import Agent, SubmitRefused, TrialCounts
+from orchestrator.kernel.states import SweepState, sweep_state_from_jobs
+from orchestrator.login.queue.store import NewSweep, QueueStore, SweepRow
 
 
 @dataclass
@@ -240,7 +240,7 @@ def test_restarted_agent_takes_over_the_lease_of_a_dead_one_on_this_host(store: 
     import subprocess
     import sys
 
-    from orchestrator.queue.agent import holder_is_dead, holder_name
+    from orchestrator.login.queue.agent import holder_is_dead, holder_name
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     dead = holder_name(child.pid)

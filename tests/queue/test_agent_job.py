@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.config.models import ClusterConfig
-from orchestrator.queue.agent_job import job_script, sbatch_argv
-from orchestrator.queue.states import SweepState
-from orchestrator.queue.store import QueueStore
+from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.login.queue.agent_job import job_script, job_spec
+from orchestrator.kernel.states import SweepState
+from orchestrator.login.queue.store import QueueStore
 from tests.harness.postgres import PostgresServer
 from tests.conftest import assert_one_error_line
 from tests.queue.test_queue_slurm import SWEEPS, make_profile, orch
@@ -30,8 +30,8 @@ def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
     (tmp_path / "job.sh").write_text(script)
     assert subprocess.run(["bash", "-n", str(tmp_path / "job.sh")], capture_output=True).returncode == 0
     assert "#SBATCH" not in script  # every option is an sbatch argument
-    argv = sbatch_argv(profile, tmp_path / "job.sh", tmp_path / "log")
-    assert argv[argv.index("--partition") + 1] == f"p\n#SBATCH --x {hostile}" and argv[-1] == str(tmp_path / "job.sh")
+    argv = job_spec(profile, tmp_path / "log").sbatch_args()
+    assert argv[argv.index("--partition") + 1] == f"p\n#SBATCH --x {hostile}" and "--requeue" in argv
 
 
 @pytest.mark.integration

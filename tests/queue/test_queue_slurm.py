@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.queue.states import TERMINAL, SweepState
-from orchestrator.queue.store import QueueStore
+from orchestrator.kernel.states import TERMINAL, SweepState
+from orchestrator.login.queue.store import QueueStore
 from tests.conftest import REPO, assert_one_error_line, run_orch
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def queue_json(cluster: Any, profile: Path) -> dict[str, Any]:
 
 
 def resolved_profile_json(cluster: Any, profile: Path) -> str:
-    from orchestrator.config.loading import load_cluster
+    from orchestrator.kernel.config.loading import load_cluster
 
     old = {k: os.environ.get(k) for k in env_for(cluster)}
     os.environ.update(env_for(cluster))
@@ -73,7 +73,7 @@ def resolved_profile_json(cluster: Any, profile: Path) -> str:
 
 
 class AgentProcess:
-    """`python -m orchestrator.queue.agent_process run`, started and SIGKILLed by this test, by PID."""
+    """`python -m orchestrator.login agent run`, started and SIGKILLed by this test, by PID."""
 
     def __init__(self, cluster: Any, profile_json: str, log: Path) -> None:
         self.cluster, self.profile_json, self.log = cluster, profile_json, log
@@ -83,7 +83,7 @@ class AgentProcess:
     def start(self, crash_at: str | None = None) -> None:
         env = {**self.cluster.env(), "PYTHONPATH": str(REPO), **({"ORCH_AGENT_CRASH_AT": crash_at} if crash_at else {})}
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "orchestrator.queue.agent_process", "run", "--profile-json",
+            self.process = subprocess.Popen([sys.executable, "-m", "orchestrator.login", "agent", "run", "--profile-json",
                                              self.profile_json], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.starts += 1
 

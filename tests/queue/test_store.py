@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.queue import store as store_module
-from orchestrator.queue.states import SweepState
-from orchestrator.queue.store import JobUpdate, NewSweep, QueueError, QueueStore, SweepUpdate, network_filesystem
+from orchestrator.login.queue import store as store_module
+from orchestrator.kernel.states import SweepState
+from orchestrator.login.queue.store import JobUpdate, NewSweep, QueueError, QueueStore, SweepUpdate, network_filesystem
 
 HOUR = 3600.0
 
@@ -116,14 +116,14 @@ def test_record_and_apply_track_jobs_gpu_hours_and_usage(store: QueueStore) -> N
     # A terminal sweep never moves again; an illegal move is refused.
     store.apply([SweepUpdate("a-1", state=SweepState.RUNNING)], now=8)
     assert store.get("a-1").state == SweepState.SUCCEEDED
-    from orchestrator.queue.states import IllegalTransition
+    from orchestrator.kernel.states import IllegalTransition
 
     with pytest.raises(IllegalTransition):
         store.apply([SweepUpdate("b-1", state=SweepState.RUNNING)])
 
 
 def test_trial_rows_are_inserted_then_updated(store: QueueStore) -> None:
-    from orchestrator.queue.store import TrialRow
+    from orchestrator.login.queue.store import TrialRow
 
     store.add(new("a-1"))
     store.apply([SweepUpdate("a-1", trial_rows=(TrialRow("t0", "running", 1, 2.0), TrialRow("t1", "pending", 0, None)))], now=1)

@@ -28,7 +28,7 @@ ARTIFACT_PREFIX = f"s3://{BUCKET}/mlflow"
 def run_tracking_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> CliResult:
     """The `orch tracking ...` / `orch compare` commands, through their module entry point."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "orchestrator.tracking_cli", *args], cwd=cwd, env=full_env,
+    done = subprocess.run([sys.executable, "-m", "orchestrator.laptop.tracking_cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.compare import compare_runs_url, experiment_url
+from orchestrator.laptop.compare import compare_runs_url, experiment_url
 from tests.conftest import REPO
 from tests.tracking.conftest import FinishedSweep, TrackingServer
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.tracking import layout
+from orchestrator.kernel import tracking_layout as layout
 from orchestrator.tracking.client import TrackingClient
 from orchestrator.tracking.spool import (
     DEFERRED_PREFIX,
@@ -199,7 +199,7 @@ def test_deliver_cli_concurrently_and_again(sweep: dict[str, Any], tracking_serv
     tracker.on_experiment_end(trials)
 
     env = {"MLFLOW_TRACKING_URI": tracking_server.uri, "COLUMNS": "200"}
-    command = [sys.executable, "-m", "orchestrator.tracking_cli", "tracking", "deliver", str(sweep["spool"])]
+    command = [sys.executable, "-m", "orchestrator.laptop.tracking_cli", "tracking", "deliver", str(sweep["spool"])]
     both = [subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for _ in range(2)]
     outputs = [proc.communicate(timeout=180) for proc in both]

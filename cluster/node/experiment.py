@@ -1,0 +1,97 @@
+"""Build and run the Ray Tune experiment of one sweep (the same code locally and on SLURM).
+
+With a `shard` (SLURM `layout: array`) the experiment runs exactly that shard's
+materialised trials (cluster.node.shards), under its own name `<sweep_id>-s<i>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.node import shards
+from cluster.node.shards import Shard
+from orchestrator.kernel.config.loading import ResolvedSweep
+from orchestrator.kernel.config.search_space import deep_merge
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    sweep_id: str
+    resolved: ResolvedSweep
+    storage_path: Path
+    max_concurrent_trials: int
+    shard: Shard | None = None
+
+    @property
+    def name(self) -> str:
+        """The experiment's folder under `storage_path` (what a requeued job restores)."""
+        return self.sweep_id if self.shard is None else f"{self.sweep_id}-s{self.shard.index}"
+
+
+def param_space(resolved: ResolvedSweep) -> dict[str, Any]:
+    return deep_merge(resolved.project.defaults, resolved.space.to_tune())
+
+
+def _scheduler(resolved: ResolvedSweep) -> Any:
+    policy = resolved.sweep.scheduler
+    if policy.type == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(
+            time_attr="training_iteration", grace_period=policy.grace_period_epochs, reduction_factor=policy.reduction_factor
+        )
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+def trainable(plan: ExperimentPlan) -> Any:
+    """The trainable with its per-trial resources: what `build_tuner` runs and `Tuner.restore` needs again."""
+    from ray import tune
+
+    from trainables.registry import get_trainable_spec
+
+    resources = plan.resolved.sweep.resources_per_trial
+    cls = get_trainable_spec(plan.resolved.project.trainable).trainable_class()
+    if plan.shard is not None:
+        cls = shards.unwrapping_trainable(cls)
+    return tune.with_resources(cls, {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
+def _shard_dirname(trial: Any) -> str:
+    return shards.trial_id_of(trial.config)
+
+
+def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    sweep = plan.resolved.sweep
+    sharded = plan.shard is not None
+    return tune.Tuner(
+        trainable(plan),
+        param_space=shards.param_space(plan.shard) if plan.shard is not None else param_space(plan.resolved),
+        tune_config=tune.TuneConfig(
+            metric=sweep.metric,
+            mode=sweep.mode,
+            num_samples=1 if sharded else sweep.num_samples,  # a shard's trials are already sampled
+            search_alg=BasicVariantGenerator(random_state=sweep.search.seed, max_concurrent=plan.max_concurrent_trials),
+            scheduler=_scheduler(plan.resolved),
+            # trial folders are named by trial id (stable ids for shards), for `orch logs SWEEP TRIAL`
+            trial_dirname_creator=_shard_dirname if sharded else (lambda trial: trial.trial_id),
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=str(plan.storage_path),
+            verbose=0,
+            callbacks=callbacks,
+            log_to_file=True,  # each trial's stdout/stderr in its folder, for `orch logs SWEEP TRIAL`
+            sync_config=tune.SyncConfig(sync_artifacts=True),  # ...copied from the node to the experiment folder
+            checkpoint_config=tune.CheckpointConfig(
+                checkpoint_frequency=sweep.checkpoint.every_epochs, checkpoint_at_end=True, num_to_keep=sweep.checkpoint.keep
+            ),
+            failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        ),
+    )

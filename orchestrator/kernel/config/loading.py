@@ -1,0 +1,230 @@
+"""Read YAML files under conf/ into typed models, with one clear error per problem.
+
+The conf/ layout is fixed: `<root>/projects/<name>.yaml`, `<root>/sweeps/<name>.yaml`,
+`<root>/clusters/<name>.yaml`. A sweep names its project; the project names its
+trainable; both are resolved and cross-checked here, before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.kernel.config.models import ClusterConfig, ProjectConfig, SweepConfig
+from orchestrator.kernel.config.search_space import (
+    SearchSpace,
+    SearchSpaceError,
+    count_trials,
+    deep_merge,
+    parse_search_space,
+)
+from orchestrator.kernel.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    from trainables.registry import TrainableSpec
+
+KINDS = {"projects": ProjectConfig, "sweeps": SweepConfig, "clusters": ClusterConfig}
+DEFAULT_CLUSTER = "local"
+
+
+@dataclass(frozen=True)
+class ResolvedSweep:
+    """A sweep with its project, trainable and search space, all checked together."""
+
+    file: Path
+    sweep: SweepConfig
+    project_file: Path
+    project: ProjectConfig
+    space: SearchSpace
+    base_config: dict[str, Any]
+    trainable_metrics: tuple[str, ...]
+
+    @property
+    def num_trials(self) -> int:
+        return count_trials(self.space, self.sweep.num_samples)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(path, "", "file not found", "check the path (configs live under conf/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, "", "not a UTF-8 text file", "save it as UTF-8 YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(path, where, f"malformed YAML: {problem}", "fix the YAML syntax there") from None
+    if data is None:
+        raise ConfigError(path, "", "the file is empty", "write the configuration as a YAML mapping")
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"expected a YAML mapping at the top, got {type(data).__name__}", "write key: value pairs")
+    return data
+
+
+def parse_model(model: type[BaseModel], data: dict[str, Any], file: Path, prefix: str = "") -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc, model, file, prefix) from None
+
+
+def _translate(exc: ValidationError, model: type[BaseModel], file: Path, prefix: str) -> ConfigError:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    key = prefix + ".".join(loc)
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    if error["type"] == "extra_forbidden":
+        valid = _field_names(model, loc[:-1])
+        return ConfigError(file, key, f"unknown key '{loc[-1]}'{more}", f"use one of: {', '.join(valid)}")
+    if error["type"] == "missing":
+        return ConfigError(file, key, f"required key is missing{more}", f"add '{loc[-1]}:' to the file")
+    given = error.get("input")
+    shown = repr(given) if not isinstance(given, dict) else "a mapping"
+    return ConfigError(file, key, f"{error['msg']} (got {shown}){more}", "correct the value")
+
+
+def _field_names(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """Valid keys of the (nested) model at `loc`, for 'unknown key' messages."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(part) if _is_model(current) else None
+        if field is None:
+            return []
+        current = next((arg for arg in _flat_args(field.annotation) if _is_model(arg)), None)
+        if current is None:
+            return []
+    return sorted(current.model_fields) if _is_model(current) else []
+
+
+def _flat_args(annotation: Any) -> list[Any]:
+    args = typing.get_args(annotation)
+    return [annotation] if not args else [a for arg in args for a in _flat_args(arg)]
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def conf_root_of(path: Path) -> Path:
+    """conf/ root for a file at conf/<kind>/<name>.yaml."""
+    return path.resolve().parent.parent
+
+
+def load_project(path: Path) -> ProjectConfig:
+    project = parse_model(ProjectConfig, read_yaml(path), path)
+    _check_trainable(project, path)
+    return project
+
+
+def _check_trainable(project: ProjectConfig, path: Path) -> TrainableSpec:
+    from trainables.registry import UnknownTrainableError, get_trainable_spec
+
+    try:
+        spec = get_trainable_spec(project.trainable)
+    except UnknownTrainableError as exc:
+        raise ConfigError(path, "trainable", f"unknown trainable '{project.trainable}'", f"use one of: {', '.join(exc.valid)}") from None
+    parse_model(spec.config_model(), project.defaults, path, prefix="defaults.")
+    return spec
+
+
+def load_sweep(path: Path) -> ResolvedSweep:
+    sweep: SweepConfig = parse_model(SweepConfig, read_yaml(path), path)
+    try:
+        space = parse_search_space(sweep.search_space)
+    except SearchSpaceError as exc:
+        raise ConfigError(path, exc.key, exc.problem, exc.fix) from None
+
+    project_file = conf_root_of(path) / "projects" / f"{sweep.project}.yaml"
+    if not project_file.is_file():
+        known = sorted(p.stem for p in project_file.parent.glob("*.yaml"))
+        raise ConfigError(
+            path, "project", f"unknown project '{sweep.project}' (no {project_file})", f"use one of: {', '.join(known) or 'none found'}"
+        )
+    project = parse_model(ProjectConfig, read_yaml(project_file), project_file)
+    spec = _check_trainable(project, project_file)
+    config_model = spec.config_model()
+    base_config = deep_merge(project.defaults, space.constant_config())
+    parse_model(config_model, base_config, path, prefix="search_space.")
+    for sampler_path, probe in space.probe_configs():
+        try:
+            config_model.model_validate(deep_merge(project.defaults, probe))
+        except ValidationError as exc:
+            raise _translate(exc, config_model, path, "search_space.") from None
+    if not spec.reports_metric(sweep.metric):
+        raise ConfigError(
+            path, "metric", f"trainable '{project.trainable}' does not report '{sweep.metric}'", f"use one of: {', '.join(spec.metrics)}"
+        )
+    return ResolvedSweep(path, sweep, project_file, project, space, base_config, spec.metrics)
+
+
+def cluster_file(name_or_path: str, conf_root: Path) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return conf_root / "clusters" / f"{name_or_path}.yaml"
+
+
+def load_cluster(name_or_path: str, conf_root: Path) -> ClusterConfig:
+    path = cluster_file(name_or_path, conf_root)
+    if not path.is_file() and path.parent.is_dir():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(path, "", f"no cluster profile '{name_or_path}'", f"use one of: {', '.join(known) or 'none found'}")
+    return parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_environment(node: Any, file: Path, key: str = "") -> Any:
+    """Replace `${NAME}` in a cluster profile's strings by environment variables (paths, hosts).
+
+    Secrets never go in profiles: credentials come from the standard chains (ssh agent,
+    boto3, MLflow's environment variables)."""
+    if isinstance(node, dict):
+        return {k: expand_environment(v, file, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_environment(v, file, f"{key}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(file, key, f"environment variable {name} is not set", f"export {name}=... or write the value")
+            return os.environ[name]
+
+        return _ENV_REFERENCE.sub(value, node)
+    return node
+
+
+def validate_file(path: Path) -> str:
+    """Validate one file by the folder it lives in; return a short description."""
+    kind = path.resolve().parent.name
+    if kind == "sweeps":
+        resolved = load_sweep(path)
+        return f"sweep '{resolved.sweep.name}' of project '{resolved.project.name}': {resolved.num_trials} trials"
+    if kind == "projects":
+        project = load_project(path)
+        return f"project '{project.name}' (trainable {project.trainable})"
+    if kind == "clusters":
+        cluster = parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
+        return f"cluster profile '{cluster.name}' ({cluster.backend})"
+    raise ConfigError(path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/")
+
+
+def sweep_files_hash(resolved: ResolvedSweep) -> str:
+    """SHA-256 of a sweep's file and its project's file: equal when neither changed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in (Path(resolved.file), Path(resolved.project_file)):
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,227 @@
+"""Typed models of the YAML files under conf/: projects, sweeps, clusters.
+
+Every model rejects unknown keys. Cross-file checks (does the project exist, does
+the trainable accept these hyperparameters, can the cluster give these resources)
+live in `orchestrator.kernel.config.loading`, which knows about files.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectConfig(StrictModel):
+    """A research project: which trainable it runs and its default hyperparameters."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    trainable: str
+    experiment: str | None = Field(default=None, description="MLflow experiment name; defaults to the project name")
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+
+class ResourcesConfig(StrictModel):
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+
+
+class SchedulerConfig(StrictModel):
+    """Trial scheduler: `fifo` runs every trial to its end, `asha` stops poor trials early."""
+
+    type: Literal["fifo", "asha"] = "fifo"
+    grace_period_epochs: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=2.0, gt=1)
+
+
+class SearchConfig(StrictModel):
+    """Search algorithm: `random` samples (and expands grids); seed makes sampling repeatable."""
+
+    algorithm: Literal["random"] = "random"
+    seed: int | None = None
+
+
+class CheckpointPolicy(StrictModel):
+    every_epochs: int = Field(default=1, ge=1)
+    keep: int = Field(default=2, ge=1)
+
+
+class SweepConfig(StrictModel):
+    """A sweep: a project, a search space, the metric to optimise and how to run trials."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    project: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    metric: str
+    mode: Literal["min", "max"]
+    num_samples: int = Field(default=1, ge=1, le=100_000)
+    search_space: dict[str, Any]
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    resources_per_trial: ResourcesConfig = ResourcesConfig()
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    checkpoint: CheckpointPolicy = CheckpointPolicy()
+    max_failures: int = Field(default=0, ge=0, description="retries of a failed trial from its last checkpoint")
+
+
+class TrackingConfig(StrictModel):
+    """Where MLflow records runs. Unset = the embedded default under .orch/."""
+
+    uri: str | None = None
+    artifact_location: str | None = None
+    nodes_reach_server: bool = Field(
+        default=True, description="false: compute nodes never contact MLflow; runs, metrics and artifacts spool to the "
+        "sweep folder on the shared filesystem and the agent (or `orch tracking deliver`) delivers them")
+
+
+class SshLogin(StrictModel):
+    """How the laptop reaches the cluster's login node (the `ssh` binary, argument lists)."""
+
+    host: str = Field(min_length=1)
+    user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: ssh's own (22 or the ssh_config's)")
+    identity_file: str | None = None
+    ssh_config: str | None = Field(default=None, description="an ssh_config file passed with -F")
+    jump_host: str | None = Field(default=None, description="ProxyJump host, e.g. user@gateway")
+    control_persist_s: int = Field(default=600, ge=0, description="reuse one (MFA) login this long; 0 disables")
+    connect_timeout_s: int = Field(default=10, ge=1)
+    options: dict[str, str] = Field(default_factory=dict, description="extra ssh -o options")
+
+
+class SlurmRestLogin(StrictModel):
+    """How the laptop reaches a site's slurmrestd (REST API, JWT) when there is no ssh to a login node."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="slurmrestd's base URL, e.g. https://slurm.example.org:6820")
+    user: str = Field(min_length=1, description="the cluster user the token was made for (X-SLURM-USER-NAME)")
+    token_file: str | None = Field(default=None, description="a file holding the JWT from `scontrol token`")
+    token_env: str = Field(default="SLURM_JWT", description="else this environment variable holds it")
+    api_version: str = Field(default="v0.0.38", pattern=r"^v\d+\.\d+\.\d+$")
+    submit_wait_s: int = Field(default=120, ge=0, description="how long `orch submit` waits for its submit job to run")
+    timeout_s: float = Field(default=30, gt=0)
+
+
+class RemoteSettings(StrictModel):
+    """The cluster side: where sweeps are unpacked and how jobs find their Python."""
+
+    workdir: str = Field(min_length=1, description="per-sweep folders are created under it (shared filesystem)")
+    python: str = Field(default="python3", description="the Python (with this project's dependencies) that runs jobs")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before each job: module load, venv")
+    env: dict[str, str] = Field(default_factory=dict, description="environment for SLURM commands and jobs")
+    container: str | None = Field(default=None, description="container image (Apptainer/Pyxis), later")
+    untracked_files: Literal["refuse", "warn", "include"] = "warn"
+
+    @field_validator("workdir", "python")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        # These end up in #SBATCH lines, where a newline would start a new shell line.
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not contain control characters (newlines, tabs)")
+        return value
+
+
+class SlurmSettings(StrictModel):
+    """What every job of a sweep asks SLURM for."""
+
+    partition: str = Field(min_length=1)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int = Field(default=1, ge=1, description="nodes per job; Ray spans them")
+    gpus_per_node: int = Field(default=1, ge=0)
+    gpu_type: str | None = None
+    cpus_per_gpu: int = Field(default=4, ge=1)
+    cpus_per_node: int | None = Field(default=None, ge=1, description="for CPU-only jobs (gpus_per_node: 0)")
+    mem_per_gpu_gb: float = Field(default=16, gt=0)
+    time_limit_min: int = Field(default=60, ge=1)
+    signal_lead_s: int = Field(default=120, ge=1, description="USR2 this long before the time limit or preemption")
+    max_requeues: int = Field(default=5, ge=0)
+    fit_time_limit: bool = Field(default=False, description="probe shorter limits with sbatch --test-only; take the one "
+                                 "that starts earliest (backfill), more requeues carry the rest")
+    min_time_limit_min: int = Field(default=15, ge=1, description="the shortest limit fit_time_limit tries")
+    layout: Literal["allocation", "array"] = Field(
+        default="allocation", description="allocation: one job per sweep; array: trials split into shards as array tasks"
+    )
+    shards: int = Field(default=1, ge=1, description="array tasks per sweep with layout: array")
+
+
+class ProjectBudgetConfig(StrictModel):
+    """One project's share of the account (queue.projects.NAME)."""
+
+    weight: float = Field(default=1.0, gt=0, description="fair-share weight against the other projects")
+    max_concurrent_gpus: int | None = Field(default=None, ge=0)
+    gpu_hours_per_week: float | None = Field(default=None, ge=0)
+
+
+class QueueSettings(StrictModel):
+    """The durable queue of a SLURM profile and its agent (which runs on the login node)."""
+
+    store: str = Field(default="sqlite:///~/.local/state/orch/queue.db",
+                       description="sqlite:////local/disk/queue.db (never on a network filesystem) or postgresql://...")
+    tick_s: float = Field(default=10.0, gt=0, le=3600, description="seconds between two reconciliations")
+    global_max_gpus: int | None = Field(default=None, ge=0, description="GPUs the whole account may hold at once")
+    aging_per_hour: float = Field(default=1.0, ge=0, description="priority a waiting sweep gains per hour waited")
+    projects: dict[str, ProjectBudgetConfig] = Field(default_factory=dict)
+    agent_dir: str = Field(default="~/.local/state/orch", description="agent pid file and log, on the login node's local disk")
+    agent_as_job: bool = Field(default=False, description="run the agent as a small self-requeuing CPU SLURM job (for "
+                               "clusters that kill long login-node processes); needs a PostgreSQL store")
+    agent_job_partition: str | None = Field(default=None, description="default: slurm.partition")
+    agent_job_time_min: int = Field(default=60, ge=2, description="time limit of each agent job; it requeues itself before it")
+    agent_job_run_s: int | None = Field(default=None, ge=5, description="how long each agent job runs before requeueing "
+                                        "itself (default: its time limit less 2 minutes)")
+
+
+class ClusterConfig(StrictModel):
+    """Where trials run. `local`: Ray on this machine. `slurm`: jobs through submitit."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    backend: Literal["local", "slurm"] = "local"
+    description: str = ""
+    cpus: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    gpus: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    tracking: TrackingConfig = TrackingConfig()
+    login: SshLogin | None = Field(default=None, description="omit to run the SLURM commands on this machine")
+    rest: SlurmRestLogin | None = Field(default=None, description="reach the cluster through slurmrestd instead of ssh")
+    remote: RemoteSettings | None = None
+    slurm: SlurmSettings | None = None
+    queue: QueueSettings | None = Field(default=None, description="with it, orch submit queues and `orch agent` submits")
+
+    @model_validator(mode="after")
+    def _slurm_sections(self) -> ClusterConfig:
+        if self.backend == "slurm" and (self.slurm is None or self.remote is None):
+            missing = "slurm" if self.slurm is None else "remote"
+            raise ValueError(f"backend slurm needs a '{missing}:' section")
+        if self.backend == "local" and (self.slurm or self.login or self.remote or self.rest or self.queue):
+            raise ValueError("backend local takes no login/rest/remote/slurm sections")
+        if self.login is not None and self.rest is not None:
+            raise ValueError("give either 'login:' (ssh) or 'rest:' (slurmrestd), not both")
+        return self
+
+
+__all__ = [
+    "CheckpointPolicy",
+    "ClusterConfig",
+    "ProjectBudgetConfig",
+    "QueueSettings",
+    "RemoteSettings",
+    "SlurmRestLogin",
+    "SlurmSettings",
+    "SshLogin",
+    "ProjectConfig",
+    "ResourcesConfig",
+    "SchedulerConfig",
+    "SearchConfig",
+    "StrictModel",
+    "SweepConfig",
+    "TrackingConfig",
+]

@@ -1,0 +1,137 @@
+"""The per-sweep folder on the cluster's shared filesystem. One module owns its layout.
+
+    <remote.workdir>/sweeps/<sweep_id>/
+        code/            the code snapshot (PYTHONPATH of every job of this sweep)
+        bundle.json      what the sweep is: ids, sweep file, profile, tracking, code version
+        uncommitted.diff the uncommitted changes the snapshot includes
+        jobs.json        SLURM job ids of the sweep (written by the submit on the login node)
+        submitit/        submitit's job folder (pickles, stdout/stderr per job, appended)
+        ray_results/     the Ray Tune experiment(s), restored after a requeue:
+                         <sweep_id>/ (layout allocation) or <sweep_id>-s<i>/ per shard (layout array)
+        trials.json      trial states, written by the running job (trials-s<i>.json: shard i's)
+        mlflow_runs.json trial id -> MLflow run id, so a restarted job reuses the runs (mlflow_runs-s<i>.json)
+        shards.json      layout array: every trial (stable id, config) and its shard (cluster.node.shards)
+        ray/<job>.<n>/   Ray head address of each job attempt, for the other nodes
+        result-<job>.json what a finished job reports
+        CANCELLED        present once the sweep was cancelled
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+SWEEPS_DIRNAME = "sweeps"
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    sweep_id: str
+    sweep_name: str
+    project: str
+    sweep_file: str  # relative to code/
+    cluster: dict[str, Any]  # the resolved profile, as plain data
+    tracking_uri: str
+    code: dict[str, Any]
+    submitted_at: float
+    submitted_from: str
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> BundleManifest:
+        return cls(**json.loads(text))
+
+
+def sweep_dir(workdir: str, sweep_id: str) -> PurePosixPath:
+    """Where a sweep lives on the cluster (a POSIX path: it may not exist on this machine)."""
+    return PurePosixPath(workdir) / SWEEPS_DIRNAME / sweep_id
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The sweep folder, on the machine where it exists (login node or compute node)."""
+
+    root: Path
+
+    code = property(lambda self: self.root / "code")
+    manifest_file = property(lambda self: self.root / "bundle.json")
+    diff_file = property(lambda self: self.root / "uncommitted.diff")
+    jobs_file = property(lambda self: self.root / "jobs.json")
+    submitit_dir = property(lambda self: self.root / "submitit")
+    ray_results = property(lambda self: self.root / "ray_results")
+    trials_file = property(lambda self: self.root / "trials.json")
+    runs_file = property(lambda self: self.root / "mlflow_runs.json")
+    cancelled_marker = property(lambda self: self.root / "CANCELLED")
+    shards_file = property(lambda self: self.root / "shards.json")
+
+    # Layout array: each shard (array task) has its own experiment, trial states and run ledger,
+    # because the tasks run at the same time and each rewrites its files whole.
+    def experiment_dir(self, sweep_id: str, shard: int | None = None) -> Path:
+        return self.ray_results / (sweep_id if shard is None else f"{sweep_id}-s{shard}")
+
+    def experiment_dirs(self, sweep_id: str) -> list[Path]:
+        """Every Tune experiment of the sweep (one, or one per shard)."""
+        shards = sorted((p for p in self.ray_results.glob(f"{sweep_id}-s*") if _shard_order(p) >= 0), key=_shard_order)
+        return [path for path in [self.experiment_dir(sweep_id), *shards] if path.is_dir()]
+
+    def trials_file_of(self, shard: int | None) -> Path:
+        return self.trials_file if shard is None else self.root / f"trials-s{shard}.json"
+
+    def runs_file_of(self, shard: int | None) -> Path:
+        return self.runs_file if shard is None else self.root / f"mlflow_runs-s{shard}.json"
+
+    def trials_files(self) -> dict[int | None, Path]:
+        """shard (None: the whole sweep) -> its trial-state file, for those that exist."""
+        found: dict[int | None, Path] = {None: self.trials_file} if self.trials_file.exists() else {}
+        found.update({_shard_order(p): p for p in sorted(self.root.glob("trials-s*.json"), key=_shard_order) if _shard_order(p) >= 0})
+        return found
+
+    def runs_files(self) -> list[Path]:
+        shards = sorted((p for p in self.root.glob("mlflow_runs-s*.json") if _shard_order(p) >= 0), key=_shard_order)
+        return [path for path in [self.runs_file, *shards] if path.exists()]
+
+    def rendezvous(self, attempt_key: str) -> Path:
+        """Where the Ray head of one job attempt tells the other nodes its address."""
+        return self.root / "ray" / attempt_key
+
+    def manifest(self) -> BundleManifest:
+        return BundleManifest.from_json(self.manifest_file.read_text())
+
+    def write_manifest(self, manifest: BundleManifest) -> None:
+        write_atomic(self.manifest_file, manifest.to_json())
+
+    def read_json(self, path: Path, default: Any) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return default
+
+
+def _shard_order(path: Path) -> int:
+    """The shard number in a per-shard name (`...-s3`, `trials-s3.json`)."""
+    digits = path.name.removesuffix(".json").rpartition("-s")[2]
+    return int(digits) if digits.isdigit() else -1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,353 @@
+"""`orch`: the command line. Errors are reported here, once, as one line; exit codes:
+0 done, 1 the sweep ran but trials failed (or another runtime problem), 2 bad input,
+130 interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from orchestrator.kernel.errors import OrchError, UsageError
+from orchestrator.laptop.queue_cli import COMMANDS as QUEUE_COMMANDS
+from orchestrator.laptop.queue_cli import agent_app
+from orchestrator.laptop.tracking_cli import app as tracking_app
+from orchestrator.laptop.tracking_cli import compare as compare_command
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Run research sweeps with Ray Tune, locally or on SLURM, tracked in MLflow.",
+)
+# Off a terminal (logs, CI) keep lines whole rather than wrapped at 80 columns.
+app.add_typer(tracking_app, name="tracking")
+app.add_typer(agent_app, name="agent")
+for _name, _command in QUEUE_COMMANDS.items():
+    app.command(name=_name)(_command)
+app.command(name="compare")(compare_command)
+
+console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
+err_console = Console(stderr=True)
+
+SweepFile = typer.Argument(..., help="A sweep file, e.g. conf/sweeps/quickstart.yaml", show_default=False)
+TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)")
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="Config files under conf/{projects,sweeps,clusters}/")) -> None:
+    """Check config files without running anything."""
+    from orchestrator.kernel.config.loading import validate_file
+
+    for file in files:
+        console.print(f"[green]ok[/] {file}: {validate_file(file)}", highlight=False)
+
+
+@app.command()
+def run(
+    sweep_file: Path = SweepFile,
+    cluster: str = typer.Option("local", "--cluster", "-c", help="Cluster profile name (conf/clusters/NAME.yaml) or file"),
+    tracking_uri: Optional[str] = TrackingUri,
+) -> None:
+    """Run a sweep on this machine with Ray Tune; results go to MLflow."""
+    from cluster.node.local import loopback_ray_environment, machine_resources
+
+    loopback_ray_environment()  # before the first import of ray
+    from orchestrator.kernel.config.loading import conf_root_of, load_cluster, load_sweep
+    from orchestrator.kernel.config.resources import check_resources, max_concurrent
+    from orchestrator.kernel.errors import SweepFailedError
+    from orchestrator.laptop.progress import results_table
+    from orchestrator.laptop.state import LocalState
+    from orchestrator.laptop.targets.local import run_sweep
+    from orchestrator.laptop.tracking_uri import resolve_tracking
+
+    resolved = load_sweep(sweep_file)
+    profile = load_cluster(cluster, conf_root_of(sweep_file))
+    resources = machine_resources(profile.cpus, profile.gpus)
+    check_resources(resolved, resources, profile.name)
+    # Validation is complete: only now is anything written.
+    state = LocalState.in_directory().ensure()
+    target = resolve_tracking(tracking_uri, profile.tracking, state)
+    outcome = run_sweep(resolved, profile, resources, max_concurrent(resolved.sweep, resources), state, target, console)
+
+    console.print(results_table(outcome.rows, resolved.sweep.metric, outcome.varying, f"sweep {outcome.sweep_id}"))
+    best = outcome.best
+    if best is not None:
+        params = " ".join(f"{k}={best['params'].get(k)}" for k in outcome.varying)
+        console.print(f"best trial {best['trial_id']}: {resolved.sweep.metric}={best['metric']:.6g} {params}", highlight=False)
+    ui = "orch ui" if target.embedded else f"orch ui --tracking-uri {target.uri}"
+    console.print(f"MLflow: experiment '{resolved.project.experiment_name}', parent run {outcome.parent_run_id}")
+    console.print(f"open the MLflow UI with: [bold]{ui}[/]", highlight=False)
+    if outcome.failed:
+        raise SweepFailedError(f"{len(outcome.failed)} of {len(outcome.rows)} trials failed; see the MLflow runs for their errors")
+
+
+@app.command()
+def ui(
+    sweep: Optional[str] = typer.Argument(None, help="Preselect this sweep's experiment"),
+    tracking_uri: Optional[str] = TrackingUri,
+    host: str = typer.Option("127.0.0.1", help="Address to serve on"),
+    port: int = typer.Option(5000, help="Port to serve on"),
+) -> None:
+    """Open the MLflow UI on the configured tracking store."""
+    from orchestrator.laptop.state import LocalState
+
+    state = LocalState.in_directory()
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or state.tracking_uri
+    if uri == state.tracking_uri and not state.mlflow_db.is_file():
+        raise OrchError(f"no runs yet in {state.mlflow_db}; run a sweep first: orch run conf/sweeps/quickstart.yaml")
+    console.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", highlight=False)
+    if sweep:
+        from orchestrator.laptop.compare import experiment_url, sweep_experiment_id
+
+        console.print(f"sweep {sweep}: {experiment_url(f'http://{host}:{port}', sweep_experiment_id(uri, sweep))}", highlight=False)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    os.execv(sys.executable, command)
+
+
+ClusterOption = typer.Option(..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile (conf/clusters/NAME.yaml)")
+ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/")
+
+
+def _slurm_target(cluster: str, conf: Path) -> Any:
+    """The profile's way to the cluster: ssh (or this machine) to a login node, or slurmrestd."""
+    from orchestrator.kernel.config.loading import cluster_file, load_cluster
+    from orchestrator.laptop.targets.ssh import SlurmTarget
+
+    profile, profile_file = load_cluster(cluster, conf), cluster_file(cluster, conf)
+    if profile.backend == "slurm" and profile.rest is not None:
+        from orchestrator.laptop.targets.rest import RestTarget
+
+        return RestTarget.of(profile, profile_file)
+    return SlurmTarget.of(profile, profile_file)
+
+
+def _is_rest(target: Any) -> bool:
+    from orchestrator.laptop.targets.ssh import SlurmTarget
+
+    return not isinstance(target, SlurmTarget)
+
+
+@app.command()
+def submit(
+    sweep_file: Path = SweepFile,
+    cluster: str = ClusterOption,
+    tracking_uri: Optional[str] = TrackingUri,
+    priority: str = typer.Option("0", "--priority", "-p", help="Queue priority (an integer; higher goes first)"),
+    after: Optional[list[str]] = typer.Option(None, "--after", help="Start only after this sweep (id or name) succeeded"),
+    hold: bool = typer.Option(False, "--hold", help="Queue it held: it starts after `orch release`"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Queue a duplicate of an earlier sweep without asking"),
+) -> None:
+    """Send a sweep to a SLURM cluster: into its queue when the profile has one, else straight to SLURM."""
+    from orchestrator.kernel.config.loading import conf_root_of, load_sweep
+    from orchestrator.laptop.queue_cli import parse_priority
+    from orchestrator.laptop.targets.ssh import check_slurm_resources, submit as submit_sweep, tracking_uri_for
+    from orchestrator.laptop.targets.local import new_sweep_id
+
+    level = parse_priority(priority)
+    resolved = load_sweep(sweep_file)
+    target = _slurm_target(cluster, conf_root_of(sweep_file))
+    check_slurm_resources(resolved, target)
+    uri = tracking_uri_for(target, tracking_uri)
+    if not _is_rest(target) and target.profile.queue is not None:
+        from orchestrator.laptop.queue_cli import submit_to_queue
+
+        submit_to_queue(resolved, target, uri, new_sweep_id(resolved.sweep.name), level, after or [], hold, yes)
+        return
+    if after or hold or level:
+        raise UsageError(f"--priority/--after/--hold need a queue; fix: add a `queue:` section to the '{target.profile.name}' profile")
+    if _is_rest(target):
+        from orchestrator.laptop.targets.rest import submit as submit_rest
+
+        answer, warnings = submit_rest(resolved, target, uri, new_sweep_id(resolved.sweep.name))
+    else:
+        answer, warnings = submit_sweep(resolved, target, uri, new_sweep_id(resolved.sweep.name))
+    for warning in warnings:
+        err_console.print(f"warning: {warning}", style="yellow", highlight=False)
+    if answer.get("pending"):
+        console.print(f"sweep [bold]{answer['sweep_id']}[/]: its submit job {answer['submit_job_id']} is queued on "
+                      f"'{target.profile.name}' and will submit the sweep when it runs", highlight=False)
+        console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
+        return
+    console.print(f"submitted sweep [bold]{answer['sweep_id']}[/] to '{target.profile.name}' as SLURM job(s) "
+                  f"{', '.join(answer['job_ids'])}; MLflow parent run {answer['parent_run_id']}", highlight=False)
+    console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
+
+
+@app.command()
+def status(
+    sweep: Optional[str] = typer.Argument(None, help="A sweep id (default: every sweep on the cluster)"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON"),
+) -> None:
+    """Show the sweeps on a cluster: their SLURM jobs and trials."""
+
+    from orchestrator.laptop.status_view import status_tables
+
+    target = _slurm_target(cluster, conf)
+    if _is_rest(target):
+        from orchestrator.laptop.targets.rest import sweeps_on_cluster
+
+        sweeps = sweeps_on_cluster(target, sweep)
+    else:
+        args = ["status", target.workdir, *(["--sweep", sweep] if sweep else [])]
+        sweeps = target.call(args, code_dir=_code_dir(target, sweep))["sweeps"]
+    if as_json:
+        console.print_json(json.dumps(sweeps))
+        return
+    for renderable in status_tables(sweeps):
+        console.print(renderable)
+
+
+@app.command()
+def logs(
+    sweep: str = typer.Argument(..., help="The sweep id"),
+    trial: Optional[str] = typer.Argument(None, help="A trial id (default: the SLURM job logs)"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
+) -> None:
+    """Print the logs of a sweep's jobs, or of one trial."""
+    target = _slurm_target(cluster, conf)
+    if _is_rest(target):
+        from orchestrator.laptop.targets.rest import logs_unavailable
+
+        raise logs_unavailable(target)
+    args = ["logs", target.workdir, sweep, *(["--trial", trial] if trial else [])]
+    if follow:
+        raise typer.Exit(target.stream([*args, "--follow"], code_dir=_code_dir(target, sweep)))
+    _, printed = target.call_with_output(args, code_dir=_code_dir(target, sweep))
+    for line in printed:
+        console.out(line, highlight=False)
+
+
+@app.command()
+def cancel(
+    sweep: str = typer.Argument(..., help="The sweep id"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+) -> None:
+    """Cancel a sweep's SLURM jobs and close its MLflow runs as KILLED."""
+    target = _slurm_target(cluster, conf)
+    if _is_rest(target):
+        from orchestrator.laptop.targets.rest import cancel as cancel_sweep
+
+        answer = cancel_sweep(target, sweep)
+    elif target.profile.queue is not None:
+        from orchestrator.laptop.targets.queue import service
+
+        answer = service(target, "cancel", sweep)
+        console.print(f"cancelled sweep {answer['sweep_id']} (was {answer['was']}): jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
+                      f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
+        return
+    else:
+        answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
+    console.print(f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
+                  f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
+
+
+@app.command()
+def resume(
+    sweep: str = typer.Argument(..., help="The sweep id"),
+    cluster: str = ClusterOption,
+    conf: Path = ConfOption,
+    force: bool = typer.Option(False, "--force", help="Resume even though the sweep file or its project file changed"),
+) -> None:
+    """Finish a sweep whose jobs ended early (killed, cancelled, failed): same trial ids, same MLflow runs."""
+    from orchestrator.laptop.targets.ssh import local_config_hash
+
+    target = _slurm_target(cluster, conf)
+    if _is_rest(target):
+        raise UsageError("orch resume needs a login node; fix: use a profile with a login: section (ssh)")
+    args = ["resume", target.workdir, sweep, *(["--force"] if force else [])]
+    digest = local_config_hash(target, sweep)
+    if digest:
+        args += ["--config-hash", digest]
+    answer = target.call(args, code_dir=_code_dir(target, sweep))
+    console.print(f"resumed sweep {answer['sweep_id']} as SLURM job(s) {', '.join(answer['job_ids'])}: "
+                  f"{len(answer['resumed_trials'])} trial(s) continue from their checkpoints, {answer['finished_trials']} finished "
+                  "stay as they are", highlight=False)
+
+
+@app.command()
+def drill(
+    cluster: str = ClusterOption,
+    sweep_file: Path = typer.Option(..., "--sweep", help="Whose trainable (first trial's config) to checkpoint"),
+    preempt_with: Optional[str] = typer.Option(None, "--preempt-with", help="Also preempt the canary with a job in this partition"),
+) -> None:
+    """Preemption drill: a canary job is signalled (and preempted); report what the cluster does."""
+    from cluster.node.shards import materialise
+    from orchestrator.kernel.config.loading import conf_root_of, load_sweep
+
+    resolved = load_sweep(sweep_file)
+    target = _slurm_target(cluster, conf_root_of(sweep_file))
+    if _is_rest(target):
+        raise UsageError("orch drill needs a login node; fix: use a profile with a login: section (ssh)")
+    trials, _ = materialise(resolved, seed=0)
+    args = ["drill", "--profile-json", target.profile.model_dump_json(), "--trainable", resolved.project.trainable,
+            "--config-json", json.dumps(trials[0].config), *(["--preempt-with", preempt_with] if preempt_with else [])]
+    console.print(f"canary job on '{target.profile.name}' (partition {target.profile.slurm.partition}): training one step "
+                  f"of {resolved.project.trainable}, then signalling it ...", highlight=False)
+    r = target.call(args, timeout_s=900)
+    console.print(f"signal: {'delivered in %.1f s' % r['signal_latency_s'] if r['signal_delivered'] else 'NOT delivered'} "
+                  f"(USR2 to the job's processes, job {r['job_id']} on {r['node'] or '?'})", highlight=False)
+    console.print(f"preemption in partition {r['partition']}: PreemptMode={r['preempt_mode']}, GraceTime={r['grace_time_s']:g} s"
+                  + (f"; preempted by a '{preempt_with}' job: {r['preemption']['outcome']} after {r['preemption']['seconds']} s"
+                     if r.get("preemption") else ""), highlight=False)
+    verdict = "fits" if r["fits"] else "does NOT fit: checkpoint less often or ask for a longer signal lead"
+    console.print(f"checkpoint of {resolved.project.trainable}: {r['checkpoint_s']:.2f} s ({r['checkpoint_bytes'] / 1e6:.1f} MB; "
+                  f"{r['checkpoint_on_signal_s'] if r['checkpoint_on_signal_s'] is not None else '?'} s when signalled) against "
+                  f"{r['budget_s']:g} s of grace/lead: {verdict}", highlight=False)
+    console.print(f"canary files: {r['folder']}", highlight=False)
+
+
+def _code_dir(target: Any, sweep: Optional[str]) -> Optional[str]:
+    """The sweep's own code snapshot answers for it; without a sweep, the installed package does."""
+    if not sweep:
+        return None
+    from orchestrator.kernel.sweep_folder import sweep_dir
+
+    return str(sweep_dir(target.workdir, sweep) / "code")
+
+
+data_app = typer.Typer(help="Datasets for the trainables: download, verify, unpack.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="mnist, modelnet10 or modelnet40"),
+    root: Path = typer.Option(..., "--root", help="Where datasets are kept (a trainable's data_root)"),
+    mirror: Optional[list[str]] = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),
+) -> None:
+    """Download a dataset, verify its checksums and unpack it under ROOT (needs internet)."""
+    from trainables.data.fetch import DATASETS, DataFetchError, fetch_dataset
+
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset '{name}'; fix: use one of: {', '.join(sorted(DATASETS))}")
+    try:
+        folder = fetch_dataset(name, root, base_urls=mirror or None)
+    except DataFetchError as exc:
+        raise OrchError(str(exc)) from None
+    console.print(f"{name} is ready in {folder}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()  # standalone mode: click reports its own usage errors (exit 2)
+    except OrchError as exc:
+        err_console.print(f"error: {exc.one_line()}", style="red", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", style="red")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Run one sweep on the local backend, tracked in MLflow, with a live view.
+
+Everything is validated before this module writes anything; from here on the
+sweep's parent run is always closed, whatever happens to the trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from cluster.node.local import MachineResources, local_ray
+from cluster.adaptors.git import code_version
+from orchestrator.kernel.config.loading import ResolvedSweep
+from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.search_space import flatten
+from orchestrator.laptop.progress import SweepProgress
+from orchestrator.laptop.state import LocalState
+from orchestrator.kernel import tracking_layout as layout
+from orchestrator.tracking.client import TrackingClient
+from orchestrator.laptop.tracking_uri import TrackingTarget
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    sweep_id: str
+    experiment_id: str
+    parent_run_id: str
+    tracking: TrackingTarget
+    rows: list[dict[str, Any]]
+    varying: list[str]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["status"] != "FINISHED"]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        finished = [row for row in self.rows if row["status"] == "FINISHED" and row.get("metric") is not None]
+        return finished[0] if finished else None
+
+
+def new_sweep_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def run_sweep(
+    resolved: ResolvedSweep,
+    cluster: ClusterConfig,
+    resources: MachineResources,
+    concurrency: int,
+    state: LocalState,
+    target: TrackingTarget,
+    console: Console,
+) -> SweepOutcome:
+    from cluster.node.experiment import ExperimentPlan, build_tuner
+    from orchestrator.tracking.tune_callback import MLflowTrialTracker
+
+    sweep, project = resolved.sweep, resolved.project
+    sweep_id = new_sweep_id(sweep.name)
+    client = TrackingClient(target.uri, target.artifact_root)
+    experiment_id = client.ensure_experiment(project.experiment_name)
+    code = code_version(resolved.file.parent)
+    base_tags = {
+        layout.TAG_SWEEP_ID: sweep_id,
+        layout.TAG_SWEEP_NAME: sweep.name,
+        layout.TAG_PROJECT: project.name,
+        layout.TAG_TRAINABLE: project.trainable,
+        layout.TAG_GIT_COMMIT: code.commit,
+        layout.TAG_GIT_DIRTY: str(code.dirty).lower(),
+        layout.TAG_SOURCE_COMMIT: code.commit,
+        layout.TAG_CLUSTER: cluster.name,
+    }
+    parent_params = {
+        "metric": sweep.metric, "mode": sweep.mode, "num_samples": str(sweep.num_samples),
+        "num_trials": str(resolved.num_trials), "scheduler": sweep.scheduler.type,
+        "search_algorithm": sweep.search.algorithm, "max_concurrent_trials": str(concurrency),
+    }
+    parent_run_id = client.start_run(
+        experiment_id, layout.parent_run_name(sweep_id), {**base_tags, layout.TAG_KIND: layout.KIND_SWEEP}, parent_params
+    )
+    client.log_text(parent_run_id, resolved.file.read_text(encoding="utf-8"), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
+    client.log_text(parent_run_id, resolved.project_file.read_text(encoding="utf-8"), f"{layout.ARTIFACT_SWEEP_CONFIG}/project.yaml")
+    resolved_config = {"sweep": sweep.model_dump(mode="json"), "project": project.model_dump(mode="json")}
+    client.log_text(parent_run_id, yaml.safe_dump(resolved_config, sort_keys=False), f"{layout.ARTIFACT_SWEEP_CONFIG}/resolved.yaml")
+    client.log_text(parent_run_id, f"commit: {code.commit}\ndirty: {str(code.dirty).lower()}\n"
+                    + "".join(f"untracked: {name}\n" for name in code.untracked), "code/version.txt")
+    if code.dirty:
+        client.log_text(parent_run_id, code.diff or "(untracked files only)\n" + "\n".join(code.untracked), "code/uncommitted.diff")
+
+    from orchestrator.laptop.tracking_server import recorded_artifacts_destination, tracking_dir
+
+    varying = resolved.space.sampled_paths()
+    tracker = MLflowTrialTracker(
+        client, experiment_id, parent_run_id, base_tags, sweep.name,
+        spool_dir=tracking_dir(state) / "spool", artifacts_destination=recorded_artifacts_destination(state, target.uri),
+    )
+    progress = SweepProgress(sweep_id, sweep.metric, sweep.mode, varying, console)
+    plan = ExperimentPlan(sweep_id, resolved, state.ray_results_dir, concurrency)
+    console.print(
+        f"sweep [bold]{sweep_id}[/]: {resolved.num_trials} trials of {project.trainable} "
+        f"({concurrency} at a time) on cluster '{cluster.name}', code {code.short}"
+    )
+    try:
+        with local_ray(resources), progress:
+            grid = build_tuner(plan, [tracker, progress]).fit()
+    except BaseException:
+        tracker.close(timeout_s=10.0)
+        tracker.close_unfinished("KILLED")
+        client.end_run(parent_run_id, "KILLED")
+        raise
+    tracker.close()
+    tracker.close_unfinished("FAILED")
+
+    rows = _result_rows(grid, sweep.metric, sweep.mode, tracker)
+    outcome = SweepOutcome(sweep_id, experiment_id, parent_run_id, target, rows, varying)
+    _log_summary(client, outcome, sweep.metric)
+    try:
+        _log_summary_pictures(client, outcome, sweep.metric, grid)
+    except Exception as exc:  # pictures are a convenience: never fail a finished sweep over them
+        console.print(f"[yellow]warning:[/] summary pictures not recorded: {str(exc)[:200]}", highlight=False)
+    client.end_run(parent_run_id, "FAILED" if outcome.failed else "FINISHED")
+    return outcome
+
+
+def _result_rows(grid: Any, metric: str, mode: str, tracker: Any) -> list[dict[str, Any]]:
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name
+        value = metrics.get(metric)
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "status": "FAILED" if result.error else "FINISHED",
+                "epoch": metrics.get("epoch", metrics.get("training_iteration")),
+                "metric": float(value) if isinstance(value, (int, float)) else None,
+                "params": flatten(dict(result.config or {})),
+                "run_id": tracker.run_ids.get(trial_id),
+            }
+        )
+    sign = 1.0 if mode == "min" else -1.0
+    rows.sort(key=lambda r: (r["status"] != "FINISHED", r["metric"] is None, sign * (r["metric"] or 0.0)))
+    return rows
+
+
+def _log_summary(client: TrackingClient, outcome: SweepOutcome, metric: str) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["rank", "trial_id", "status", "epoch", *outcome.varying, metric, "run_id"])
+    for rank, row in enumerate(outcome.rows, start=1):
+        writer.writerow([rank, row["trial_id"], row["status"], row["epoch"], *(row["params"].get(k) for k in outcome.varying), row["metric"], row["run_id"]])
+    client.log_text(outcome.parent_run_id, buffer.getvalue(), "summary/results.csv")
+    best = outcome.best
+    counts = {"trials_finished": float(len(outcome.rows) - len(outcome.failed)), "trials_failed": float(len(outcome.failed))}
+    if best is not None:
+        counts[f"best_{metric}"] = best["metric"]
+        client.set_tags(outcome.parent_run_id, {"orch.best_trial_id": best["trial_id"], "orch.best_run_id": best["run_id"] or ""})
+        client.log_text(outcome.parent_run_id, yaml.safe_dump(best["params"], sort_keys=True), "summary/best_config.yaml")
+    client.log_metrics(outcome.parent_run_id, counts, step=0)
+
+
+def _log_summary_pictures(client: TrackingClient, outcome: SweepOutcome, metric: str, grid: Any) -> None:
+    """Metric vs each varied hyperparameter and the learning curves of all trials, on the parent run."""
+    import tempfile
+
+    from orchestrator.tracking import summary
+
+    with tempfile.TemporaryDirectory(prefix="orch-summary-") as folder:
+        out = Path(folder)
+        summary.metric_vs_params(outcome.rows, outcome.varying, metric, out)
+        summary.learning_curves(summary.curves_from_results(grid, metric), metric, out)
+        if any(out.iterdir()):
+            client.log_artifacts(outcome.parent_run_id, out, "summary")

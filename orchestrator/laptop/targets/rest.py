@@ -1,0 +1,239 @@
+"""The laptop side of `orch submit|status|cancel` through a site's slurmrestd (profile `rest:`).
+
+Submit sends one small job whose script carries the code snapshot and manifest (see
+orchestrator/laptop/targets/rest_job.py), waits (bounded) until it has submitted the sweep's own jobs, and
+reads its answer back from the job's Comment. Status and cancel ask the REST API for every
+job with ONE request and match ours by their Comment (`orch-sweep=ID`); trials are read
+from the MLflow tracking server, since the REST API cannot read the sweep folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.slurm.job_spec import refused_key
+from orchestrator.laptop.targets.rest_job import MAX_SCRIPT_BYTES, answer_of, submit_job_fields, submit_script
+from cluster.adaptors.slurmrest import SlurmRestClient, SlurmRestError
+from orchestrator.kernel.config.loading import ResolvedSweep
+from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.errors import ConfigError, OrchError, RemoteError
+from orchestrator.laptop.targets.ssh import prepare_submit
+from orchestrator.login import wire
+
+_SWEEP_COMMENT = re.compile(r"\borch-(sweep|submit)=(\S+)")
+_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+POLL_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class RestTarget:
+    """A SLURM profile reached through slurmrestd."""
+
+    profile: ClusterConfig
+    profile_file: Path
+    client: SlurmRestClient
+
+    @classmethod
+    def of(cls, profile: ClusterConfig, profile_file: Path) -> RestTarget:
+        rest = profile.rest
+        assert rest is not None
+        token = _read_token(profile_file, rest.token_file, rest.token_env)
+        client = SlurmRestClient(rest.url, rest.user, token, rest.api_version, rest.timeout_s)
+        try:
+            client.check_token()
+        except SlurmRestError as exc:
+            raise ConfigError(profile_file, "rest.token_file" if rest.token_file else "rest.token_env", exc.problem, exc.fix) from None
+        return cls(profile, profile_file, client)
+
+    @property
+    def workdir(self) -> str:
+        assert self.profile.remote is not None
+        return self.profile.remote.workdir
+
+    def error(self, exc: SlurmRestError) -> RemoteError:
+        """One line naming the profile key to look at; exit 2 like every refused submit."""
+        if exc.kind == "auth":
+            key = "rest.token_file" if self.profile.rest and self.profile.rest.token_file else "rest.token_env"
+        elif exc.kind in ("connection", "protocol"):
+            key = "rest.url"
+        else:
+            key = refused_key(exc.problem)
+        return RemoteError(key, exc.problem, exc.fix, where=self.profile_file)
+
+
+def _read_token(profile_file: Path, token_file: str | None, token_env: str) -> str:
+    if token_file:
+        path = Path(os.path.expanduser(token_file))
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(profile_file, "rest.token_file", f"cannot read {path} ({exc.strerror})",
+                              "write the output of `scontrol token` there (mode 600)") from None
+    else:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            raise ConfigError(profile_file, "rest.token_env", f"{token_env} is not set",
+                              f"export {token_env}=... from `scontrol token lifespan=SECONDS`, or set rest.token_file")
+    return token.partition("SLURM_JWT=")[2].strip() or token
+
+
+# ---------------------------------------------------------------------------- submit
+def submit(resolved: ResolvedSweep, target: RestTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:
+    """Send the submit job and wait for its answer (at most rest.submit_wait_s)."""
+    profile = target.profile
+    assert profile.remote is not None and profile.slurm is not None and profile.rest is not None
+    prepared = prepare_submit(resolved, profile, tracking_uri, sweep_id)
+    script = submit_script(profile.remote, profile.remote.workdir, sweep_id, prepared.code_archive, prepared.bundle_archive)
+    if len(script.encode()) > MAX_SCRIPT_BYTES:
+        raise ConfigError(resolved.file, "code", f"the code snapshot makes a {len(script) / 1e6:.1f} MB job script, over what "
+                          f"slurmctld accepts ({MAX_SCRIPT_BYTES / 1e6:.1f} MB)", "keep data and large files out of git, or use the ssh transport")
+    try:
+        job_id = target.client.submit(script, submit_job_fields(profile.slurm, profile.remote, sweep_id))
+    except SlurmRestError as exc:
+        raise target.error(exc) from None
+    answer = _await_answer(target, job_id, profile.rest.submit_wait_s)
+    if answer is None:
+        pending = {"sweep_id": sweep_id, "job_ids": [], "submit_job_id": job_id, "parent_run_id": None, "pending": True}
+        return pending, prepared.warnings
+    return {**wire.checked(answer, target.profile_file), "submit_job_id": job_id}, prepared.warnings
+
+
+def _await_answer(target: RestTarget, job_id: str, wait_s: float) -> dict[str, Any] | None:
+    """The submit job's answer from its Comment; None when it has not run within `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            job = target.client.job(job_id)
+        except SlurmRestError as exc:
+            raise target.error(exc) from None
+        if job is not None:
+            answer = answer_of(job.comment)
+            if answer is not None:
+                return answer
+            if job.state in _ENDED:
+                return {"ok": False, "code": 1, "error": {
+                    "key": "remote", "problem": f"the submit job {job_id} ended {job.state} ({job.reason}) without an answer",
+                    "fix": f"read {target.workdir}/submit-logs/{job_id}.log on the cluster"}}
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_INTERVAL_S)
+
+
+# ---------------------------------------------------------------------------- status
+def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str, Any]]:
+    """The sweeps SLURM still knows of (ONE REST request), with their trials from MLflow."""
+    try:
+        jobs = target.client.jobs()
+    except SlurmRestError as exc:
+        raise target.error(exc) from None
+    by_sweep: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        match = _SWEEP_COMMENT.search(job.comment)
+        if not match or (sweep_id and match.group(2) != sweep_id):
+            continue
+        kind = "submit job" if match.group(1) == "submit" else "job"
+        by_sweep.setdefault(match.group(2), []).append(
+            {"job_id": job.display_id, "state": job.state, "node_list": job.nodes, "kind": kind, "restarts": job.restarts})
+    runs = _parent_runs(target, sweep_id)
+    if sweep_id and sweep_id not in by_sweep and sweep_id not in runs:
+        raise RemoteError("sweep", f"no sweep '{sweep_id}' known to SLURM or MLflow",
+                          f"list sweeps with: orch status --cluster {target.profile.name}", where=target.profile_file)
+    sweeps = []
+    for sid in sorted(set(by_sweep) | set(runs)):
+        parent = runs.get(sid)
+        sweeps.append({
+            "sweep_id": sid, "project": parent["project"] if parent else "?",
+            "submitted_at": parent["start_time"] if parent else time.time(), "cancelled": bool(parent and parent["status"] == "KILLED"),
+            "jobs": [j for j in by_sweep.get(sid, []) if j["kind"] == "job"],
+            "trials": _trials(target, parent) if parent else [], "parent_run_id": parent["run_id"] if parent else None,
+        })
+    return sweeps
+
+
+def _tracking(target: RestTarget) -> Any:
+    from orchestrator.tracking.client import TrackingClient
+
+    uri = target.profile.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    return TrackingClient(uri) if uri else None
+
+
+def _parent_runs(target: RestTarget, sweep_id: str | None) -> dict[str, dict[str, Any]]:
+    from orchestrator.kernel import tracking_layout as layout
+
+    tracking = _tracking(target)
+    if tracking is None:
+        return {}
+    experiments = [e.experiment_id for e in tracking.raw.search_experiments()]
+    query = f"tags.`{layout.TAG_KIND}` = '{layout.KIND_SWEEP}' and tags.`{layout.TAG_CLUSTER}` = '{target.profile.name}'"
+    if sweep_id:
+        query += f" and tags.`{layout.TAG_SWEEP_ID}` = '{sweep_id.replace(chr(39), '')}'"
+    found = {}
+    for run in tracking.raw.search_runs(experiments, query, max_results=1000) if experiments else []:
+        tags = run.data.tags
+        found[tags[layout.TAG_SWEEP_ID]] = {
+            "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
+            "project": tags.get(layout.TAG_PROJECT, "?"), "start_time": run.info.start_time / 1000,
+            "metric": run.data.params.get("metric"),
+        }
+    return found
+
+
+def _trials(target: RestTarget, parent: dict[str, Any]) -> list[dict[str, Any]]:
+    from orchestrator.kernel import tracking_layout as layout
+
+    tracking = _tracking(target)
+    query = f"tags.`{layout.TAG_PARENT}` = '{parent['run_id']}'"
+    trials = []
+    for run in tracking.raw.search_runs([parent["experiment_id"]], query, max_results=10_000):
+        metric = parent.get("metric")
+        history = tracking.raw.get_metric_history(run.info.run_id, metric) if metric in run.data.metrics else []
+        trials.append({"trial_id": run.data.tags.get(layout.TAG_TRIAL_ID, run.info.run_id), "state": run.info.status,
+                       "epoch": max((point.step for point in history), default=0),
+                       "metric": run.data.metrics.get(metric) if metric else None})
+    return trials
+
+
+# ---------------------------------------------------------------------------- cancel
+def cancel(target: RestTarget, sweep_id: str) -> dict[str, Any]:
+    """Cancel every job of the sweep (its submit job too) and close its MLflow runs as KILLED."""
+    try:
+        jobs = [job for job in target.client.jobs() if (m := _SWEEP_COMMENT.search(job.comment)) and m.group(2) == sweep_id]
+    except SlurmRestError as exc:
+        raise target.error(exc) from None
+    runs = _parent_runs(target, sweep_id)
+    if not jobs and sweep_id not in runs:
+        raise RemoteError("sweep", f"no sweep '{sweep_id}' known to SLURM or MLflow",
+                          f"list sweeps with: orch status --cluster {target.profile.name}", where=target.profile_file)
+    live = sorted({job.job_id if not job.array_job_id else job.array_job_id for job in jobs if job.state not in _ENDED})
+    try:
+        target.client.cancel(live)
+    except SlurmRestError as exc:
+        raise target.error(exc) from None
+    closed = 0
+    if sweep_id in runs:
+        closed = _close_runs(target, runs[sweep_id])
+    return {"sweep_id": sweep_id, "cancelled_jobs": live, "closed_runs": closed}
+
+
+def _close_runs(target: RestTarget, parent: dict[str, Any]) -> int:
+    from orchestrator.kernel import tracking_layout as layout
+
+    tracking = _tracking(target)
+    children = tracking.raw.search_runs([parent["experiment_id"]], f"tags.`{layout.TAG_PARENT}` = '{parent['run_id']}'",
+                                        max_results=10_000)
+    closed = 0
+    for run_id, status in [(r.info.run_id, r.info.status) for r in children] + [(parent["run_id"], parent["status"])]:
+        if status == "RUNNING":
+            tracking.end_run(run_id, "KILLED")
+            closed += 1
+    return closed
+
+
+def logs_unavailable(target: RestTarget) -> OrchError:
+    return RemoteError("rest", "slurmrestd cannot read log files", f"read them on a machine with the cluster's filesystem under "
+                       f"{target.workdir}/sweeps/SWEEP, or give the profile a login: section (ssh)", where=target.profile_file)

@@ -1,0 +1,316 @@
+"""The login node's sweep service, a library: submit, resume, status, logs, cancel of the sweeps in
+a profile's `remote.workdir`. The laptop reaches it through `python -m orchestrator.login`
+(the thin command-line entry, `__main__.py`); the queue's agent calls it directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cluster.adaptors.slurm import SlurmClient, SlurmError
+from cluster.slurm.job_spec import refused_key, sweep_job, sweep_job_name
+from orchestrator.kernel.errors import RemoteError
+from orchestrator.kernel.sweep_folder import Bundle, BundleManifest, write_atomic
+
+
+# ---------------------------------------------------------------------------- submit
+def submit(bundle_root: Path) -> dict[str, Any]:
+    """Submit the sweep unpacked in `bundle_root`; a sweep whose jobs.json exists is not submitted twice."""
+    from cluster.slurm.submitit_backend import submit_sweep
+    from orchestrator.kernel.config.models import ClusterConfig
+
+    bundle = Bundle(bundle_root)
+    manifest = bundle.manifest()
+    if bundle.jobs_file.exists():  # an agent restarted after sbatch: answer what was submitted
+        return {"sweep_id": manifest.sweep_id, "job_ids": bundle.read_json(bundle.jobs_file, []),
+                "parent_run_id": manifest.parent_run_id, "experiment_id": manifest.experiment_id, "bundle": str(bundle.root)}
+    profile = ClusterConfig.model_validate(manifest.cluster)
+    assert profile.slurm is not None and profile.remote is not None  # checked by the model validator
+    resolved = load_bundle_sweep(bundle)
+    preflight(profile, manifest.sweep_id)
+    settings = profile.slurm
+    if settings.fit_time_limit:
+        settings = _fit_time_limit(profile, bundle, manifest.sweep_id)
+    shards = None
+    if profile.slurm.layout == "array":  # every trial materialised now, dealt into shards: one array task each
+        from cluster.node.shards import plan_shards, write_plan
+
+        plan = plan_shards(resolved, profile.slurm.shards)
+        write_plan(bundle.shards_file, plan)
+        shards = len(plan.shards)
+    parent_run_id, experiment_id = _open_parent_run(manifest, resolved, shards)
+    # The jobs read the parent run from the manifest: it is written before they can start.
+    bundle.write_manifest(BundleManifest(**{**manifest.__dict__, "parent_run_id": parent_run_id, "experiment_id": experiment_id}))
+    try:
+        jobs = submit_sweep(settings, profile.remote, manifest.sweep_id, bundle, shards)
+    except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
+        _discard_parent_run(manifest.tracking_uri, parent_run_id)
+        bundle.write_manifest(manifest)
+        raise RemoteError("slurm", f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                          "check the profile's slurm section against the cluster", exit_code=1) from None
+    write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
+    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "parent_run_id": parent_run_id,
+            "experiment_id": experiment_id, "bundle": str(bundle.root)}
+
+
+def _fit_time_limit(profile: Any, bundle: Bundle, sweep_id: str) -> Any:
+    """The profile's SLURM settings with the time limit that starts earliest; the choice is kept in time_fit.json."""
+    from cluster.slurm.time_fit import fit_time_limit
+
+    client = SlurmClient(env=profile.remote.env)
+
+    def test_only(settings: Any) -> str:
+        try:
+            return client.test_only(sweep_job(settings, sweep_id).sbatch_args())
+        except SlurmError:
+            return ""  # a limit the cluster refuses is simply not a candidate
+
+    fit = fit_time_limit(profile.slurm, test_only)
+    write_atomic(bundle.root / "time_fit.json", json.dumps({"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues,
+                                                            "starts": fit.starts, "reason": fit.reason}))
+    return profile.slurm.model_copy(update={"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues})
+
+
+def load_bundle_sweep(bundle: Bundle) -> Any:
+    """The sweep of a bundle, loaded from its own code snapshot; RemoteError when it does not validate."""
+    from orchestrator.kernel.config.loading import load_sweep
+    from orchestrator.kernel.errors import ConfigError
+
+    try:
+        return load_sweep(bundle.code / bundle.manifest().sweep_file)
+    except ConfigError as exc:
+        raise RemoteError(exc.key, f"{exc.file}: {exc.problem}", exc.fix) from None
+
+
+def preflight(profile: Any, sweep_id: str) -> None:
+    """Ask the cluster before anything is queued: the partition, its MaxTime, and `sbatch --test-only` of
+    the very job the sweep will submit."""
+    client = SlurmClient(env=profile.remote.env)
+    try:
+        # SLURM accepts a job longer than its partition allows and leaves it pending forever.
+        max_time = client.partition_max_time_min(profile.slurm.partition)
+        if max_time is not None and profile.slurm.time_limit_min > max_time:
+            raise RemoteError("slurm.time_limit_min",
+                              f"time limit {profile.slurm.time_limit_min} min is over partition "
+                              f"'{profile.slurm.partition}' MaxTime of {max_time} min",
+                              f"ask for at most {max_time} min; checkpoints and requeues carry longer trials")
+        client.test_only(sweep_job(profile.slurm, sweep_id).sbatch_args())
+    except SlurmError as exc:
+        raise RemoteError(refused_key(exc.message), f"the cluster refuses this job: {exc.message}",
+                          "ask for what the cluster has (sinfo; scontrol show partition)") from None
+
+
+def _open_parent_run(manifest: BundleManifest, resolved: Any, shards: int | None = None) -> tuple[str, str]:
+    """The sweep's parent MLflow run, created before any job exists (jobs attach to it)."""
+    from orchestrator.kernel import tracking_layout as layout
+    from orchestrator.tracking.client import TrackingClient, TrackingError
+
+    try:
+        client = TrackingClient(manifest.tracking_uri)
+        experiment_id = client.ensure_experiment(resolved.project.experiment_name)
+        existing = client.raw.search_runs(  # a submit repeated after a crash continues the same parent run
+            [experiment_id], f"tags.`{layout.TAG_SWEEP_ID}` = '{manifest.sweep_id}' and tags.`{layout.TAG_KIND}` = '{layout.KIND_SWEEP}'",
+            max_results=1)
+        if existing:
+            return existing[0].info.run_id, experiment_id
+        tags = {
+            layout.TAG_KIND: layout.KIND_SWEEP, layout.TAG_SWEEP_ID: manifest.sweep_id,
+            layout.TAG_SWEEP_NAME: manifest.sweep_name, layout.TAG_PROJECT: manifest.project,
+            layout.TAG_TRAINABLE: resolved.project.trainable, layout.TAG_GIT_COMMIT: str(manifest.code.get("commit")),
+            layout.TAG_GIT_DIRTY: str(manifest.code.get("dirty", False)).lower(), layout.TAG_CLUSTER: manifest.cluster["name"],
+            layout.TAG_SOURCE_COMMIT: str(manifest.code.get("commit")),
+        }
+        params = {"metric": resolved.sweep.metric, "mode": resolved.sweep.mode, "num_trials": str(resolved.num_trials),
+                  "num_samples": str(resolved.sweep.num_samples), "scheduler": resolved.sweep.scheduler.type}
+        if shards is not None:
+            params.update({"slurm_layout": "array", "slurm_shards": str(shards)})
+        run_id = client.start_run(experiment_id, layout.parent_run_name(manifest.sweep_id), tags, params)
+        bundle_code = Path(resolved.file)
+        client.log_text(run_id, bundle_code.read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
+        client.log_text(run_id, Path(resolved.project_file).read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/project.yaml")
+        return run_id, experiment_id
+    except TrackingError as exc:
+        raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None
+    except Exception as exc:  # MLflow's own errors: unreachable server, refused request
+        raise RemoteError("tracking.uri", f"MLflow at {manifest.tracking_uri} failed: {str(exc).splitlines()[0][:200]}",
+                          "start the tracking server or fix tracking.uri in the profile") from None
+
+
+def _discard_parent_run(tracking_uri: str, run_id: str) -> None:
+    from orchestrator.tracking.client import TrackingClient
+
+    try:
+        TrackingClient(tracking_uri).raw.delete_run(run_id)
+    except Exception:  # best effort: the submit error is what the user needs to see
+        pass
+
+
+# ---------------------------------------------------------------------------- resume
+def config_hash_of(bundle: Bundle) -> str:
+    """SHA-256 of the sweep file and its project file as the sweep was submitted (in its snapshot)."""
+    from orchestrator.kernel.config.loading import sweep_files_hash
+
+    return sweep_files_hash(load_bundle_sweep(bundle))
+
+
+def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str, Any]:
+    """Submit the sweep again under the same trial ids and MLflow runs: its job restores the Tune
+    experiment (finished trials stay finished, unfinished and failed ones continue from their last
+    checkpoints). Refused while a job of the sweep is alive, and if the sweep's config changed."""
+    from cluster.slurm.submitit_backend import submit_sweep
+    from orchestrator.kernel.config.models import ClusterConfig
+
+    bundle = Bundle(bundle_root)
+    if not bundle.manifest_file.exists():
+        raise RemoteError("sweep", f"no sweep in {bundle_root}", "list sweeps with: orch status --cluster NAME")
+    manifest = bundle.manifest()
+    profile = ClusterConfig.model_validate(manifest.cluster)
+    assert profile.slurm is not None and profile.remote is not None
+    if config_hash is not None and config_hash != config_hash_of(bundle) and not force:
+        raise RemoteError("sweep", f"the sweep file or its project file changed since sweep {manifest.sweep_id} was submitted",
+                          "resume it as it was with --force, or submit the changed sweep as a new one")
+    client = SlurmClient(env=profile.remote.env)
+    alive = [j for j in client.queue_snapshot(sweep_job_name(manifest.sweep_id)) if not j.state.is_terminal()]
+    if alive:
+        raise RemoteError("sweep", f"sweep {manifest.sweep_id} still has live jobs ({', '.join(j.job_id for j in alive)})",
+                          "wait for them to end, or stop them with: orch cancel SWEEP")
+    shards = None
+    if bundle.shards_file.exists():
+        from cluster.node.shards import read_plan
+
+        shards = len(read_plan(bundle.shards_file).shards)
+    bundle.cancelled_marker.unlink(missing_ok=True)
+    if manifest.parent_run_id:
+        _reopen_parent(manifest)
+    jobs = submit_sweep(profile.slurm, profile.remote, manifest.sweep_id, bundle, shards)
+    earlier = bundle.read_json(bundle.jobs_file, [])
+    write_atomic(bundle.jobs_file, json.dumps([*earlier, *[job.job_id for job in jobs]]))
+    trials = sweep_trials(bundle, earlier)
+    unfinished = [t["trial_id"] for t in trials if t.get("state") != "TERMINATED"]
+    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "resumed_trials": unfinished,
+            "finished_trials": len(trials) - len(unfinished)}
+
+
+def _reopen_parent(manifest: BundleManifest) -> None:
+    from orchestrator.tracking.client import TrackingClient
+
+    try:
+        client = TrackingClient(manifest.tracking_uri)
+        if client.raw.get_run(manifest.parent_run_id).info.status != "RUNNING":
+            client.raw.update_run(manifest.parent_run_id, status="RUNNING")
+    except Exception:  # the job's tracker ends it with the right status anyway
+        pass
+
+
+# ---------------------------------------------------------------------------- status
+def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
+    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
+    from cluster.adaptors.slurm import SlurmClient
+
+    root = workdir / SWEEPS_DIRNAME
+    folders = [root / sweep_id] if sweep_id else sorted(p for p in root.glob("*") if (p / "bundle.json").exists())
+    if sweep_id and not (root / sweep_id / "bundle.json").exists():
+        raise RemoteError("sweep", f"no sweep '{sweep_id}' under {root}", "list sweeps with: orch status --cluster NAME")
+    bundles = [Bundle(folder) for folder in folders]
+    job_ids = {b.root.name: b.read_json(b.jobs_file, []) for b in bundles}
+    env = bundles[0].manifest().cluster.get("remote", {}).get("env", {}) if bundles else {}
+    records = SlurmClient(env=env).jobs(j for ids in job_ids.values() for j in ids)  # ONE sacct call
+    sweeps = []
+    for bundle in bundles:
+        manifest = bundle.manifest()
+        jobs = []
+        for j in job_ids[bundle.root.name]:
+            record = record_for(j, records)
+            jobs.append(record.__dict__ | {"job_id": j, "state": record.state.value} if record else {"job_id": j, "state": "UNKNOWN"})
+        sweeps.append({
+            "sweep_id": manifest.sweep_id, "project": manifest.project, "submitted_at": manifest.submitted_at,
+            "cancelled": bundle.cancelled_marker.exists(), "jobs": jobs, "trials": sweep_trials(bundle, job_ids[bundle.root.name]),
+            "parent_run_id": manifest.parent_run_id, "code": manifest.code.get("commit"),
+        })
+    return {"sweeps": sweeps}
+
+
+def record_for(job_id: str, records: dict[str, Any]) -> Any:
+    """sacct's/squeue's record of a job or array task; a task not yet started is in its array's
+    pending record (`123_[2-3]`, `123_[0,2-3%4]`)."""
+    if job_id in records:
+        return records[job_id]
+    base, _, task = job_id.partition("_")
+    if not task.isdigit():
+        return None
+    for key, record in records.items():
+        head, _, ranges = key.partition("_[")
+        if head != base or not ranges:
+            continue
+        for part in ranges.rstrip("]").split("%")[0].split(","):
+            low, _, high = part.partition("-")
+            if low.isdigit() and int(low) <= int(task) <= int(high or low):
+                return record
+    return None
+
+
+def sweep_trials(bundle: Bundle, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Trial states of a sweep; with shards, every materialised trial (PENDING until its task runs it)."""
+    from cluster.node.shards import read_plan
+
+    trials: dict[str, dict[str, Any]] = {}
+    if bundle.shards_file.exists():
+        for shard in read_plan(bundle.shards_file).shards:
+            job_id = job_ids[shard.index] if shard.index < len(job_ids) else None
+            for trial in shard.trials:
+                trials[trial.trial_id] = {"trial_id": trial.trial_id, "state": "PENDING", "epoch": 0, "metric": None,
+                                          "shard": shard.index, "job_id": job_id}
+    for shard, path in bundle.trials_files().items():
+        for trial_id, entry in bundle.read_json(path, {}).get("trials", {}).items():
+            trials[trial_id] = {**trials.get(trial_id, {}), **entry, **({"shard": shard} if shard is not None else {})}
+    return sorted(trials.values(), key=lambda trial: trial["trial_id"])
+
+
+# ---------------------------------------------------------------------------- logs
+def log_files(workdir: Path, sweep_id: str, trial_id: str | None) -> list[Path]:
+    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
+
+    bundle = Bundle(workdir / SWEEPS_DIRNAME / sweep_id)
+    if not bundle.manifest_file.exists():
+        raise RemoteError("sweep", f"no sweep '{sweep_id}'", "list sweeps with: orch status --cluster NAME")
+    if trial_id is None:
+        return sorted(bundle.submitit_dir.glob("*/*_log.*"))
+    experiments = bundle.experiment_dirs(sweep_id)  # one, or one per shard
+    trial_dir = next((e / trial_id for e in experiments if (e / trial_id).is_dir()), None)
+    if trial_dir is None:
+        known = sorted(p.name for e in experiments for p in e.glob("*") if p.is_dir())
+        raise RemoteError("trial", f"no trial '{trial_id}' in sweep {sweep_id}", f"use one of: {', '.join(known) or 'none yet'}")
+    return sorted(p for p in trial_dir.iterdir() if p.name in ("stdout", "stderr") or p.suffix in (".out", ".err", ".log"))
+
+
+# ---------------------------------------------------------------------------- cancel
+def cancel(workdir: Path, sweep_id: str) -> dict[str, Any]:
+    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
+    from cluster.adaptors.slurm import SlurmClient
+
+    bundle = Bundle(workdir / SWEEPS_DIRNAME / sweep_id)
+    if not bundle.manifest_file.exists():
+        raise RemoteError("sweep", f"no sweep '{sweep_id}'", "list sweeps with: orch status --cluster NAME")
+    manifest = bundle.manifest()
+    write_atomic(bundle.cancelled_marker, "")
+    job_ids = bundle.read_json(bundle.jobs_file, [])
+    SlurmClient(env=manifest.cluster.get("remote", {}).get("env", {})).cancel(job_ids)
+    closed = _close_runs(manifest, bundle)
+    return {"sweep_id": sweep_id, "cancelled_jobs": job_ids, "closed_runs": closed}
+
+
+def _close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
+    """Cancelled runs are marked KILLED, never left RUNNING."""
+    from orchestrator.tracking.client import TrackingClient
+
+    client = TrackingClient(manifest.tracking_uri)
+    ledgers = [bundle.read_json(path, {}) for path in bundle.runs_files()]  # one, or one per shard
+    run_ids = [run_id for ledger in ledgers for run_id in ledger.values()] + ([manifest.parent_run_id] if manifest.parent_run_id else [])
+    closed = 0
+    for run_id in run_ids:
+        if client.raw.get_run(run_id).info.status == "RUNNING":
+            client.end_run(run_id, "KILLED")
+            closed += 1
+    return closed
