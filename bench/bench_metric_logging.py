@@ -29,9 +29,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from orchestrator.laptop.tracking_server import ServerSpec, start_server, stop_group  # noqa: E402
 from orchestrator.tracking.async_logger import AsyncMetricLogger  # noqa: E402
 from orchestrator.tracking.client import TrackingClient  # noqa: E402
-from orchestrator.laptop.tracking_server import ServerSpec, start_server, stop_group  # noqa: E402
 
 
 def _free_port() -> int:

@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from cluster.adaptors.slurm import JobRecord, JobState, QueueJob  # noqa: E402
+from cluster.adaptors.slurm import JobRecord, QueueJob  # noqa: E402
 from orchestrator.kernel.config.models import ProjectBudgetConfig, QueueSettings  # noqa: E402
+from orchestrator.kernel.states import JobState, SweepState  # noqa: E402
 from orchestrator.login.queue.agent import Agent, TrialCounts  # noqa: E402
-from orchestrator.kernel.states import SweepState  # noqa: E402
 from orchestrator.login.queue.store import QueueStore, SweepRow, jobs_table, sweeps_table, trials_table  # noqa: E402
 
 PROJECTS = ("avae", "avae3d", "hvae")
@@ -63,9 +64,9 @@ def fill(store: QueueStore, n_sweeps: int, n_trials: int, seed: int = 0) -> None
 
 def listing_answer(store: QueueStore) -> str:
     """What `orch queue` does on the login node, and the table it prints."""
-    from orchestrator.login.queue.service import row_json
     from orchestrator.kernel.states import TERMINAL
     from orchestrator.laptop.queue_cli import queue_table
+    from orchestrator.login.queue.service import row_json
 
     rows = store.sweeps([s for s in SweepState if s not in TERMINAL], limit=50, finished_since=time.time() - 86400)
     answer = {"sweeps": [row_json(r) for r in rows], "counts": store.count(), "shown": len(rows), "agent": {}}

@@ -107,13 +107,13 @@ def main() -> int:
         wait(lambda: (slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False) or True)
              and job_state(job_id) == "RUNNING", 120, "the job to run again")
         running = time.time()
-        ledger = wait(lambda: (e := json.loads((folder / "attempts.json").read_text())) and len(e) > attempts_before and e, 120,
+        ledger = wait(lambda before=attempts_before: (e := json.loads((folder / "attempts.json").read_text())) and len(e) > before and e, 120,
                       "the new attempt")
         started = ledger[-1]["started_at"]
-        firsts = wait(lambda: (r := results_after(folder, sweep_id, started)) and len(r) == 2 and r, 300, "training to resume")
+        firsts = wait(lambda since=started: (r := results_after(folder, sweep_id, since)) and len(r) == 2 and r, 300, "training to resume")
         token = ledger[-1]["token"]
-        recovery = wait(lambda: (folder / "recovery.json").exists() and [e for e in json.loads((folder / "recovery.json").read_text())
-                                                                          if e["token"] == token], 60, "the tracker's recovery record")
+        recovery = wait(lambda token=token: (folder / "recovery.json").exists() and [e for e in json.loads((folder / "recovery.json").read_text())
+                                                                                      if e["token"] == token], 60, "the tracker's recovery record")
         redone = sum(e["redone_steps"] for e in recovery)
         handover = ledger[-2].get("ended", "")
         row = {"kind": kind, "handover_s": requeued - t0, "pending_s": running - requeued, "restore_s": started - running,

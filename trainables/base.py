@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 import pydantic
@@ -63,8 +63,8 @@ class CheckpointableTrainable(tune.Trainable):
     generator: torch.Generator
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: Optional[Any] = None
-    scaler: Optional[Any] = None
+    scheduler: Any | None = None
+    scaler: Any | None = None
 
     # ----------------------------------------------------------------- lifecycle
     def setup(self, config: dict[str, Any]) -> None:

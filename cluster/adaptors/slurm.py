@@ -9,47 +9,17 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import Iterable, Mapping, Sequence
 
 from orchestrator.kernel.errors import OrchError
+from orchestrator.kernel.states import JobState
 
 
 class SlurmError(OrchError):
     def __init__(self, command: Sequence[str], returncode: int, message: str) -> None:
         super().__init__(f"{command[0]} failed ({returncode}): {message}")
         self.command, self.returncode, self.message = list(command), returncode, message
-
-
-class JobState(str, Enum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    REQUEUED = "REQUEUED"
-    SUSPENDED = "SUSPENDED"
-    COMPLETING = "COMPLETING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    TIMEOUT = "TIMEOUT"
-    PREEMPTED = "PREEMPTED"
-    NODE_FAIL = "NODE_FAIL"
-    OUT_OF_MEMORY = "OUT_OF_MEMORY"
-    BOOT_FAIL = "BOOT_FAIL"
-    DEADLINE = "DEADLINE"
-    UNKNOWN = "UNKNOWN"
-
-    @classmethod
-    def parse(cls, text: str) -> JobState:
-        word = text.split()[0] if text.strip() else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
-        return cls.__members__.get(word, cls.UNKNOWN)
-
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT, JobState.NODE_FAIL,
-             JobState.OUT_OF_MEMORY, JobState.BOOT_FAIL, JobState.DEADLINE}
 
 
 @dataclass(frozen=True)
@@ -198,7 +168,7 @@ class SlurmClient:
         """Every attempt of one job (requeues included), oldest first: ONE sacct call."""
         done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates", "-j", job_id,
                           "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES"], check=False)
-        records = []
+        records: list[JobRecord] = []
         for line in done.stdout.splitlines():
             parts = line.split("|")
             if len(parts) >= 7:

@@ -12,11 +12,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.kernel.errors import Problem
+from orchestrator.kernel.states import JobState
 
 # The REST API answers 500 with this when slurmctld rejected the credentials slurmrestd passed on.
 _REJECTED_MARKERS = ("unable to load", "Unspecified error", "Failed while looking")
@@ -37,7 +38,7 @@ class RestJob:
 
     job_id: str
     name: str
-    state: str
+    state: JobState
     comment: str
     nodes: str
     partition: str
@@ -58,7 +59,7 @@ class RestJob:
         array_job = record.get("array_job_id") or 0
         task = record.get("array_task_id")
         return cls(
-            job_id=str(record["job_id"]), name=str(record.get("name") or ""), state=str(record.get("job_state") or "UNKNOWN"),
+            job_id=str(record["job_id"]), name=str(record.get("name") or ""), state=JobState.parse(str(record.get("job_state") or "")),
             comment=str(record.get("comment") or ""), nodes=str(record.get("nodes") or ""),
             partition=str(record.get("partition") or ""), reason=str(record.get("state_reason") or ""),
             array_job_id=str(array_job) if array_job else None, array_task_id=None if task is None else str(task),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.kernel.errors import Problem
 
@@ -145,7 +146,7 @@ class SshTransport:
                               "check login.host/port, your network or VPN, and login.jump_host")
 
 
-def transport_for(login: "SshLogin | None") -> Transport:
+def transport_for(login: SshLogin | None) -> Transport:
     """The transport of a cluster profile's `login:` section (None: we are on the login node)."""
     if login is None:
         return LocalTransport()

@@ -8,6 +8,7 @@ Its `checkpoint()` makes submitit requeue the job on preemption or time-out.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.kernel.sweep_folder import Bundle, write_atomic
+from orchestrator.kernel.files import write_atomic
+from orchestrator.kernel.states import JobState, RunStatus
+from orchestrator.kernel.sweep_folder import Bundle
 from trainables import runtime
 
 
@@ -51,30 +54,26 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     from cluster.node.ray_allocation import ray_head, wait_for_nodes
     from cluster.node.shards import read_plan
     from cluster.node.trial_status import ShardTrials, TrialStatusWriter
+    from orchestrator.kernel import tracking_layout as layout
     from orchestrator.kernel.config.loading import load_sweep
     from orchestrator.kernel.config.resources import MachineResources, max_concurrent
-    from orchestrator.kernel import tracking_layout as layout
     from orchestrator.tracking.client import TrackingClient
     from orchestrator.tracking.tune_callback import MLflowTrialTracker
 
     manifest = bundle.manifest()
     if bundle.cancelled_marker.exists():
-        return {"sweep_id": manifest.sweep_id, "status": "CANCELLED"}
+        return {"sweep_id": manifest.sweep_id, "status": JobState.CANCELLED.value}
     begin_attempt(bundle, allocation, manifest.sweep_id, shard)
+    profile = manifest.profile()
     resolved = load_sweep(bundle.code / manifest.sweep_file)
     client = TrackingClient(manifest.tracking_uri)
-    base_tags = {
-        layout.TAG_SWEEP_ID: manifest.sweep_id, layout.TAG_SWEEP_NAME: manifest.sweep_name,
-        layout.TAG_PROJECT: manifest.project, layout.TAG_TRAINABLE: resolved.project.trainable,
-        layout.TAG_GIT_COMMIT: manifest.code.get("commit", "unknown"),
-        layout.TAG_GIT_DIRTY: str(manifest.code.get("dirty", False)).lower(),
-        layout.TAG_CLUSTER: manifest.cluster.get("name", ""), "orch.slurm_job_id": allocation.job_id,
-    }
+    identity = layout.SweepIdentity(manifest.sweep_id, manifest.sweep_name, manifest.project, resolved.project.trainable,
+                                    str(manifest.code.get("commit", "unknown")), bool(manifest.code.get("dirty", False)), profile.name)
+    # SLURM_JOB_ID of an array task is its own number: the task is also tagged as `orch status` lists it.
+    base_tags = {**layout.sweep_tags(identity), **layout.slurm_tags(allocation.job_id, shard)}
     shard_plan = read_plan(bundle.shards_file) if shard is not None else None
-    if shard is not None:  # SLURM_JOB_ID of an array task is its own number: also tag the task as `orch status` lists it
-        base_tags.update({"orch.shard": str(shard), "orch.slurm_array_task": allocation.job_id})
     # tracking.nodes_reach_server: false -> the tracker never contacts MLflow; it spools next to the run ledger.
-    nodes_reach_server = bool((manifest.cluster.get("tracking") or {}).get("nodes_reach_server", True))
+    nodes_reach_server = profile.tracking.nodes_reach_server
     tracker = MLflowTrialTracker(client if nodes_reach_server else None, manifest.experiment_id or "",
                                  manifest.parent_run_id or "", base_tags, manifest.sweep_name,
                                  ledger_path=bundle.runs_file_of(shard))
@@ -86,22 +85,22 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
                           shard_plan.shard(shard) if shard_plan is not None and shard is not None else None)
     from cluster.node.preemption import SignalGate
 
-    callbacks = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
+    callbacks: list[Any] = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
     callbacks.append(SignalGate())
 
     started = time.time()
     from cluster.node import preemption
 
     # USR2 (preemption, time limit): trials checkpoint first, then submitit requeues (see cluster/node/preemption.py).
-    grace = min(float((manifest.cluster.get("slurm") or {}).get("signal_lead_s", 60)), 60.0)
+    grace = min(float(profile.slurm.signal_lead_s if profile.slurm is not None else 60), 60.0)
     experiment = bundle.experiment_dir(manifest.sweep_id, shard)
-    preemption.install(bundle.root / f"checkpoint_now{'' if shard is None else f'-s{shard}'}.json", experiment,
+    preemption.install(bundle.checkpoint_now_file(shard), experiment,
                        deadline_s=max(5.0, min(grace, 30.0) - 5.0),
                        on_handover=lambda reason: end_attempt(bundle, shard, reason))
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
     os.environ[runtime.RUN_LEDGER_ENV] = str(bundle.runs_file_of(shard))  # trainables stamp their run id into checkpoints
     with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         try:
             wait_for_nodes(allocation.nodes)
             if tune.Tuner.can_restore(str(experiment)):
@@ -113,17 +112,17 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
             grid = tuner.fit()
         finally:
             ray.shutdown()
-    failed = sum(1 for result in grid if result.error)
+    failed = grid.num_errors
     summary = {
         "sweep_id": manifest.sweep_id, "job_id": allocation.job_id, "host": socket.gethostname(),
         "nodes": allocation.nodes, "attempt": allocation.attempt, "trials": len(grid), "failed": failed, "seconds": round(time.time() - started, 1),
         **({"shard": shard} if shard is not None else {}),
     }
-    write_atomic(bundle.root / f"result-{allocation.job_id}.json", json.dumps(summary, indent=2))
-    parent_status = "FAILED" if failed else "FINISHED"
+    write_atomic(bundle.result_file(allocation.job_id), json.dumps(summary, indent=2))
+    parent_status: RunStatus | None = RunStatus.FAILED if failed else RunStatus.FINISHED
     if shard_plan is not None:  # the parent run ends with the last shard
         parent_status = _sweep_status(bundle, len(shard_plan.shards))
-    _log_recovery_metrics(tracker, client if nodes_reach_server else None, manifest.parent_run_id, allocation,
+    _log_recovery_metrics(bundle, client if nodes_reach_server else None, manifest.parent_run_id, allocation,
                           per_trial_gpu, shard)
     if manifest.parent_run_id and parent_status:
         tracker.end_parent(parent_status)  # deferred mode: recorded in the spool for delivery
@@ -140,15 +139,14 @@ def begin_attempt(bundle: Bundle, allocation: Any, sweep_id: str, shard: int | N
 
     token = f"{allocation.job_id}.{allocation.attempt}.{uuid.uuid4().hex[:8]}"
     os.environ[runtime.ATTEMPT_TOKEN_ENV] = token  # read by the tracker (also after Tuner.restore unpickles it)
-    suffix = "" if shard is None else f"-s{shard}"
-    ledger = bundle.root / f"attempts{suffix}.json"
+    ledger = bundle.attempts_file(shard)
     history = bundle.read_json(ledger, [])
     previous = _previous_attempt_end(allocation, history)
     os.environ[runtime.ATTEMPT_INDEX_ENV] = str(len(history))  # attempts of the sweep across jobs (requeues and orch resume)
     entry = {"attempt": allocation.attempt, "job_id": allocation.job_id, "node": socket.gethostname(),
              "slurm_node": os.environ.get("SLURMD_NODENAME", ""), "started_at": time.time(), "token": token,
              "previous_ended": previous}
-    write_atomic(bundle.root / f"attempt{suffix}.json", json.dumps(entry))
+    write_atomic(bundle.attempt_file(shard), json.dumps(entry))
     write_atomic(ledger, json.dumps([*history, entry], indent=1))
     print(f"===== sweep {sweep_id}{'' if shard is None else f' shard {shard}'}: attempt {allocation.attempt} "
           f"(SLURM job {allocation.job_id}, restart {allocation.attempt}) on {entry['slurm_node'] or entry['node']} "
@@ -160,7 +158,7 @@ def end_attempt(bundle: Bundle, shard: int | None, reason: str) -> None:
     """Record in the attempts ledger how this attempt ends (the next attempt's log separator names it)."""
     import json
 
-    ledger = bundle.root / f"attempts{'' if shard is None else f'-s{shard}'}.json"
+    ledger = bundle.attempts_file(shard)
     history = bundle.read_json(ledger, [])
     if history:
         history[-1]["ended"] = reason
@@ -180,37 +178,24 @@ def _previous_attempt_end(allocation: Any, history: list[dict[str, Any]] | None 
         records = SlurmClient(env={}, timeout_s=20).attempts(allocation.job_id)
     except Exception as exc:  # accounting away: the separator says so, the job goes on
         return f"unknown ({exc})"
-    ended = [r for r in records if r.state.is_terminal() or r.state.value in ("PREEMPTED", "REQUEUED")]
+    ended = [r for r in records if r.state.is_ended or r.state == JobState.REQUEUED]
     if not ended:
         return "ended without a signal (node failure, scontrol requeue or a kill); accounting has no record of it here"
     last = ended[-1]
     return f"{last.state.value} on {last.node_list or '?'} after {last.elapsed}" + (f" ({last.reason})" if last.reason not in ("", "None") else "")
 
 
-def _log_recovery_metrics(tracker: Any, client: Any, parent_run_id: str | None, allocation: Any, gpus_per_trial: float,
+def _log_recovery_metrics(bundle: Bundle, client: Any, parent_run_id: str | None, allocation: Any, gpus_per_trial: float,
                           shard: int | None) -> None:
     """Per sweep (or shard): attempts, steps re-done after restores and the GPU-hours they cost."""
     if not parent_run_id or client is None:
         return
-    import json
-
-    from orchestrator.tracking.tune_callback import ledger_sibling
-
-    ledger = tracker._ledger_path  # recovery.json sits next to it; the restored tracker wrote there
-    path = ledger_sibling(ledger, "recovery") if ledger is not None else None
-    try:
-        entries = json.loads(path.read_text()) if path is not None and path.exists() else []
-    except (OSError, ValueError):
-        entries = []
+    entries = bundle.read_json(bundle.recovery_file(shard), [])  # the trackers of every attempt wrote there
     steps = sum(int(e.get("redone_steps", 0)) for e in entries)
     redone_s = sum(float(e.get("redone_s", 0.0)) for e in entries)
     resume_s = sum(float(e.get("resume_s") or 0.0) for e in entries)
     gpus = max(gpus_per_trial, 0.0)
-    attempts = ledger_sibling(ledger, "attempts") if ledger is not None else None
-    try:
-        count = len(json.loads(attempts.read_text())) if attempts is not None and attempts.exists() else allocation.attempt + 1
-    except (OSError, ValueError):
-        count = allocation.attempt + 1
+    count = len(bundle.read_json(bundle.attempts_file(shard), [])) or allocation.attempt + 1
     metrics = {"orch_attempts": float(count), "orch_redone_steps": float(steps),
                "gpu_hours_redone": redone_s * gpus / 3600.0,
                "gpu_hours_lost_to_preemption": (redone_s + resume_s) * gpus / 3600.0}
@@ -220,12 +205,12 @@ def _log_recovery_metrics(tracker: Any, client: Any, parent_run_id: str | None, 
         pass
 
 
-def _sweep_status(bundle: Bundle, shards: int) -> str | None:
+def _sweep_status(bundle: Bundle, shards: int) -> RunStatus | None:
     """FINISHED/FAILED once every shard has written its result, else None (shards still running)."""
-    results = [bundle.read_json(path, {}) for path in bundle.root.glob("result-*.json")]
+    results = [bundle.read_json(path, {}) for path in bundle.result_files()]
     done = {result["shard"]: result for result in results if "shard" in result}
     if len(done) < shards:
         return None
-    return "FAILED" if any(result.get("failed") for result in done.values()) else "FINISHED"
+    return RunStatus.FAILED if any(result.get("failed") for result in done.values()) else RunStatus.FINISHED
 
 

@@ -7,8 +7,8 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from orchestrator.kernel.config.resources import MachineResources
 

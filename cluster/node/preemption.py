@@ -16,12 +16,12 @@ at once, so the trials would resume from their last periodic checkpoint. Instead
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ray.tune import Callback
 
@@ -93,7 +93,7 @@ class SignalGate(Callback):
             original: Callable[[int, Any], None] | None = _state["original"]
             _state["pending"] = None
             owner = getattr(original, "__self__", None)  # submitit's SignalHandler tells a time-out from a preemption
-            kind = ("time limit" if owner.has_timed_out() else "preemption") if hasattr(owner, "has_timed_out") else "signal"
+            kind = ("time limit" if owner.has_timed_out() else "preemption") if owner is not None and hasattr(owner, "has_timed_out") else "signal"
             reason = (f"USR2 ({kind}); {'deadline reached before every trial checkpointed' if timed_out else 'trials checkpointed'} "
                       f"{time.time() - since:.1f} s after it")
             if _state.get("on_handover"):

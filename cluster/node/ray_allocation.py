@@ -16,13 +16,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from orchestrator.kernel.sweep_folder import write_atomic
 from cluster.node.local import quiet_ray_environment
+from orchestrator.kernel.files import write_atomic
 
 
 @dataclass(frozen=True)

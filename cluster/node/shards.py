@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.kernel.sweep_folder import write_atomic
 from orchestrator.kernel.config.search_space import deep_merge, unflatten
+from orchestrator.kernel.files import write_atomic
 
 TRIAL_KEY = "orch_trial"
 FORMAT_VERSION = 1
@@ -136,7 +136,7 @@ def param_space(shard: Shard) -> dict[str, Any]:
 def unwrapping_trainable(trainable_cls: type) -> type:
     """A thin subclass of a Tune trainable class that takes its config out of the shard wrapper."""
 
-    class ShardTrainable(trainable_cls):  # type: ignore[valid-type, misc]
+    class ShardTrainable(trainable_cls):
         def setup(self, config: dict[str, Any]) -> None:
             super().setup(unwrap(config))
 

@@ -14,7 +14,8 @@ from ray.tune import Callback
 from ray.tune.callback import CallbackList
 
 from cluster.node import shards
-from orchestrator.kernel.sweep_folder import write_atomic
+from orchestrator.kernel.files import write_atomic
+from orchestrator.kernel.states import TrialStatus
 
 
 def slurm_job_id() -> str | None:
@@ -42,7 +43,7 @@ class TrialStatusWriter(Callback):
         self.__init__(self.path, self.metric, job_id, self.min_interval_s)  # type: ignore[misc]
 
     def _entry(self, trial: Any) -> dict[str, Any]:
-        return self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id, "state": "PENDING", "epoch": 0, "metric": None})
+        return self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id, "state": TrialStatus.PENDING.value, "epoch": 0, "metric": None})
 
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -51,30 +52,30 @@ class TrialStatusWriter(Callback):
             self._last_write = now
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._entry(trial).update(state="RUNNING", job_id=self.job_id)
+        self._entry(trial).update(state=TrialStatus.RUNNING.value, job_id=self.job_id)
         self._write(force=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         entry = self._entry(trial)
         value = result.get(self.metric)
-        entry.update(state="RUNNING", epoch=int(result.get("epoch", result.get("training_iteration", 0))))
+        entry.update(state=TrialStatus.RUNNING.value, epoch=int(result.get("epoch", result.get("training_iteration", 0))))
         if isinstance(value, (int, float)) and math.isfinite(value):
             entry["metric"] = float(value)
         self._write()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._entry(trial)["state"] = "TERMINATED"
+        self._entry(trial)["state"] = TrialStatus.TERMINATED.value
         self._write(force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._entry(trial)["state"] = "ERROR"
+        self._entry(trial)["state"] = TrialStatus.ERROR.value
         self._write(force=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         for trial in trials:
             entry = self._entry(trial)
-            if entry["state"] not in ("TERMINATED", "ERROR"):
-                entry["state"] = trial.status
+            if not TrialStatus.parse(entry["state"]).is_done:
+                entry["state"] = TrialStatus.parse(trial.status).value
         self._write()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

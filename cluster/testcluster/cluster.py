@@ -14,8 +14,17 @@ from pathlib import Path
 
 from . import config, daemons, network
 from .layout import (
-    ACCOUNT, CLUSTER_NAME, GPUS_PER_NODE, MARKER, NODE_CPUS, NODE_MEMORY_MB, NODES, PARTITIONS,
-    SSH_HOST_ALIAS, Layout, Ports,
+    ACCOUNT,
+    CLUSTER_NAME,
+    GPUS_PER_NODE,
+    MARKER,
+    NODE_CPUS,
+    NODE_MEMORY_MB,
+    NODES,
+    PARTITIONS,
+    SSH_HOST_ALIAS,
+    Layout,
+    Ports,
 )
 from .procs import ClusterError, Daemon, is_alive, run, stop, stop_tree, wait_for
 

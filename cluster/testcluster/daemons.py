@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from . import config
 from .layout import ACCOUNT, CLUSTER_NAME, GPU_CHAR_MAJOR, GPUS_PER_NODE, NODES, PARTITIONS, Layout, Node

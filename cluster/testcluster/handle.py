@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .cluster import load_state
 from .procs import ClusterError, is_alive
@@ -35,7 +35,7 @@ class SlurmCluster:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, root: Path) -> "SlurmCluster":
+    def load(cls, root: Path) -> SlurmCluster:
         state = load_state(Path(root))
         if state is None:
             raise ClusterError(f"no cluster.json in {root}")

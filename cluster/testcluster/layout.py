@@ -33,7 +33,7 @@ class Ports:
     slurmrestd: int = 6921
 
     @classmethod
-    def from_base(cls, base: int, ssh: int) -> "Ports":
+    def from_base(cls, base: int, ssh: int) -> Ports:
         return cls(slurmctld=base, slurmd=base + 1, slurmdbd=base + 2, mysql=base + 3, ssh=ssh, slurmrestd=base + 4)
 
 

@@ -13,19 +13,29 @@
         shards.json      layout array: every trial (stable id, config) and its shard (cluster.node.shards)
         ray/<job>.<n>/   Ray head address of each job attempt, for the other nodes
         result-<job>.json what a finished job reports
+        attempts.json    every attempt of the job(s): SLURM job, restart, node, fencing token, how it ended
+        attempt.json     the current attempt's fencing token (older attempts stop writing to MLflow)
+        recovery.json    steps re-done and restart time per trial and attempt
+        checkpoint_now.json  appears when SLURM's signal asks every trial to checkpoint (trainables.runtime)
+                         (attempts, attempt, recovery and checkpoint_now have an -s<i> twin per shard)
+        metric_spool/    metrics, runs and artifacts not yet on the tracking server (orchestrator.tracking.spool)
+        time_fit.json    the time limit chosen by slurm.fit_time_limit, and why
         CANCELLED        present once the sweep was cancelled
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.files import write_atomic
+
 SWEEPS_DIRNAME = "sweeps"
+SPOOL_DIRNAME = "metric_spool"
+RUNS_LEDGER_STEM = "mlflow_runs"
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,10 @@ class BundleManifest:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def profile(self) -> ClusterConfig:
+        """The cluster profile the sweep was submitted with, typed (validated as it was at submit)."""
+        return ClusterConfig.model_validate(self.cluster)
 
     @classmethod
     def from_json(cls, text: str) -> BundleManifest:
@@ -72,6 +86,26 @@ class Bundle:
     runs_file = property(lambda self: self.root / "mlflow_runs.json")
     cancelled_marker = property(lambda self: self.root / "CANCELLED")
     shards_file = property(lambda self: self.root / "shards.json")
+    spool_dir = property(lambda self: self.root / SPOOL_DIRNAME)
+    time_fit_file = property(lambda self: self.root / "time_fit.json")
+
+    def attempts_file(self, shard: int | None) -> Path:
+        return ledger_sibling(self.runs_file_of(shard), "attempts")
+
+    def attempt_file(self, shard: int | None) -> Path:
+        return ledger_sibling(self.runs_file_of(shard), "attempt")
+
+    def recovery_file(self, shard: int | None) -> Path:
+        return ledger_sibling(self.runs_file_of(shard), "recovery")
+
+    def checkpoint_now_file(self, shard: int | None) -> Path:
+        return ledger_sibling(self.runs_file_of(shard), "checkpoint_now")
+
+    def result_file(self, job_id: str) -> Path:
+        return self.root / f"result-{job_id}.json"
+
+    def result_files(self) -> list[Path]:
+        return sorted(self.root.glob("result-*.json"))
 
     # Layout array: each shard (array task) has its own experiment, trial states and run ledger,
     # because the tasks run at the same time and each rewrites its files whole.
@@ -107,7 +141,7 @@ class Bundle:
         return BundleManifest.from_json(self.manifest_file.read_text())
 
     def write_manifest(self, manifest: BundleManifest) -> None:
-        write_atomic(self.manifest_file, manifest.to_json())
+        write_atomic(self.manifest_file, manifest.to_json(), mode=0o600)  # the profile in it may name a store's password
 
     def read_json(self, path: Path, default: Any) -> Any:
         try:
@@ -116,22 +150,16 @@ class Bundle:
             return default
 
 
+def ledger_sibling(ledger: Path, kind: str) -> Path:
+    """A file that belongs with a run ledger: `mlflow_runs.json` -> `<kind>.json`, `mlflow_runs-s3.json` ->
+    `<kind>-s3.json` (the sweep folder's files of one shard); any other ledger name (a tracker used outside
+    a sweep folder) -> `<ledger stem>.<kind>.json`, never the ledger itself."""
+    if ledger.name.startswith(RUNS_LEDGER_STEM):
+        return ledger.with_name(kind + ledger.name[len(RUNS_LEDGER_STEM):])
+    return ledger.with_name(f"{ledger.stem}.{kind}.json")
+
+
 def _shard_order(path: Path) -> int:
     """The shard number in a per-shard name (`...-s3`, `trials-s3.json`)."""
     digits = path.name.removesuffix(".json").rpartition("-s")[2]
     return int(digits) if digits.isdigit() else -1
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

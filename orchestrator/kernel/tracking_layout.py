@@ -1,17 +1,21 @@
-"""The MLflow run layout every UI comparison relies on. One module owns it.
+"""The MLflow run layout every UI comparison relies on. One module owns it: names, tag sets, param sets.
 
 - one MLflow experiment per research project (named after the project);
-- one parent run per sweep, tagged `orch.kind=sweep`;
-- one nested child run per trial (`mlflow.parentRunId`), tagged `orch.kind=trial`,
-  with every hyperparameter as a param (dotted keys for nested ones), per-epoch
+- one parent run per sweep, tagged `orch.kind=sweep`, with `sweep_tags` + `sweep_params`, wherever
+  the sweep runs (this machine or SLURM);
+- one nested child run per trial (`mlflow.parentRunId`), tagged `orch.kind=trial`, carrying the same
+  `sweep_tags`, with every hyperparameter as a param (dotted keys for nested ones), per-epoch
   metrics with the epoch as step, and artifacts under `pictures/` and `checkpoint/`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from orchestrator.kernel.config.models import SweepConfig
 from orchestrator.kernel.config.search_space import flatten
 
 TAG_KIND = "orch.kind"
@@ -31,6 +35,12 @@ TAG_NODE = "orch.node"
 TAG_NODE_IP = "orch.node_ip"
 TAG_DEVICE = "orch.device"
 TAG_CUDA_VISIBLE_DEVICES = "orch.cuda_visible_devices"
+TAG_SHARD = "orch.shard"
+TAG_SLURM_ARRAY_TASK = "orch.slurm_array_task"
+TAG_RESUMED = "orch.resumed"
+TAG_ERROR = "orch.error"
+TAG_BEST_TRIAL = "orch.best_trial_id"
+TAG_BEST_RUN = "orch.best_run_id"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_SOURCE_COMMIT = "mlflow.source.git.commit"
 
@@ -51,6 +61,52 @@ _RAY_RESULT_KEYS = frozenset(
     }
 )
 MAX_PARAM_LENGTH = 6000
+
+
+@dataclass(frozen=True)
+class SweepIdentity:
+    """What every run of a sweep says about it: which sweep, project, trainable, code and cluster."""
+
+    sweep_id: str
+    sweep_name: str
+    project: str
+    trainable: str
+    commit: str
+    dirty: bool
+    cluster: str
+
+
+def sweep_tags(identity: SweepIdentity) -> dict[str, str]:
+    """The tags the sweep's parent run AND each of its trial runs carry."""
+    return {
+        TAG_SWEEP_ID: identity.sweep_id, TAG_SWEEP_NAME: identity.sweep_name, TAG_PROJECT: identity.project,
+        TAG_TRAINABLE: identity.trainable, TAG_GIT_COMMIT: identity.commit, TAG_GIT_DIRTY: str(identity.dirty).lower(),
+        TAG_SOURCE_COMMIT: identity.commit, TAG_CLUSTER: identity.cluster,
+    }
+
+
+def parent_tags(identity: SweepIdentity) -> dict[str, str]:
+    return {**sweep_tags(identity), TAG_KIND: KIND_SWEEP}
+
+
+def sweep_params(sweep: SweepConfig, num_trials: int, max_concurrent_trials: int, shards: int | None = None) -> dict[str, str]:
+    """The params of a sweep's parent run: what it optimises and how its trials run."""
+    params = {
+        "metric": sweep.metric, "mode": sweep.mode, "num_samples": str(sweep.num_samples), "num_trials": str(num_trials),
+        "scheduler": sweep.scheduler.type, "search_algorithm": sweep.search.algorithm,
+        "max_concurrent_trials": str(max_concurrent_trials),
+    }
+    if shards is not None:
+        params.update({"slurm_layout": "array", "slurm_shards": str(shards)})
+    return params
+
+
+def slurm_tags(job_id: str, shard: int | None = None) -> dict[str, str]:
+    """The trial runs' tags of a SLURM job (array task `job_id` of shard `shard`, as `orch status` lists it)."""
+    tags = {TAG_SLURM_JOB_ID: job_id}
+    if shard is not None:
+        tags.update({TAG_SHARD: str(shard), TAG_SLURM_ARRAY_TASK: job_id})
+    return tags
 
 
 def parent_run_name(sweep_id: str) -> str:

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -52,13 +52,13 @@ def validate(files: list[Path] = typer.Argument(..., help="Config files under co
 def run(
     sweep_file: Path = SweepFile,
     cluster: str = typer.Option("local", "--cluster", "-c", help="Cluster profile name (conf/clusters/NAME.yaml) or file"),
-    tracking_uri: Optional[str] = TrackingUri,
+    tracking_uri: str | None = TrackingUri,
 ) -> None:
     """Run a sweep on this machine with Ray Tune; results go to MLflow."""
     from cluster.node.local import loopback_ray_environment, machine_resources
 
     loopback_ray_environment()  # before the first import of ray
-    from orchestrator.kernel.config.loading import conf_root_of, load_cluster, load_sweep
+    from orchestrator.kernel.config.loading import cluster_file, conf_root_of, load_cluster, load_sweep
     from orchestrator.kernel.config.resources import check_resources, max_concurrent
     from orchestrator.kernel.errors import SweepFailedError
     from orchestrator.laptop.progress import results_table
@@ -72,7 +72,7 @@ def run(
     check_resources(resolved, resources, profile.name)
     # Validation is complete: only now is anything written.
     state = LocalState.in_directory().ensure()
-    target = resolve_tracking(tracking_uri, profile.tracking, state)
+    target = resolve_tracking(tracking_uri, profile.tracking, cluster_file(cluster, conf_root_of(sweep_file)), state)
     outcome = run_sweep(resolved, profile, resources, max_concurrent(resolved.sweep, resources), state, target, console)
 
     console.print(results_table(outcome.rows, resolved.sweep.metric, outcome.varying, f"sweep {outcome.sweep_id}"))
@@ -89,18 +89,17 @@ def run(
 
 @app.command()
 def ui(
-    sweep: Optional[str] = typer.Argument(None, help="Preselect this sweep's experiment"),
-    tracking_uri: Optional[str] = TrackingUri,
+    sweep: str | None = typer.Argument(None, help="Preselect this sweep's experiment"),
+    tracking_uri: str | None = TrackingUri,
+    cluster: str | None = typer.Option(None, "--cluster", "-c", help="Read tracking.uri from this cluster profile"),
+    conf: Path = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/"),
     host: str = typer.Option("127.0.0.1", help="Address to serve on"),
     port: int = typer.Option(5000, help="Port to serve on"),
 ) -> None:
     """Open the MLflow UI on the configured tracking store."""
-    from orchestrator.laptop.state import LocalState
+    from orchestrator.laptop.tracking_uri import local_tracking
 
-    state = LocalState.in_directory()
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or state.tracking_uri
-    if uri == state.tracking_uri and not state.mlflow_db.is_file():
-        raise OrchError(f"no runs yet in {state.mlflow_db}; run a sweep first: orch run conf/sweeps/quickstart.yaml")
+    uri = local_tracking(tracking_uri, cluster, conf).uri
     console.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     if sweep:
         from orchestrator.laptop.compare import experiment_url, sweep_experiment_id
@@ -137,23 +136,25 @@ def _is_rest(target: Any) -> bool:
 def submit(
     sweep_file: Path = SweepFile,
     cluster: str = ClusterOption,
-    tracking_uri: Optional[str] = TrackingUri,
+    tracking_uri: str | None = TrackingUri,
     priority: str = typer.Option("0", "--priority", "-p", help="Queue priority (an integer; higher goes first)"),
-    after: Optional[list[str]] = typer.Option(None, "--after", help="Start only after this sweep (id or name) succeeded"),
+    after: list[str] | None = typer.Option(None, "--after", help="Start only after this sweep (id or name) succeeded"),
     hold: bool = typer.Option(False, "--hold", help="Queue it held: it starts after `orch release`"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Queue a duplicate of an earlier sweep without asking"),
 ) -> None:
     """Send a sweep to a SLURM cluster: into its queue when the profile has one, else straight to SLURM."""
     from orchestrator.kernel.config.loading import conf_root_of, load_sweep
     from orchestrator.laptop.queue_cli import parse_priority
-    from orchestrator.laptop.targets.ssh import check_slurm_resources, submit as submit_sweep, tracking_uri_for
     from orchestrator.laptop.targets.local import new_sweep_id
+    from orchestrator.laptop.targets.ssh import check_slurm_resources
+    from orchestrator.laptop.targets.ssh import submit as submit_sweep
+    from orchestrator.laptop.tracking_uri import resolve_tracking
 
     level = parse_priority(priority)
     resolved = load_sweep(sweep_file)
     target = _slurm_target(cluster, conf_root_of(sweep_file))
     check_slurm_resources(resolved, target)
-    uri = tracking_uri_for(target, tracking_uri)
+    uri = resolve_tracking(tracking_uri, target.profile.tracking, target.profile_file).uri
     if not _is_rest(target) and target.profile.queue is not None:
         from orchestrator.laptop.queue_cli import submit_to_queue
 
@@ -181,7 +182,7 @@ def submit(
 
 @app.command()
 def status(
-    sweep: Optional[str] = typer.Argument(None, help="A sweep id (default: every sweep on the cluster)"),
+    sweep: str | None = typer.Argument(None, help="A sweep id (default: every sweep on the cluster)"),
     cluster: str = ClusterOption,
     conf: Path = ConfOption,
     as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON"),
@@ -208,7 +209,7 @@ def status(
 @app.command()
 def logs(
     sweep: str = typer.Argument(..., help="The sweep id"),
-    trial: Optional[str] = typer.Argument(None, help="A trial id (default: the SLURM job logs)"),
+    trial: str | None = typer.Argument(None, help="A trial id (default: the SLURM job logs)"),
     cluster: str = ClusterOption,
     conf: Path = ConfOption,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
@@ -279,7 +280,7 @@ def resume(
 def drill(
     cluster: str = ClusterOption,
     sweep_file: Path = typer.Option(..., "--sweep", help="Whose trainable (first trial's config) to checkpoint"),
-    preempt_with: Optional[str] = typer.Option(None, "--preempt-with", help="Also preempt the canary with a job in this partition"),
+    preempt_with: str | None = typer.Option(None, "--preempt-with", help="Also preempt the canary with a job in this partition"),
 ) -> None:
     """Preemption drill: a canary job is signalled (and preempted); report what the cluster does."""
     from cluster.node.shards import materialise
@@ -295,7 +296,7 @@ def drill(
     console.print(f"canary job on '{target.profile.name}' (partition {target.profile.slurm.partition}): training one step "
                   f"of {resolved.project.trainable}, then signalling it ...", highlight=False)
     r = target.call(args, timeout_s=900)
-    console.print(f"signal: {'delivered in %.1f s' % r['signal_latency_s'] if r['signal_delivered'] else 'NOT delivered'} "
+    console.print(f"signal: {'delivered in {:.1f} s'.format(r['signal_latency_s']) if r['signal_delivered'] else 'NOT delivered'} "
                   f"(USR2 to the job's processes, job {r['job_id']} on {r['node'] or '?'})", highlight=False)
     console.print(f"preemption in partition {r['partition']}: PreemptMode={r['preempt_mode']}, GraceTime={r['grace_time_s']:g} s"
                   + (f"; preempted by a '{preempt_with}' job: {r['preemption']['outcome']} after {r['preemption']['seconds']} s"
@@ -307,7 +308,7 @@ def drill(
     console.print(f"canary files: {r['folder']}", highlight=False)
 
 
-def _code_dir(target: Any, sweep: Optional[str]) -> Optional[str]:
+def _code_dir(target: Any, sweep: str | None) -> str | None:
     """The sweep's own code snapshot answers for it; without a sweep, the installed package does."""
     if not sweep:
         return None
@@ -324,7 +325,7 @@ app.add_typer(data_app, name="data")
 def data_fetch(
     name: str = typer.Argument(..., help="mnist, modelnet10 or modelnet40"),
     root: Path = typer.Option(..., "--root", help="Where datasets are kept (a trainable's data_root)"),
-    mirror: Optional[list[str]] = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),
+    mirror: list[str] | None = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),
 ) -> None:
     """Download a dataset, verify its checksums and unpack it under ROOT (needs internet)."""
     from trainables.data.fetch import DATASETS, DataFetchError, fetch_dataset

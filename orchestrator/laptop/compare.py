@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.kernel.errors import OrchError
 from orchestrator.kernel import tracking_layout as layout
+from orchestrator.kernel.errors import OrchError
 
 
 @dataclass
@@ -26,47 +26,33 @@ class SweepComparison:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _search(client: Any, sweep_id: str) -> list[Any]:
-    experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
-    if not experiments:
-        return []
-    quoted = sweep_id.replace("'", "")
-    return client.search_runs(experiments, filter_string=f"tags.`{layout.TAG_SWEEP_ID}` = '{quoted}'", max_results=10000)
-
-
 def load_comparison(tracking_uri: str, sweep_id: str, metric: str | None = None) -> SweepComparison:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from orchestrator.tracking.client import TrackingClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        runs = _search(client, sweep_id)
-    except MlflowException as exc:
-        raise OrchError(f"MLflow at {tracking_uri}: {exc.message.splitlines()[0]}") from None
-    parents = [r for r in runs if r.data.tags.get(layout.TAG_KIND) == layout.KIND_SWEEP]
-    trials = [r for r in runs if r.data.tags.get(layout.TAG_KIND) == layout.KIND_TRIAL]
+    runs = TrackingClient(tracking_uri).search_runs(None, {layout.TAG_SWEEP_ID: sweep_id.replace("'", "").replace("`", "")})
+    parents = [r for r in runs if r.tags.get(layout.TAG_KIND) == layout.KIND_SWEEP]
+    trials = [r for r in runs if r.tags.get(layout.TAG_KIND) == layout.KIND_TRIAL]
     if not parents and not trials:
         raise OrchError(f"no sweep '{sweep_id}' in MLflow at {tracking_uri}; sweep ids are printed by orch run / orch submit")
     parent = parents[0] if parents else None
-    metric = metric or (parent.data.params.get("metric") if parent else None)
+    metric = metric or (parent.params.get("metric") if parent else None)
     if not metric:
         raise OrchError(f"sweep '{sweep_id}' names no metric; pass --metric")
-    mode = parent.data.params.get("mode", "min") if parent else "min"
-    params = [r.data.params for r in trials]
+    mode = parent.params.get("mode", "min") if parent else "min"
+    params = [r.params for r in trials]
     keys = sorted({k for p in params for k in p})
     differing = [k for k in keys if len({p.get(k) for p in params}) > 1]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
-            "trial_id": r.data.tags.get(layout.TAG_TRIAL_ID, r.info.run_name), "status": r.info.status,
-            "metric": r.data.metrics.get(metric), "params": {k: r.data.params.get(k) for k in differing},
-            "run_id": r.info.run_id, "steps": None,
+            "trial_id": r.tags.get(layout.TAG_TRIAL_ID, r.name), "status": r.status.value, "metric": r.metrics.get(metric),
+            "params": {k: r.params.get(k) for k in differing}, "run_id": r.run_id, "steps": None,
         }
         for r in trials
     ]
     sign = 1.0 if mode == "min" else -1.0
-    rows.sort(key=lambda row: (row["metric"] is None, sign * (row["metric"] or 0.0)))
-    experiment_id = (parent or trials[0]).info.experiment_id
-    return SweepComparison(sweep_id, experiment_id, parent.info.run_id if parent else "", metric, mode, differing, rows)
+    rows.sort(key=lambda row: (row["metric"] is None, sign * float(row["metric"] or 0.0)))
+    experiment_id = (parent or trials[0]).experiment_id
+    return SweepComparison(sweep_id, experiment_id, parent.run_id if parent else "", metric, mode, differing, rows)
 
 
 def comparison_table(comparison: SweepComparison) -> Any:

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from ray.tune import Callback
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from ray.tune import Callback
 
 from orchestrator.kernel.config.search_space import flatten
+from orchestrator.kernel.states import TrialStatus
 
 
 @dataclass
 class TrialRow:
     trial_id: str
     params: dict[str, Any]
-    state: str = "PENDING"
+    state: TrialStatus = TrialStatus.PENDING
     epoch: int = 0
     last: float | None = None
     best: float | None = None
@@ -58,7 +60,7 @@ class SweepProgress(Callback):
 
     # ---- Tune callback hooks ---------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._row(trial).state = "RUNNING"
+        self._row(trial).state = TrialStatus.RUNNING
         self._event(f"trial {trial.trial_id} started {self._params_text(trial.trial_id)}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -71,18 +73,18 @@ class SweepProgress(Callback):
         self._event(f"trial {trial.trial_id} epoch {row.epoch} {self.metric}={_fmt(row.last)}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._row(trial).state = "TERMINATED"
+        self._row(trial).state = TrialStatus.TERMINATED
         self._event(f"trial {trial.trial_id} finished")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._row(trial).state = "ERROR"
+        self._row(trial).state = TrialStatus.ERROR
         self._event(f"trial {trial.trial_id} FAILED")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         for trial in trials:
             row = self._row(trial)
-            if row.state not in ("TERMINATED", "ERROR"):
-                row.state = trial.status
+            if not row.state.is_done:
+                row.state = TrialStatus.parse(trial.status)
         if self._live is not None:
             self._live.update(self.render())
 
@@ -111,7 +113,7 @@ class SweepProgress(Callback):
     def render(self) -> Group:
         counts: dict[str, int] = {}
         for row in self.rows.values():
-            counts[row.state] = counts.get(row.state, 0) + 1
+            counts[row.state.value] = counts.get(row.state.value, 0) + 1
         summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())) or "starting"
         header = Text(
             f"sweep {self.sweep_id}  |  {summary}  |  best {self.metric} ({self.mode}) {_fmt(self.best_so_far())}"
@@ -122,12 +124,12 @@ class SweepProgress(Callback):
             table.add_column(column)
         for row in self.rows.values():
             table.add_row(
-                row.trial_id, row.state, str(row.epoch), *(_fmt(v) for v in row.params.values()), _fmt(row.last), _fmt(row.best)
+                row.trial_id, row.state.value, str(row.epoch), *(_fmt(v) for v in row.params.values()), _fmt(row.last), _fmt(row.best)
             )
         return Group(header, table)
 
 
-def results_table(rows: list[Mapping[str, Any]], metric: str, varying: list[str], title: str) -> Table:
+def results_table(rows: Sequence[Mapping[str, Any]], metric: str, varying: list[str], title: str) -> Table:
     """Final results, best first: trial, status, the hyperparameters that vary, the metric."""
     table = Table(title=title)
     for column in ("rank", "trial", "status", "epochs", *varying, metric):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -141,7 +142,7 @@ def release(sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: 
 
 def after(
     sweep: str = typer.Argument(..., help="Sweep id or name"),
-    deps: Optional[list[str]] = typer.Argument(None, help="Sweeps it waits for (none: it waits for nothing)"),
+    deps: list[str] | None = typer.Argument(None, help="Sweeps it waits for (none: it waits for nothing)"),
     cluster: str = ClusterOption,
     conf: Path = ConfOption,
 ) -> None:
@@ -152,7 +153,7 @@ def after(
     console.print(f"sweep {row['sweep_id']}: waits for {', '.join(row['after']) or 'nothing'}", highlight=False)
 
 
-COMMANDS = {"queue": queue, "priority": priority, "hold": hold, "release": release, "after": after}
+COMMANDS: dict[str, Callable[..., None]] = {"queue": queue, "priority": priority, "hold": hold, "release": release, "after": after}
 
 agent_app = typer.Typer(help="The agent on the login node that submits queued sweeps.", no_args_is_help=True)
 

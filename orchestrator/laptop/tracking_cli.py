@@ -5,10 +5,8 @@ Imports of mlflow stay inside the commands so `orch --help` stays instant.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -21,7 +19,7 @@ console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=Tru
 StateDir = typer.Option(None, "--state-dir", help="Folder holding .orch/ (default: the current directory)")
 
 
-def _state(state_dir: Optional[Path]):  # noqa: ANN202 - LocalState, imported lazily
+def _state(state_dir: Path | None):  # noqa: ANN202 - LocalState, imported lazily
     from orchestrator.laptop.state import LocalState
 
     return LocalState.in_directory(state_dir)
@@ -31,14 +29,14 @@ def _state(state_dir: Optional[Path]):  # noqa: ANN202 - LocalState, imported la
 def up(
     port: int = typer.Option(5000, help="Port on 127.0.0.1 (or --host) to serve on"),
     host: str = typer.Option("127.0.0.1", help="Address to bind; keep 127.0.0.1 unless the team reaches it over the network"),
-    backend_store_uri: Optional[str] = typer.Option(None, "--backend-store-uri",
+    backend_store_uri: str | None = typer.Option(None, "--backend-store-uri",
                                                     help="sqlite:///path or postgresql://... (default: .orch/tracking/mlflow.db)"),
-    artifacts_destination: Optional[str] = typer.Option(
+    artifacts_destination: str | None = typer.Option(
         None, "--artifacts-destination", help="s3://bucket/prefix or a folder; the server proxies uploads (default: .orch/tracking/artifacts)"),
-    default_artifact_root: Optional[str] = typer.Option(
+    default_artifact_root: str | None = typer.Option(
         None, "--default-artifact-root", help="s3://bucket/prefix that clients write to directly (no proxy)"),
     auth: bool = typer.Option(False, "--auth", help="Basic auth; admin from MLFLOW_TRACKING_USERNAME/PASSWORD"),
-    state_dir: Optional[Path] = StateDir,
+    state_dir: Path | None = StateDir,
 ) -> None:
     """Start the tracking server (does nothing if it is already up)."""
     from orchestrator.laptop.tracking_server import ServerSpec, tracking_dir
@@ -61,7 +59,7 @@ def up(
 
 
 @app.command()
-def down(state_dir: Optional[Path] = StateDir) -> None:
+def down(state_dir: Path | None = StateDir) -> None:
     """Stop the tracking server started by `up` (its whole process group)."""
     from orchestrator.laptop.tracking_server import down as server_down
 
@@ -71,7 +69,7 @@ def down(state_dir: Optional[Path] = StateDir) -> None:
 
 
 @app.command()
-def status(state_dir: Optional[Path] = StateDir) -> None:
+def status(state_dir: Path | None = StateDir) -> None:
     """Say whether the tracking server is up, and where."""
     from orchestrator.laptop.tracking_server import status as server_status
 
@@ -90,17 +88,16 @@ def status(state_dir: Optional[Path] = StateDir) -> None:
 @app.command()
 def deliver(
     spool_dir: Path = typer.Argument(..., help="A metric spool folder (e.g. the sweep's metric_spool/ on the shared filesystem)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)"),
 ) -> None:
     """Deliver spooled runs, metrics, artifacts and statuses to MLflow, exactly once (safe to run again, or concurrently)."""
+    from orchestrator.laptop.tracking_server import recorded_artifacts_destination
+    from orchestrator.laptop.tracking_uri import resolve_tracking
     from orchestrator.tracking.artifacts import ArtifactRouter
     from orchestrator.tracking.client import TrackingClient
-    from orchestrator.laptop.tracking_server import recorded_artifacts_destination
     from orchestrator.tracking.spool import deliver_spool
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise OrchError("no tracking server given; pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    uri = resolve_tracking(tracking_uri).uri
     if not spool_dir.is_dir():
         raise OrchError(f"{spool_dir}: no such spool folder")
     client = TrackingClient(uri)
@@ -116,16 +113,16 @@ def deliver(
 
 def compare(
     sweep: str = typer.Argument(..., help="A sweep id, as printed by orch run / orch submit"),
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Sort by this metric (default: the sweep's)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or .orch/)"),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Sort by this metric (default: the sweep's)"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)"),
+    cluster: str | None = typer.Option(None, "--cluster", "-c", help="Read tracking.uri from this cluster profile"),
+    conf: Path = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/"),
 ) -> None:
     """Compare the trials of a sweep: sorted by the metric, with the hyperparameters that differ."""
     from orchestrator.laptop.compare import comparison_table, load_comparison
+    from orchestrator.laptop.tracking_uri import local_tracking
 
-    state = _state(None)
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or state.tracking_uri
-    if uri == state.tracking_uri and not state.mlflow_db.is_file():
-        raise OrchError(f"no runs yet in {state.mlflow_db}; pass --tracking-uri or run a sweep first")
+    uri = local_tracking(tracking_uri, cluster, conf).uri
     comparison = load_comparison(uri, sweep, metric)
     console.print(comparison_table(comparison))
     console.print(f"MLflow experiment {comparison.experiment_id}, parent run {comparison.parent_run_id}", highlight=False)

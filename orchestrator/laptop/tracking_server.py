@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchestrator.kernel.errors import OrchError
+from orchestrator.kernel.files import write_atomic
 from orchestrator.laptop.state import LocalState
 
 START_TIMEOUT_S = 120.0
@@ -95,9 +96,7 @@ def read_record(state: LocalState) -> ServerRecord | None:
 
 def _write_record(state: LocalState, record: ServerRecord) -> None:
     path = _record_file(state)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(record), indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(asdict(record), indent=1))
 
 
 def is_healthy(uri: str, timeout_s: float = 2.0) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from cluster.adaptors.slurm import SlurmClient, SlurmError, parse_duration_s
 from cluster.slurm.job_spec import DRILL_JOB_PREFIX, setup_lines, small_job
 from orchestrator.kernel.errors import RemoteError
+from orchestrator.kernel.states import JobState
 
 READY_TIMEOUT_S = 300.0
 SIGNAL_TIMEOUT_S = 60.0
@@ -113,8 +114,9 @@ def _canary_fate(client: SlurmClient, job_id: str) -> str | None:
     fields = client.job_fields(job_id)
     if int(fields.get("Restarts", "0") or 0) >= 1:
         return "requeued"
-    if fields.get("JobState") in ("CANCELLED", "PREEMPTED", "FAILED"):
-        return f"ended {fields['JobState']}"
-    if fields.get("JobState") == "SUSPENDED":
+    state = JobState.parse(fields.get("JobState", ""))
+    if state.is_ended:
+        return f"ended {state.value}"
+    if state == JobState.SUSPENDED:
         return "suspended"
     return None

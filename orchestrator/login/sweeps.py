@@ -12,7 +12,9 @@ from typing import Any
 from cluster.adaptors.slurm import SlurmClient, SlurmError
 from cluster.slurm.job_spec import refused_key, sweep_job, sweep_job_name
 from orchestrator.kernel.errors import RemoteError
-from orchestrator.kernel.sweep_folder import Bundle, BundleManifest, write_atomic
+from orchestrator.kernel.files import write_atomic
+from orchestrator.kernel.states import RunStatus, TrialStatus
+from orchestrator.kernel.sweep_folder import Bundle, BundleManifest
 
 
 # ---------------------------------------------------------------------------- submit
@@ -40,7 +42,7 @@ def submit(bundle_root: Path) -> dict[str, Any]:
         plan = plan_shards(resolved, profile.slurm.shards)
         write_plan(bundle.shards_file, plan)
         shards = len(plan.shards)
-    parent_run_id, experiment_id = _open_parent_run(manifest, resolved, shards)
+    parent_run_id, experiment_id = _open_parent_run(bundle, manifest, resolved, profile, shards)
     # The jobs read the parent run from the manifest: it is written before they can start.
     bundle.write_manifest(BundleManifest(**{**manifest.__dict__, "parent_run_id": parent_run_id, "experiment_id": experiment_id}))
     try:
@@ -68,7 +70,7 @@ def _fit_time_limit(profile: Any, bundle: Bundle, sweep_id: str) -> Any:
             return ""  # a limit the cluster refuses is simply not a candidate
 
     fit = fit_time_limit(profile.slurm, test_only)
-    write_atomic(bundle.root / "time_fit.json", json.dumps({"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues,
+    write_atomic(bundle.time_fit_file, json.dumps({"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues,
                                                             "starts": fit.starts, "reason": fit.reason}))
     return profile.slurm.model_copy(update={"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues})
 
@@ -102,35 +104,24 @@ def preflight(profile: Any, sweep_id: str) -> None:
                           "ask for what the cluster has (sinfo; scontrol show partition)") from None
 
 
-def _open_parent_run(manifest: BundleManifest, resolved: Any, shards: int | None = None) -> tuple[str, str]:
-    """The sweep's parent MLflow run, created before any job exists (jobs attach to it)."""
-    from orchestrator.kernel import tracking_layout as layout
+def _open_parent_run(bundle: Bundle, manifest: BundleManifest, resolved: Any, profile: Any, shards: int | None = None) -> tuple[str, str]:
+    """The sweep's parent MLflow run, created before any job exists (jobs attach to it); a submit repeated
+    after a crash continues the same one."""
+    from cluster.slurm.job_spec import cpus_per_node
+    from orchestrator.kernel.config.resources import MachineResources, max_concurrent
+    from orchestrator.kernel.tracking_layout import SweepIdentity
     from orchestrator.tracking.client import TrackingClient, TrackingError
+    from orchestrator.tracking.sweep_run import open_sweep_run
 
+    settings = profile.slurm
+    held = MachineResources(cpus_per_node(settings) * settings.nodes, settings.gpus_per_node * settings.nodes)
+    identity = SweepIdentity(manifest.sweep_id, manifest.sweep_name, manifest.project, resolved.project.trainable,
+                             str(manifest.code.get("commit", "unknown")), bool(manifest.code.get("dirty", False)), profile.name)
+    diff = bundle.diff_file.read_text(errors="replace") if bundle.diff_file.exists() else ""
     try:
-        client = TrackingClient(manifest.tracking_uri)
-        experiment_id = client.ensure_experiment(resolved.project.experiment_name)
-        existing = client.raw.search_runs(  # a submit repeated after a crash continues the same parent run
-            [experiment_id], f"tags.`{layout.TAG_SWEEP_ID}` = '{manifest.sweep_id}' and tags.`{layout.TAG_KIND}` = '{layout.KIND_SWEEP}'",
-            max_results=1)
-        if existing:
-            return existing[0].info.run_id, experiment_id
-        tags = {
-            layout.TAG_KIND: layout.KIND_SWEEP, layout.TAG_SWEEP_ID: manifest.sweep_id,
-            layout.TAG_SWEEP_NAME: manifest.sweep_name, layout.TAG_PROJECT: manifest.project,
-            layout.TAG_TRAINABLE: resolved.project.trainable, layout.TAG_GIT_COMMIT: str(manifest.code.get("commit")),
-            layout.TAG_GIT_DIRTY: str(manifest.code.get("dirty", False)).lower(), layout.TAG_CLUSTER: manifest.cluster["name"],
-            layout.TAG_SOURCE_COMMIT: str(manifest.code.get("commit")),
-        }
-        params = {"metric": resolved.sweep.metric, "mode": resolved.sweep.mode, "num_trials": str(resolved.num_trials),
-                  "num_samples": str(resolved.sweep.num_samples), "scheduler": resolved.sweep.scheduler.type}
-        if shards is not None:
-            params.update({"slurm_layout": "array", "slurm_shards": str(shards)})
-        run_id = client.start_run(experiment_id, layout.parent_run_name(manifest.sweep_id), tags, params)
-        bundle_code = Path(resolved.file)
-        client.log_text(run_id, bundle_code.read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
-        client.log_text(run_id, Path(resolved.project_file).read_text(), f"{layout.ARTIFACT_SWEEP_CONFIG}/project.yaml")
-        return run_id, experiment_id
+        return open_sweep_run(TrackingClient(manifest.tracking_uri), resolved, identity,
+                              max_concurrent(resolved.sweep, held, shards or 1), shards=shards, diff=diff,
+                              untracked=list(manifest.code.get("untracked", [])), reuse=True)
     except TrackingError as exc:
         raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None
     except Exception as exc:  # MLflow's own errors: unreachable server, refused request
@@ -142,7 +133,7 @@ def _discard_parent_run(tracking_uri: str, run_id: str) -> None:
     from orchestrator.tracking.client import TrackingClient
 
     try:
-        TrackingClient(tracking_uri).raw.delete_run(run_id)
+        TrackingClient(tracking_uri).delete_run(run_id)
     except Exception:  # best effort: the submit error is what the user needs to see
         pass
 
@@ -172,7 +163,7 @@ def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str,
         raise RemoteError("sweep", f"the sweep file or its project file changed since sweep {manifest.sweep_id} was submitted",
                           "resume it as it was with --force, or submit the changed sweep as a new one")
     client = SlurmClient(env=profile.remote.env)
-    alive = [j for j in client.queue_snapshot(sweep_job_name(manifest.sweep_id)) if not j.state.is_terminal()]
+    alive = [j for j in client.queue_snapshot(sweep_job_name(manifest.sweep_id)) if not j.state.is_ended]
     if alive:
         raise RemoteError("sweep", f"sweep {manifest.sweep_id} still has live jobs ({', '.join(j.job_id for j in alive)})",
                           "wait for them to end, or stop them with: orch cancel SWEEP")
@@ -188,7 +179,7 @@ def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str,
     earlier = bundle.read_json(bundle.jobs_file, [])
     write_atomic(bundle.jobs_file, json.dumps([*earlier, *[job.job_id for job in jobs]]))
     trials = sweep_trials(bundle, earlier)
-    unfinished = [t["trial_id"] for t in trials if t.get("state") != "TERMINATED"]
+    unfinished = [t["trial_id"] for t in trials if TrialStatus.parse(t.get("state")) != TrialStatus.TERMINATED]
     return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "resumed_trials": unfinished,
             "finished_trials": len(trials) - len(unfinished)}
 
@@ -196,18 +187,18 @@ def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str,
 def _reopen_parent(manifest: BundleManifest) -> None:
     from orchestrator.tracking.client import TrackingClient
 
+    if not manifest.parent_run_id:
+        return
     try:
-        client = TrackingClient(manifest.tracking_uri)
-        if client.raw.get_run(manifest.parent_run_id).info.status != "RUNNING":
-            client.raw.update_run(manifest.parent_run_id, status="RUNNING")
+        TrackingClient(manifest.tracking_uri).reopen_run(manifest.parent_run_id)
     except Exception:  # the job's tracker ends it with the right status anyway
         pass
 
 
 # ---------------------------------------------------------------------------- status
 def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
-    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
     from cluster.adaptors.slurm import SlurmClient
+    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
 
     root = workdir / SWEEPS_DIRNAME
     folders = [root / sweep_id] if sweep_id else sorted(p for p in root.glob("*") if (p / "bundle.json").exists())
@@ -260,11 +251,11 @@ def sweep_trials(bundle: Bundle, job_ids: list[str]) -> list[dict[str, Any]]:
         for shard in read_plan(bundle.shards_file).shards:
             job_id = job_ids[shard.index] if shard.index < len(job_ids) else None
             for trial in shard.trials:
-                trials[trial.trial_id] = {"trial_id": trial.trial_id, "state": "PENDING", "epoch": 0, "metric": None,
+                trials[trial.trial_id] = {"trial_id": trial.trial_id, "state": TrialStatus.PENDING.value, "epoch": 0, "metric": None,
                                           "shard": shard.index, "job_id": job_id}
-    for shard, path in bundle.trials_files().items():
+    for shard_index, path in bundle.trials_files().items():
         for trial_id, entry in bundle.read_json(path, {}).get("trials", {}).items():
-            trials[trial_id] = {**trials.get(trial_id, {}), **entry, **({"shard": shard} if shard is not None else {})}
+            trials[trial_id] = {**trials.get(trial_id, {}), **entry, **({"shard": shard_index} if shard_index is not None else {})}
     return sorted(trials.values(), key=lambda trial: trial["trial_id"])
 
 
@@ -287,8 +278,8 @@ def log_files(workdir: Path, sweep_id: str, trial_id: str | None) -> list[Path]:
 
 # ---------------------------------------------------------------------------- cancel
 def cancel(workdir: Path, sweep_id: str) -> dict[str, Any]:
-    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
     from cluster.adaptors.slurm import SlurmClient
+    from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
 
     bundle = Bundle(workdir / SWEEPS_DIRNAME / sweep_id)
     if not bundle.manifest_file.exists():
@@ -297,20 +288,14 @@ def cancel(workdir: Path, sweep_id: str) -> dict[str, Any]:
     write_atomic(bundle.cancelled_marker, "")
     job_ids = bundle.read_json(bundle.jobs_file, [])
     SlurmClient(env=manifest.cluster.get("remote", {}).get("env", {})).cancel(job_ids)
-    closed = _close_runs(manifest, bundle)
+    closed = close_runs(manifest, bundle)
     return {"sweep_id": sweep_id, "cancelled_jobs": job_ids, "closed_runs": closed}
 
 
-def _close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
-    """Cancelled runs are marked KILLED, never left RUNNING."""
+def close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
+    """The sweep's runs (trials and parent) still RUNNING are closed as KILLED (cancel, zombies); how many."""
     from orchestrator.tracking.client import TrackingClient
 
-    client = TrackingClient(manifest.tracking_uri)
     ledgers = [bundle.read_json(path, {}) for path in bundle.runs_files()]  # one, or one per shard
     run_ids = [run_id for ledger in ledgers for run_id in ledger.values()] + ([manifest.parent_run_id] if manifest.parent_run_id else [])
-    closed = 0
-    for run_id in run_ids:
-        if client.raw.get_run(run_id).info.status == "RUNNING":
-            client.end_run(run_id, "KILLED")
-            closed += 1
-    return closed
+    return TrackingClient(manifest.tracking_uri).close_running(run_ids, RunStatus.KILLED)

@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.tracking.client import DeliveryError, MetricPoint, TrackingClient
 from orchestrator.tracking.spool import RunSpool, spooled_runs

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.kernel.errors import OrchError
+from orchestrator.kernel.states import RunStatus
 from orchestrator.tracking.secrets import scrub, scrub_mapping
 
 _MAX_PARAMS_PER_BATCH = 100
@@ -171,10 +174,10 @@ class TrackingClient:
         """The oldest active run of the experiment carrying all these tags, or None; raises `DeliveryError`."""
         from mlflow.exceptions import MlflowException
 
-        for value in tags.values():
-            if "'" in value or "`" in value:
-                raise DeliveryError(f"cannot search runs by a tag value with quotes: {value!r}", maybe_sent=False, permanent=True)
-        clause = " and ".join(f"tags.`{key}` = '{value}'" for key, value in sorted(tags.items()))
+        try:
+            clause = tag_filter(tags)
+        except TrackingError as exc:
+            raise DeliveryError(str(exc), maybe_sent=False, permanent=True) from None
         order = ["attributes.start_time ASC"]
         if not self.is_remote:
             try:
@@ -184,8 +187,8 @@ class TrackingClient:
             return runs[0].info.run_id if runs else None
         answer = self._rest("POST", "/api/2.0/mlflow/runs/search", timeout_s,
                             json={"experiment_ids": [experiment_id], "filter": clause, "max_results": 1, "order_by": order})
-        runs = answer.get("runs") or []
-        return runs[0]["info"]["run_id"] if runs else None
+        found = answer.get("runs") or []
+        return str(found[0]["info"]["run_id"]) if found else None
 
     def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time_ms: int | None,
                    timeout_s: float = 10.0) -> str:
@@ -220,20 +223,22 @@ class TrackingClient:
                     "tags": [{"key": k, "value": v} for k, v in chunk_t]}
             self._rest("POST", "/api/2.0/mlflow/runs/log-batch", timeout_s, json=body)
 
-    def set_status(self, run_id: str, status: str, end_time_ms: int | None, timeout_s: float = 10.0) -> None:
+    def set_status(self, run_id: str, status: RunStatus, end_time_ms: int | None, timeout_s: float = 10.0) -> None:
         """FINISHED/FAILED/KILLED (with the recorded end time) or RUNNING again; no retries; raises `DeliveryError`."""
         from mlflow.exceptions import MlflowException
 
+        status = RunStatus(status)
         if not self.is_remote:
             try:
-                if status == "RUNNING":
-                    self._client.update_run(run_id, status=status)
+                if status == RunStatus.RUNNING:
+                    self._client.update_run(run_id, status=status.value)
                 else:
-                    self._client.set_terminated(run_id, status=status, end_time=end_time_ms)
+                    self._client.set_terminated(run_id, status=status.value, end_time=end_time_ms)
             except MlflowException as exc:
                 raise DeliveryError(exc.message, maybe_sent=True) from None
             return
-        body = {"run_id": run_id, "status": status, **({"end_time": end_time_ms} if end_time_ms and status != "RUNNING" else {})}
+        body = {"run_id": run_id, "status": status.value,
+                **({"end_time": end_time_ms} if end_time_ms and status != RunStatus.RUNNING else {})}
         self._rest("POST", "/api/2.0/mlflow/runs/update", timeout_s, json=body)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -247,8 +252,8 @@ class TrackingClient:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._client.log_text(run_id, scrub(text), artifact_file)
 
-    def end_run(self, run_id: str, status: str) -> None:
-        self._client.set_terminated(run_id, status=status)
+    def end_run(self, run_id: str, status: RunStatus) -> None:
+        self._client.set_terminated(run_id, status=RunStatus(status).value)
 
     def log_artifact_file(self, run_id: str, local_file: Path, artifact_path: str | None) -> None:
         self._client.log_artifact(run_id, str(local_file), artifact_path=artifact_path)
@@ -256,10 +261,79 @@ class TrackingClient:
     def artifact_uri(self, run_id: str) -> str:
         return self._client.get_run(run_id).info.artifact_uri
 
-    @property
-    def raw(self) -> Any:
-        """The underlying MlflowClient, for read-only queries."""
-        return self._client
+    # --- runs as records ---------------------------------------------------------------------
+    def run(self, run_id: str) -> RunRecord:
+        return _record(self._client.get_run(run_id))
+
+    def run_status(self, run_id: str) -> RunStatus:
+        return RunStatus(self._client.get_run(run_id).info.status)
+
+    def reopen_run(self, run_id: str) -> bool:
+        """A run closed when its attempt died is RUNNING again while the next attempt trains; True if it was closed."""
+        if self.run_status(run_id) == RunStatus.RUNNING:
+            return False
+        self._client.update_run(run_id, status=RunStatus.RUNNING.value)
+        return True
+
+    def close_running(self, run_ids: Iterable[str], status: RunStatus = RunStatus.KILLED) -> int:
+        """End the runs among `run_ids` still RUNNING (never leaving a cancelled or dead sweep's runs open); how many."""
+        closed = 0
+        for run_id in run_ids:
+            if self.run_status(run_id) == RunStatus.RUNNING:
+                self.end_run(run_id, status)
+                closed += 1
+        return closed
+
+    def delete_run(self, run_id: str) -> None:
+        self._client.delete_run(run_id)
+
+    def experiment_ids(self) -> list[str]:
+        return [e.experiment_id for e in self._client.search_experiments(max_results=1000)]
+
+    def search_runs(self, experiment_ids: Iterable[str] | None, tags: Mapping[str, str], max_results: int = 10_000) -> list[RunRecord]:
+        """Runs carrying all these tags (exact values), in the given experiments (None: every experiment);
+        MLflow's errors become `TrackingError`."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            ids = list(experiment_ids) if experiment_ids is not None else self.experiment_ids()
+            if not ids:
+                return []
+            return [_record(run) for run in self._client.search_runs(ids, filter_string=tag_filter(tags), max_results=max_results)]
+        except MlflowException as exc:
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {exc.message.splitlines()[0]}") from None
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) of every point of one metric, oldest first."""
+        return [(int(m.step), float(m.value)) for m in self._client.get_metric_history(run_id, key)]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the orchestrator reads of one MLflow run."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    status: RunStatus
+    start_time_s: float
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+def _record(run: Any) -> RunRecord:
+    return RunRecord(run.info.run_id, run.info.experiment_id, run.info.run_name or "", RunStatus(run.info.status),
+                     (run.info.start_time or 0) / 1000, dict(run.data.tags), dict(run.data.params), dict(run.data.metrics))
+
+
+def tag_filter(tags: Mapping[str, str]) -> str:
+    """An MLflow search filter matching runs that carry all these tags; values with quotes are refused
+    (MLflow's filter language has no escape for them)."""
+    for value in tags.values():
+        if "'" in value or "`" in value:
+            raise TrackingError(f"cannot search MLflow runs by a tag value with quotes: {value!r}")
+    return " and ".join(f"tags.`{key}` = '{value}'" for key, value in sorted(tags.items()))
 
 
 def _json_number(value: float) -> Any:

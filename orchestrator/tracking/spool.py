@@ -40,29 +40,21 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from filelock import FileLock, Timeout
 
+from orchestrator.kernel.files import write_atomic
+from orchestrator.kernel.states import RunStatus
 from orchestrator.tracking.client import DeliveryError, MetricPoint, TrackingClient
 
 log = logging.getLogger(__name__)
 
 MAX_POINTS_PER_BATCH = 1000  # MLflow's log_batch limit
 DEFERRED_PREFIX = "deferred-"  # spool keys of runs not yet created on the server
-TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-
-def _write_atomic(path: Path, text: str, fsync: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(text)
-        if fsync:
-            out.flush()
-            os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -115,7 +107,7 @@ class RunSpool:
     def write_descriptor(self, descriptor: dict[str, Any]) -> None:
         """What the run is (experiment, name, tags, params, start time): written once, before anything else."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.descriptor, json.dumps(descriptor, indent=1, sort_keys=True), fsync=True)
+        write_atomic(self.descriptor, json.dumps(descriptor, indent=1, sort_keys=True))
 
     def read_descriptor(self) -> dict[str, Any] | None:
         try:
@@ -130,14 +122,15 @@ class RunSpool:
             out.flush()
             os.fsync(out.fileno())
 
-    def record_status(self, status: str, end_time_ms: int | None = None) -> None:
+    def record_status(self, status: RunStatus, end_time_ms: int | None = None) -> None:
         """The status to set on the server after everything spooled before it is delivered."""
         self.dir.mkdir(parents=True, exist_ok=True)
         version = int((_read_json(self.status) or {}).get("version", 0)) + 1
-        _write_atomic(self.status, json.dumps({"status": status, "end_time": end_time_ms, "version": version}), fsync=True)
+        write_atomic(self.status, json.dumps({"status": RunStatus(status).value, "end_time": end_time_ms, "version": version}))
 
-    def recorded_status(self) -> str | None:
-        return (_read_json(self.status) or {}).get("status")
+    def recorded_status(self) -> RunStatus | None:
+        status = (_read_json(self.status) or {}).get("status")
+        return RunStatus(status) if status else None
 
     def last_step(self, key: str) -> int:
         """The largest step spooled for `key` (-1: none): what a deferred run already holds."""
@@ -263,7 +256,7 @@ class RunSpool:
         return recorded is not None and recorded.get("version") != (_read_json(self.status_delivered) or {}).get("version")
 
     def _ack(self, offset: int, seq: int) -> None:
-        _write_atomic(self.acked, json.dumps({"offset": offset, "seq": seq}))
+        write_atomic(self.acked, json.dumps({"offset": offset, "seq": seq}), durable=False)
 
     def _artifact_batches(self) -> list[Path]:
         if not self.artifacts.is_dir():
@@ -324,7 +317,7 @@ class RunSpool:
         else:
             report.runs_found += 1
         client.send_params_and_tags(run_id, dict(descriptor.get("params", {})), tags, timeout_s=timeout_s)
-        _write_atomic(self.server_run, json.dumps({"run_id": run_id}), fsync=True)
+        write_atomic(self.server_run, json.dumps({"run_id": run_id}))
         return run_id
 
     def _deliver_tags(self, client: TrackingClient, run_id: str, timeout_s: float) -> None:
@@ -341,7 +334,7 @@ class RunSpool:
                 offset += len(raw)
         if merged:  # setting a tag twice is harmless: no in-flight bookkeeping needed
             client.send_params_and_tags(run_id, {}, merged, timeout_s=timeout_s)
-        _write_atomic(self.tags_acked, json.dumps({"offset": offset}))
+        write_atomic(self.tags_acked, json.dumps({"offset": offset}), durable=False)
 
     def _deliver_status(self, client: TrackingClient, run_id: str, timeout_s: float, report: DeliveryReport) -> None:
         recorded = _read_json(self.status)
@@ -349,8 +342,8 @@ class RunSpool:
             return
         if self._metrics_pending() or self._artifact_batches() or self._tags_pending():
             return  # written while this delivery ran: the next one sets it
-        client.set_status(run_id, str(recorded["status"]), recorded.get("end_time"), timeout_s=timeout_s)
-        _write_atomic(self.status_delivered, json.dumps({"version": recorded.get("version")}))
+        client.set_status(run_id, RunStatus(recorded["status"]), recorded.get("end_time"), timeout_s=timeout_s)
+        write_atomic(self.status_delivered, json.dumps({"version": recorded.get("version")}), durable=False)
         report.statuses += 1
 
     def _deliver_metrics(self, client: TrackingClient, run_id: str, timeout_s: float, report: DeliveryReport) -> None:
@@ -364,7 +357,7 @@ class RunSpool:
                 report.skipped_duplicates += len(points) - len(fresh)
                 points = fresh
             if points:
-                _write_atomic(self.inflight, json.dumps({"end": end, "seq": seq}))
+                write_atomic(self.inflight, json.dumps({"end": end, "seq": seq}), durable=False)
                 try:
                     client.send_metric_points(run_id, points, timeout_s=timeout_s)
                 except DeliveryError as exc:

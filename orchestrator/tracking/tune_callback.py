@@ -28,13 +28,15 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables import runtime
-
 from orchestrator.kernel import tracking_layout as layout
+from orchestrator.kernel.files import write_atomic
+from orchestrator.kernel.states import RunStatus
+from orchestrator.kernel.sweep_folder import SPOOL_DIRNAME, ledger_sibling
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
 from orchestrator.tracking.secrets import scrub_mapping
-from orchestrator.tracking.spool import DEFERRED_PREFIX, TERMINAL_STATUSES, RunSpool
+from orchestrator.tracking.spool import DEFERRED_PREFIX, RunSpool
+from trainables import runtime
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class MLflowTrialTracker(Callback):
         self._sweep_name = sweep_name
         self._ledger_path = ledger_path
         # The spool sits next to the ledger (the shared job folder) unless told otherwise.
-        default_spool = ledger_path.parent / "metric_spool" if ledger_path is not None else Path(tempfile.gettempdir()) / "orch-spool"
+        default_spool = ledger_path.parent / SPOOL_DIRNAME if ledger_path is not None else Path(tempfile.gettempdir()) / "orch-spool"
         self._spool_dir = spool_dir or default_spool
         self._artifacts_destination = artifacts_destination
         self._flush_timeout_s = flush_timeout_s
@@ -121,9 +123,7 @@ class MLflowTrialTracker(Callback):
 
     def _write_ledger(self) -> None:
         if self._ledger_path is not None:
-            tmp = self._ledger_path.with_name(f".{self._ledger_path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(self.run_ids, indent=1, sort_keys=True))
-            os.replace(tmp, self._ledger_path)
+            write_atomic(self._ledger_path, json.dumps(self.run_ids, indent=1, sort_keys=True))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_spool_dir", Path(tempfile.gettempdir()) / "orch-spool")
@@ -175,7 +175,7 @@ class MLflowTrialTracker(Callback):
         else:
             self._client.set_tags(run_id, tags)
 
-    def _end_run(self, run_id: str, status: str) -> None:
+    def _end_run(self, run_id: str, status: RunStatus) -> None:
         if self._client is None:
             # Everything logged so far goes to the spool first: the deliverer sets the status after it.
             if self._recorder_instance is not None:
@@ -184,7 +184,7 @@ class MLflowTrialTracker(Callback):
         else:
             self._client.end_run(run_id, status)
 
-    def end_parent(self, status: str) -> None:
+    def end_parent(self, status: RunStatus) -> None:
         """Close the sweep's parent run; deferred: recorded in the spool, set once its children are delivered."""
         if not self._parent_run_id:
             return
@@ -197,9 +197,10 @@ class MLflowTrialTracker(Callback):
         known = trial.trial_id in self.run_ids
         run_id = self._run_for(trial)
         if known:  # a restored trial continues its run: record the new attempt
-            self._set_tags(run_id, {**_system_tags(trial), "orch.resumed": "true"})
-            if self._client is None and RunSpool(self._spool_dir, run_id).recorded_status() in TERMINAL_STATUSES:
-                RunSpool(self._spool_dir, run_id).record_status("RUNNING")  # closed as KILLED before the requeue
+            self._set_tags(run_id, {**_system_tags(trial), layout.TAG_RESUMED: "true"})
+            recorded = RunSpool(self._spool_dir, run_id).recorded_status() if self._client is None else None
+            if recorded is not None and recorded.is_terminal:
+                RunSpool(self._spool_dir, run_id).record_status(RunStatus.RUNNING)  # closed as KILLED before the requeue
             elif self._client is not None:
                 self._reopen(run_id)
             self._resume_after[trial.trial_id] = self._last_logged_step(run_id)
@@ -215,15 +216,13 @@ class MLflowTrialTracker(Callback):
             data = []
         data.append({"trial_id": trial_id, "token": self._fence.token, "redone_steps": steps, "redone_s": seconds,
                      "resume_s": resume_s})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=1))
 
     def _reopen(self, run_id: str) -> None:
         """A run closed as KILLED when its attempt died is RUNNING again while the next attempt trains."""
         try:
-            if self._client is not None and self._client.raw.get_run(run_id).info.status != "RUNNING":
-                self._client.raw.update_run(run_id, status="RUNNING")
+            if self._client is not None:
+                self._client.reopen_run(run_id)
         except Exception as exc:  # the server is away: the final status is set at the end anyway
             log.warning("MLflow: could not mark run %s RUNNING again: %s", run_id, exc)
 
@@ -306,18 +305,18 @@ class MLflowTrialTracker(Callback):
         if trial.checkpoint is not None:
             self._log_checkpoint(trial, trial.checkpoint, include_state=True)
         self._log_logs(trial, run_id)
-        self._end_run(run_id, "FINISHED")
-        self.final_status[trial.trial_id] = "FINISHED"
+        self._end_run(run_id, RunStatus.FINISHED)
+        self.final_status[trial.trial_id] = RunStatus.FINISHED
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
         message = (getattr(trial, "error_msg", None) or "trial failed").strip().splitlines()
-        self._set_tags(run_id, {"orch.error": (message[-1] if message else "trial failed")[:500]})
+        self._set_tags(run_id, {layout.TAG_ERROR: (message[-1] if message else "trial failed")[:500]})
         self._log_logs(trial, run_id)
-        self._end_run(run_id, "FAILED")
-        self.final_status[trial.trial_id] = "FAILED"
+        self._end_run(run_id, RunStatus.FAILED)
+        self.final_status[trial.trial_id] = RunStatus.FAILED
 
-    def close_unfinished(self, status: str = "KILLED") -> None:
+    def close_unfinished(self, status: RunStatus = RunStatus.KILLED) -> None:
         """Close runs of trials that never ended (sweep interrupted), never leaving them RUNNING."""
         for trial_id, run_id in self.run_ids.items():
             if trial_id not in self.final_status:
@@ -338,14 +337,6 @@ class MLflowTrialTracker(Callback):
 STEP_KEY = "epoch_time_s"  # logged with every result (layout.result_metrics)
 
 
-def ledger_sibling(ledger: Path, kind: str) -> Path:
-    """`mlflow_runs.json` -> `<kind>.json`, `mlflow_runs-s3.json` -> `<kind>-s3.json` (the sweep folder's
-    files of one shard); any other ledger name -> `<ledger stem>.<kind>.json` (never the ledger itself)."""
-    if ledger.name.startswith("mlflow_runs"):
-        return ledger.with_name(kind + ledger.name[len("mlflow_runs"):])
-    return ledger.with_name(f"{ledger.stem}.{kind}.json")
-
-
 class AttemptFence:
     """A fencing token per job attempt: the job entry writes its token to `attempt.json` next to the run
     ledger when it starts; a tracker whose token is no longer the file's (a newer attempt has started)
@@ -356,7 +347,7 @@ class AttemptFence:
         self._checked_at, self._current, self._warned = 0.0, True, False
 
     @classmethod
-    def from_environment(cls, ledger_path: Path | None) -> "AttemptFence":
+    def from_environment(cls, ledger_path: Path | None) -> AttemptFence:
         token = runtime.attempt_token() or None
         path = ledger_sibling(ledger_path, "attempt") if ledger_path is not None else None
         return cls(path if token else None, token)

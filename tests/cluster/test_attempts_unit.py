@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from cluster.node import preemption
-from trainables import runtime
 from orchestrator.tracking.tune_callback import AttemptFence
+from trainables import runtime
 
 
 def test_a_stale_attempt_stops_writing_once_a_newer_one_started(tmp_path: Path) -> None:

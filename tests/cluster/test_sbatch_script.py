@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.kernel.sweep_folder import Bundle
 from cluster.slurm.job_spec import sweep_job
 from cluster.slurm.submitit_backend import job_parameters, make_executor
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
+from orchestrator.kernel.sweep_folder import Bundle
 
 GOLDEN = Path(__file__).parent / "golden" / "sbatch_allocation.sh"
 SETTINGS = SlurmSettings(partition="low", account="orch", nodes=2, gpus_per_node=2, gpu_type="a100", cpus_per_gpu=3,

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from cluster.node import shards
-from orchestrator.kernel.sweep_folder import Bundle
 from cluster.node.shards import ShardTrial
 from orchestrator.kernel.config.loading import load_sweep
 from orchestrator.kernel.config.search_space import Sampler, parse_search_space
+from orchestrator.kernel.sweep_folder import Bundle
 from tests.conftest import REPO
 
 ARRAY_SWEEP = REPO / "conf" / "sweeps" / "avae-slurm-array.yaml"

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.laptop.targets.rest_job import answer_of, submit_job_fields, submit_script
 from cluster.adaptors.slurmrest import SlurmRestClient, SlurmRestError, token_expiry
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
+from orchestrator.laptop.targets.rest_job import answer_of, submit_job_fields, submit_script
 from tests.cluster.test_slurm_sweeps import LONG, TINY, mlflow_runs, orch_env
 from tests.conftest import REPO, assert_one_error_line, run_orch
 

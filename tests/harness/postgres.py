@@ -172,7 +172,7 @@ class PostgresServer:
 
     @classmethod
     def start(cls, root: Path, port: int = DEFAULT_PORT, listen: tuple[str, ...] = (),
-              allow_networks: tuple[str, ...] = ()) -> "PostgresServer":
+              allow_networks: tuple[str, ...] = ()) -> PostgresServer:
         """`listen`: addresses besides 127.0.0.1 (e.g. the test cluster's host-side veth addresses, so
         jobs in node namespaces reach it); `allow_networks`: CIDRs allowed to log in as the test role."""
         began = time.monotonic()

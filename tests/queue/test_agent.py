@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.adaptors.slurm import JobRecord, JobState, QueueJob
+from cluster.adaptors.slurm import JobRecord, QueueJob
 from orchestrator.kernel.config.models import ProjectBudgetConfig, QueueSettings
+from orchestrator.kernel.states import JobState, SweepState, sweep_state_from_jobs
 from orchestrator.login.queue.agent import Agent, SubmitRefused, TrialCounts
-from orchestrator.kernel.states import SweepState, sweep_state_from_jobs
 from orchestrator.login.queue.store import NewSweep, QueueStore, SweepRow
 
 
@@ -231,9 +231,14 @@ def test_second_agent_waits_for_the_lease(store: QueueStore) -> None:
     (["PREEMPTED"], 0, SweepState.PREEMPTED), (["COMPLETED", "COMPLETED"], 0, SweepState.SUCCEEDED),
     (["COMPLETED", "FAILED"], 0, SweepState.FAILED), (["CANCELLED by 0"], 0, SweepState.CANCELLED),
     (["TIMEOUT"], 0, SweepState.FAILED), (["NODE_FAIL"], 0, SweepState.FAILED),
+    (["CONFIGURING"], 0, SweepState.RUNNING), (["CF"], 0, SweepState.RUNNING), (["REQUEUE_HOLD"], 1, SweepState.REQUEUED),
+    (["SPECIAL_EXIT"], 1, SweepState.REQUEUED), (["RESIZING"], 0, SweepState.RUNNING), (["SIGNALING"], 0, SweepState.RUNNING),
+    (["STAGE_OUT"], 0, SweepState.RUNNING), (["RESV_DEL_HOLD"], 0, SweepState.SUBMITTED),
+    (["SOMETHING_NEW"], 0, None), (["COMPLETED", "SOMETHING_NEW"], 0, None),
 ])
-def test_sweep_state_from_slurm_job_states(states: list[str], restarts: int, expected: SweepState) -> None:
-    assert sweep_state_from_jobs(states, restarts) == expected
+def test_sweep_state_from_slurm_job_states(states: list[str], restarts: int, expected: SweepState | None) -> None:
+    """Through the parser, as the agent sees them: None (keep the sweep's state) for what we cannot classify."""
+    assert sweep_state_from_jobs([JobState.parse(s) for s in states], restarts) == expected
 
 
 def test_restarted_agent_takes_over_the_lease_of_a_dead_one_on_this_host(store: QueueStore) -> None:

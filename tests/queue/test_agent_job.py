@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from orchestrator.kernel.config.models import ClusterConfig
-from orchestrator.login.queue.agent_job import job_script, job_spec
 from orchestrator.kernel.states import SweepState
+from orchestrator.login.queue.agent_job import job_script, job_spec
 from orchestrator.login.queue.store import QueueStore
-from tests.harness.postgres import PostgresServer
 from tests.conftest import assert_one_error_line
+from tests.harness.postgres import PostgresServer
 from tests.queue.test_queue_slurm import SWEEPS, make_profile, orch
 
 JOB_PG_PORT = 6931  # the session's postgres_url server has 6930

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.login.queue import store as store_module
 from orchestrator.kernel.states import SweepState
+from orchestrator.login.queue import store as store_module
 from orchestrator.login.queue.store import JobUpdate, NewSweep, QueueError, QueueStore, SweepUpdate, network_filesystem
 
 HOUR = 3600.0

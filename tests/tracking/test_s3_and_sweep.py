@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tracking.artifacts import TAG_ARTIFACTS_S3, ArtifactRouter, S3Uploader
+from orchestrator.tracking.artifacts import TAG_ARTIFACTS_S3, ArtifactRouter
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
+from orchestrator.tracking.s3 import S3Uploader
 from tests.tracking.conftest import BUCKET, FinishedSweep, S3Server, TrackingServer, run_tracking_cli
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -59,10 +59,10 @@ class AVAEConfig(TrainableConfig):
         min_length=1,
         description="Test digits are evaluated rotated by each of these angles (degrees).",
     )
-    train_subset: Optional[int] = Field(
+    train_subset: int | None = Field(
         None, ge=10, description="Stratified subset of the 1,437 training digits (None = all)."
     )
-    test_subset: Optional[int] = Field(
+    test_subset: int | None = Field(
         None, ge=10, description="Stratified subset of the 360 test digits (None = all)."
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
@@ -120,7 +119,7 @@ class Orientations:
     phi: torch.Tensor
     theta: torch.Tensor
     labels: torch.Tensor
-    params: Optional[torch.Tensor] = None
+    params: torch.Tensor | None = None
 
     @property
     def psi(self) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+
 import torch
 
 from trainables.avae.config import AVAEConfig

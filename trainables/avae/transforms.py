@@ -20,8 +20,9 @@ keeping the best seen per image; the weights get no gradients.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -146,8 +147,8 @@ def affine_perturbations(
 def avae_loss(
     model: ConvVAE,
     x: torch.Tensor,
-    theta: Optional[torch.Tensor],
-    noise: Optional[torch.Tensor] = None,
+    theta: torch.Tensor | None,
+    noise: torch.Tensor | None = None,
     *,
     transform: TransformKind = "rotation",
     objective: Objective = DEFAULT_OBJECTIVE,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -28,22 +28,22 @@ class AVAE3DConfig(TrainableConfig):
 
     # data
     dataset: Literal["synthetic", "modelnet10", "modelnet40"] = "synthetic"
-    data_root: Optional[str] = Field(
+    data_root: str | None = Field(
         None, description="ModelNet root: local path or s3://bucket/prefix (fetched and cached)."
     )
-    cache_dir: Optional[str] = Field(
+    cache_dir: str | None = Field(
         None, description="Voxel (and S3) cache; default ~/.cache/orch/avae3d."
     )
-    classes: Optional[list[str]] = Field(None, description="Class names (default: all).")
-    n_classes: Optional[int] = Field(None, gt=0, description="Use only the first n classes.")
+    classes: list[str] | None = Field(None, description="Class names (default: all).")
+    n_classes: int | None = Field(None, gt=0, description="Use only the first n classes.")
     resolution: int = Field(16, ge=4, le=128, description="Voxelisation resolution R.")
     grid_size: int = Field(16, ge=8, le=128, description="Model input: R^3 zero-padded to this.")
     fill: bool = Field(True, description="Solid objects (fill the voxelised surface).")
     synthetic_train_per_class: int = Field(48, gt=0)
     synthetic_test_per_class: int = Field(16, gt=0)
     data_seed: int = Field(0, ge=0, description="Seed of the synthetic shapes (fixed data).")
-    train_subset: Optional[int] = Field(None, gt=0, description="First N training objects.")
-    test_subset: Optional[int] = Field(None, gt=0, description="First N test objects.")
+    train_subset: int | None = Field(None, gt=0, description="First N training objects.")
+    test_subset: int | None = Field(None, gt=0, description="First N test objects.")
     # model and loss
     latent_dim: int = Field(8, gt=0, le=512)
     posterior: Literal["unit_sigma", "learned", "deterministic"] = Field(
@@ -79,7 +79,7 @@ class AVAE3DConfig(TrainableConfig):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "AVAE3DConfig":
+    def _check(self) -> AVAE3DConfig:
         if self.grid_size < self.resolution or self.grid_size % 8:
             raise ValueError("grid_size must be a multiple of 8 and >= resolution")
         if (self.grid_size - self.resolution) % 2:

@@ -7,7 +7,7 @@ The KL of q = N(mu, I) is 0.5 ||mu||^2, which is also the original's L2 code pen
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,6 @@ def recon_from_probs(
     return loss.flatten(1).sum(dim=1)
 
 
-def sample_z(mu: torch.Tensor, logvar: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tensor:
+def sample_z(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
     """z = mu + sigma * noise (noise None: z = mu)."""
     return mu if noise is None else mu + noise * torch.exp(0.5 * logvar)

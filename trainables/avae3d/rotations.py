@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -166,7 +166,7 @@ _REVERSE = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 def affine_transform(
     x: torch.Tensor,
     rotation: torch.Tensor,
-    translation: Optional[torch.Tensor] = None,
+    translation: torch.Tensor | None = None,
     inverse: bool = False,
 ) -> torch.Tensor:
     """Move each object p -> R p + t (R (B,3,3), t (B,3) in normalised units, 2 = grid

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -66,11 +65,11 @@ class Transform:
     """A chosen continuous transform per object: p -> R p + t."""
 
     rotation: torch.Tensor  # (B, 3, 3)
-    translation: Optional[torch.Tensor]  # (B, 3) or None
+    translation: torch.Tensor | None  # (B, 3) or None
 
 
 def object_loss(
-    model: VoxelVAE, x: torch.Tensor, spec: LossSpec, noise: Optional[torch.Tensor] = None
+    model: VoxelVAE, x: torch.Tensor, spec: LossSpec, noise: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """In-frame loss per object (B,), and the logits and mu it came from."""
     with spec.autocast(x):
@@ -88,7 +87,7 @@ def transformed_loss(
     x: torch.Tensor,
     transform: Transform,
     spec: LossSpec,
-    noise: Optional[torch.Tensor] = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss per object (B,) of reconstructing x through T: (loss, probs in x's frame)."""
     x_t = affine_transform(x, transform.rotation, transform.translation)

@@ -7,7 +7,6 @@ stratified 80/20 split with seed 0: 1,437 train / 360 test digits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ def _to_images(raw: np.ndarray) -> torch.Tensor:
 
 
 def _stratified_subset(
-    x: np.ndarray, y: np.ndarray, size: Optional[int]
+    x: np.ndarray, y: np.ndarray, size: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     if size is None or size >= len(y):
         return x, y
@@ -52,7 +51,7 @@ def _stratified_subset(
 
 
 def load_digits_split(
-    train_subset: Optional[int] = None, test_subset: Optional[int] = None
+    train_subset: int | None = None, test_subset: int | None = None
 ) -> DigitsSplit:
     """The fixed train/test split, optionally subsampled (stratified, deterministic)."""
     digits = load_digits()

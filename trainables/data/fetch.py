@@ -22,15 +22,15 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Literal
 
 __all__ = ["DATASETS", "DataFetchError", "DatasetSource", "RemoteFile", "fetch_dataset"]
 
@@ -52,9 +52,9 @@ class RemoteFile:
     """One published file and what is known to verify it (None = not published)."""
 
     name: str
-    size: Optional[int] = None
-    md5: Optional[str] = None
-    sha256: Optional[str] = None
+    size: int | None = None
+    md5: str | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def fetch_dataset(
     name: str,
     root: Path,
     *,
-    base_urls: Optional[Sequence[str]] = None,
-    sources: Optional[Mapping[str, DatasetSource]] = None,
+    base_urls: Sequence[str] | None = None,
+    sources: Mapping[str, DatasetSource] | None = None,
 ) -> Path:
     """Download (if needed), verify and unpack dataset ``name`` under ``root``.
 
@@ -137,7 +137,7 @@ def fetch_dataset(
 # --------------------------------------------------------------------------- download
 def _download(dataset: str, remote: RemoteFile, mirrors: Sequence[str], path: Path, root: Path) -> None:
     """Try each mirror; the last failure is raised if none serves a verified file."""
-    error: Optional[DataFetchError] = None
+    error: DataFetchError | None = None
     for base in mirrors:
         url = urllib.parse.urljoin(base if base.endswith("/") else base + "/", remote.name)
         try:
@@ -163,7 +163,7 @@ def _download_one(dataset: str, url: str, remote: RemoteFile, path: Path, root: 
     except urllib.error.HTTPError as error:
         part.unlink(missing_ok=True)
         raise DataFetchError(dataset, url, f"HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as error:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException) as error:
         part.unlink(missing_ok=True)
         reason = getattr(error, "reason", error)
         host = urllib.parse.urlsplit(url).netloc
@@ -189,7 +189,7 @@ def _one_line(reason: object) -> str:
     return " ".join(str(reason).split())
 
 
-def _check_digests(remote: RemoteFile, size: int, md5: str, sha256: str) -> Optional[str]:
+def _check_digests(remote: RemoteFile, size: int, md5: str, sha256: str) -> str | None:
     if remote.size is not None and size != remote.size:
         return f"size {size} bytes, expected {remote.size}"
     if remote.md5 is not None and md5 != remote.md5:
@@ -199,7 +199,7 @@ def _check_digests(remote: RemoteFile, size: int, md5: str, sha256: str) -> Opti
     return None
 
 
-def _archive_problem(path: Path, name: str) -> Optional[str]:
+def _archive_problem(path: Path, name: str) -> str | None:
     """Integrity of a .gz / .zip (read completely), None when fine."""
     try:
         if name.endswith(".gz"):

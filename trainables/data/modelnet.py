@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def default_cache_dir() -> Path:
 
 
 def list_modelnet(
-    root: str | os.PathLike, split: str, classes: Optional[Sequence[str]] = None
+    root: str | os.PathLike, split: str, classes: Sequence[str] | None = None
 ) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """(class names, sorted [(path, label)]) of one split; classes default to the folders."""
     if split not in ("train", "test"):
@@ -85,9 +85,9 @@ def load_modelnet_voxels(
     root: str | os.PathLike,
     split: str,
     resolution: int = 32,
-    classes: Optional[Sequence[str]] = None,
+    classes: Sequence[str] | None = None,
     fill: bool = True,
-    cache_dir: Optional[str | os.PathLike] = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> VoxelDataset:
     """Voxelised split, from the ``.npz`` cache when the file list is unchanged."""
     root = Path(root)
@@ -128,7 +128,7 @@ def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
         raise
 
 
-def resolve_root(root: str, cache_dir: Optional[str | os.PathLike] = None) -> Path:
+def resolve_root(root: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """A local data root: the path itself, or the local mirror of an ``s3://`` root
     (synced by :mod:`trainables.data.storage`, the one module that speaks to S3)."""
     from trainables.data.storage import resolve_data_root

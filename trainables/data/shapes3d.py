@@ -15,8 +15,8 @@ can write them as OFF files in the ModelNet layout and read them back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -18,10 +18,11 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["DataRootError", "SyncReport", "resolve_data_root", "sync_s3_prefix"]
 

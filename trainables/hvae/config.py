@@ -46,7 +46,7 @@ class HVAEConfig(TrainableConfig):
     lr_gamma: float = Field(0.2, gt=0, le=1, description="StepLR factor (his 0.2).")
 
     @model_validator(mode="after")
-    def _tile_divisible(self) -> "HVAEConfig":
+    def _tile_divisible(self) -> HVAEConfig:
         if self.tile_size % 4:
             raise ValueError(f"tile_size must be a multiple of 4, got {self.tile_size}")
         return self

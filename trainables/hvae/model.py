@@ -17,7 +17,7 @@ GlobalVAE over the C x G x G grid (an MLP; his was a conv VAE_ABS): q(z_global |
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import nn
@@ -157,7 +157,7 @@ class HVAENoise:
 
     @staticmethod
     def draw(batch: int, tile_shape: tuple[int, int, int], global_dim: int,
-             generator: torch.Generator, device: torch.device) -> "HVAENoise":
+             generator: torch.Generator, device: torch.device) -> HVAENoise:
         tile = torch.randn(batch, *tile_shape, generator=generator)
         global_ = torch.randn(batch, global_dim, generator=generator)
         prior = torch.randn(batch, *tile_shape, generator=generator)
@@ -178,7 +178,7 @@ class HVAEOutput:
     logits: torch.Tensor  # decoded from z_tile ("posterior") or z_prior ("prior")
 
 
-def _sample(mu: torch.Tensor, logvar: torch.Tensor, eps: Optional[torch.Tensor]) -> torch.Tensor:
+def _sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
     return mu if eps is None else mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -196,7 +196,7 @@ class HVAE(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        noise: Optional[HVAENoise] = None,
+        noise: HVAENoise | None = None,
         decode_from: Literal["posterior", "prior"] = "posterior",
     ) -> HVAEOutput:
         """One pass; ``noise=None`` uses the means (z = mu) everywhere."""

@@ -154,7 +154,7 @@ def load_sweep(path: Path) -> ResolvedSweep:
     config_model = spec.config_model()
     base_config = deep_merge(project.defaults, space.constant_config())
     parse_model(config_model, base_config, path, prefix="search_space.")
-    for sampler_path, probe in space.probe_configs():
+    for _sampler_path, probe in space.probe_configs():
         try:
             config_model.model_validate(deep_merge(project.defaults, probe))
         except ValidationError as exc:

@@ -17,16 +17,18 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from cluster.node.local import MachineResources, local_ray
 from cluster.adaptors.git import code_version
+from cluster.node.local import MachineResources, local_ray
+from orchestrator.kernel import tracking_layout as layout
 from orchestrator.kernel.config.loading import ResolvedSweep
 from orchestrator.kernel.config.models import ClusterConfig
 from orchestrator.kernel.config.search_space import flatten
+from orchestrator.kernel.states import RunStatus
 from orchestrator.laptop.progress import SweepProgress
 from orchestrator.laptop.state import LocalState
-from orchestrator.kernel import tracking_layout as layout
-from orchestrator.tracking.client import TrackingClient
 from orchestrator.laptop.tracking_uri import TrackingTarget
+from orchestrator.tracking.client import TrackingClient
+from orchestrator.tracking.sweep_run import open_sweep_run
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,11 @@ class SweepOutcome:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["status"] != "FINISHED"]
+        return [row for row in self.rows if row["status"] != RunStatus.FINISHED]
 
     @property
     def best(self) -> dict[str, Any] | None:
-        finished = [row for row in self.rows if row["status"] == "FINISHED" and row.get("metric") is not None]
+        finished = [row for row in self.rows if row["status"] == RunStatus.FINISHED and row.get("metric") is not None]
         return finished[0] if finished else None
 
 
@@ -67,34 +69,10 @@ def run_sweep(
     sweep, project = resolved.sweep, resolved.project
     sweep_id = new_sweep_id(sweep.name)
     client = TrackingClient(target.uri, target.artifact_root)
-    experiment_id = client.ensure_experiment(project.experiment_name)
     code = code_version(resolved.file.parent)
-    base_tags = {
-        layout.TAG_SWEEP_ID: sweep_id,
-        layout.TAG_SWEEP_NAME: sweep.name,
-        layout.TAG_PROJECT: project.name,
-        layout.TAG_TRAINABLE: project.trainable,
-        layout.TAG_GIT_COMMIT: code.commit,
-        layout.TAG_GIT_DIRTY: str(code.dirty).lower(),
-        layout.TAG_SOURCE_COMMIT: code.commit,
-        layout.TAG_CLUSTER: cluster.name,
-    }
-    parent_params = {
-        "metric": sweep.metric, "mode": sweep.mode, "num_samples": str(sweep.num_samples),
-        "num_trials": str(resolved.num_trials), "scheduler": sweep.scheduler.type,
-        "search_algorithm": sweep.search.algorithm, "max_concurrent_trials": str(concurrency),
-    }
-    parent_run_id = client.start_run(
-        experiment_id, layout.parent_run_name(sweep_id), {**base_tags, layout.TAG_KIND: layout.KIND_SWEEP}, parent_params
-    )
-    client.log_text(parent_run_id, resolved.file.read_text(encoding="utf-8"), f"{layout.ARTIFACT_SWEEP_CONFIG}/sweep.yaml")
-    client.log_text(parent_run_id, resolved.project_file.read_text(encoding="utf-8"), f"{layout.ARTIFACT_SWEEP_CONFIG}/project.yaml")
-    resolved_config = {"sweep": sweep.model_dump(mode="json"), "project": project.model_dump(mode="json")}
-    client.log_text(parent_run_id, yaml.safe_dump(resolved_config, sort_keys=False), f"{layout.ARTIFACT_SWEEP_CONFIG}/resolved.yaml")
-    client.log_text(parent_run_id, f"commit: {code.commit}\ndirty: {str(code.dirty).lower()}\n"
-                    + "".join(f"untracked: {name}\n" for name in code.untracked), "code/version.txt")
-    if code.dirty:
-        client.log_text(parent_run_id, code.diff or "(untracked files only)\n" + "\n".join(code.untracked), "code/uncommitted.diff")
+    identity = layout.SweepIdentity(sweep_id, sweep.name, project.name, project.trainable, code.commit, code.dirty, cluster.name)
+    parent_run_id, experiment_id = open_sweep_run(client, resolved, identity, concurrency, diff=code.diff, untracked=code.untracked)
+    base_tags = layout.sweep_tags(identity)
 
     from orchestrator.laptop.tracking_server import recorded_artifacts_destination, tracking_dir
 
@@ -114,11 +92,11 @@ def run_sweep(
             grid = build_tuner(plan, [tracker, progress]).fit()
     except BaseException:
         tracker.close(timeout_s=10.0)
-        tracker.close_unfinished("KILLED")
-        client.end_run(parent_run_id, "KILLED")
+        tracker.close_unfinished(RunStatus.KILLED)
+        client.end_run(parent_run_id, RunStatus.KILLED)
         raise
     tracker.close()
-    tracker.close_unfinished("FAILED")
+    tracker.close_unfinished(RunStatus.FAILED)
 
     rows = _result_rows(grid, sweep.metric, sweep.mode, tracker)
     outcome = SweepOutcome(sweep_id, experiment_id, parent_run_id, target, rows, varying)
@@ -127,7 +105,7 @@ def run_sweep(
         _log_summary_pictures(client, outcome, sweep.metric, grid)
     except Exception as exc:  # pictures are a convenience: never fail a finished sweep over them
         console.print(f"[yellow]warning:[/] summary pictures not recorded: {str(exc)[:200]}", highlight=False)
-    client.end_run(parent_run_id, "FAILED" if outcome.failed else "FINISHED")
+    client.end_run(parent_run_id, RunStatus.FAILED if outcome.failed else RunStatus.FINISHED)
     return outcome
 
 
@@ -140,7 +118,7 @@ def _result_rows(grid: Any, metric: str, mode: str, tracker: Any) -> list[dict[s
         rows.append(
             {
                 "trial_id": trial_id,
-                "status": "FAILED" if result.error else "FINISHED",
+                "status": RunStatus.FAILED if result.error else RunStatus.FINISHED,
                 "epoch": metrics.get("epoch", metrics.get("training_iteration")),
                 "metric": float(value) if isinstance(value, (int, float)) else None,
                 "params": flatten(dict(result.config or {})),
@@ -148,7 +126,7 @@ def _result_rows(grid: Any, metric: str, mode: str, tracker: Any) -> list[dict[s
             }
         )
     sign = 1.0 if mode == "min" else -1.0
-    rows.sort(key=lambda r: (r["status"] != "FINISHED", r["metric"] is None, sign * (r["metric"] or 0.0)))
+    rows.sort(key=lambda r: (r["status"] != RunStatus.FINISHED, r["metric"] is None, sign * (r["metric"] or 0.0)))
     return rows
 
 
@@ -163,7 +141,7 @@ def _log_summary(client: TrackingClient, outcome: SweepOutcome, metric: str) -> 
     counts = {"trials_finished": float(len(outcome.rows) - len(outcome.failed)), "trials_failed": float(len(outcome.failed))}
     if best is not None:
         counts[f"best_{metric}"] = best["metric"]
-        client.set_tags(outcome.parent_run_id, {"orch.best_trial_id": best["trial_id"], "orch.best_run_id": best["run_id"] or ""})
+        client.set_tags(outcome.parent_run_id, {layout.TAG_BEST_TRIAL: best["trial_id"], layout.TAG_BEST_RUN: best["run_id"] or ""})
         client.log_text(outcome.parent_run_id, yaml.safe_dump(best["params"], sort_keys=True), "summary/best_config.yaml")
     client.log_metrics(outcome.parent_run_id, counts, step=0)
 

@@ -15,6 +15,7 @@ from orchestrator.kernel.config.loading import ResolvedSweep
 from orchestrator.kernel.errors import RemoteError
 from orchestrator.laptop.targets.ssh import SlurmTarget, prepare_submit
 
+
 def service(target: SlurmTarget, *args: str) -> dict[str, Any]:
     """`python -m orchestrator.login queue --profile-json JSON OP ARGS` on the login node."""
     return target.call(["queue", "--profile-json", target.profile.model_dump_json(), *args])

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.slurm.job_spec import refused_key
-from orchestrator.laptop.targets.rest_job import MAX_SCRIPT_BYTES, answer_of, submit_job_fields, submit_script
 from cluster.adaptors.slurmrest import SlurmRestClient, SlurmRestError
+from cluster.slurm.job_spec import refused_key
 from orchestrator.kernel.config.loading import ResolvedSweep
 from orchestrator.kernel.config.models import ClusterConfig
 from orchestrator.kernel.errors import ConfigError, OrchError, RemoteError
+from orchestrator.kernel.states import RunStatus
+from orchestrator.laptop.targets.rest_job import MAX_SCRIPT_BYTES, answer_of, submit_job_fields, submit_script
 from orchestrator.laptop.targets.ssh import prepare_submit
 from orchestrator.login import wire
 
 _SWEEP_COMMENT = re.compile(r"\borch-(sweep|submit)=(\S+)")
-_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 POLL_INTERVAL_S = 1.0
 
 
@@ -98,7 +98,7 @@ def submit(resolved: ResolvedSweep, target: RestTarget, tracking_uri: str, sweep
         raise target.error(exc) from None
     answer = _await_answer(target, job_id, profile.rest.submit_wait_s)
     if answer is None:
-        pending = {"sweep_id": sweep_id, "job_ids": [], "submit_job_id": job_id, "parent_run_id": None, "pending": True}
+        pending: dict[str, Any] = {"sweep_id": sweep_id, "job_ids": [], "submit_job_id": job_id, "parent_run_id": None, "pending": True}
         return pending, prepared.warnings
     return {**wire.checked(answer, target.profile_file), "submit_job_id": job_id}, prepared.warnings
 
@@ -115,9 +115,9 @@ def _await_answer(target: RestTarget, job_id: str, wait_s: float) -> dict[str, A
             answer = answer_of(job.comment)
             if answer is not None:
                 return answer
-            if job.state in _ENDED:
+            if job.state.is_ended:
                 return {"ok": False, "code": 1, "error": {
-                    "key": "remote", "problem": f"the submit job {job_id} ended {job.state} ({job.reason}) without an answer",
+                    "key": "remote", "problem": f"the submit job {job_id} ended {job.state.value} ({job.reason}) without an answer",
                     "fix": f"read {target.workdir}/submit-logs/{job_id}.log on the cluster"}}
         if time.monotonic() >= deadline:
             return None
@@ -138,7 +138,7 @@ def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str
             continue
         kind = "submit job" if match.group(1) == "submit" else "job"
         by_sweep.setdefault(match.group(2), []).append(
-            {"job_id": job.display_id, "state": job.state, "node_list": job.nodes, "kind": kind, "restarts": job.restarts})
+            {"job_id": job.display_id, "state": job.state.value, "node_list": job.nodes, "kind": kind, "restarts": job.restarts})
     runs = _parent_runs(target, sweep_id)
     if sweep_id and sweep_id not in by_sweep and sweep_id not in runs:
         raise RemoteError("sweep", f"no sweep '{sweep_id}' known to SLURM or MLflow",
@@ -148,7 +148,7 @@ def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str
         parent = runs.get(sid)
         sweeps.append({
             "sweep_id": sid, "project": parent["project"] if parent else "?",
-            "submitted_at": parent["start_time"] if parent else time.time(), "cancelled": bool(parent and parent["status"] == "KILLED"),
+            "submitted_at": parent["start_time"] if parent else time.time(), "cancelled": bool(parent and parent["status"] == RunStatus.KILLED),
             "jobs": [j for j in by_sweep.get(sid, []) if j["kind"] == "job"],
             "trials": _trials(target, parent) if parent else [], "parent_run_id": parent["run_id"] if parent else None,
         })
@@ -156,10 +156,12 @@ def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str
 
 
 def _tracking(target: RestTarget) -> Any:
+    """The MLflow adaptor for the profile's tracking store (the one order: environment, then profile), or None."""
+    from orchestrator.laptop.tracking_uri import find_tracking
     from orchestrator.tracking.client import TrackingClient
 
-    uri = target.profile.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return TrackingClient(uri) if uri else None
+    found = find_tracking(None, target.profile.tracking, target.profile_file)
+    return TrackingClient(found.uri) if found is not None else None
 
 
 def _parent_runs(target: RestTarget, sweep_id: str | None) -> dict[str, dict[str, Any]]:
@@ -168,17 +170,14 @@ def _parent_runs(target: RestTarget, sweep_id: str | None) -> dict[str, dict[str
     tracking = _tracking(target)
     if tracking is None:
         return {}
-    experiments = [e.experiment_id for e in tracking.raw.search_experiments()]
-    query = f"tags.`{layout.TAG_KIND}` = '{layout.KIND_SWEEP}' and tags.`{layout.TAG_CLUSTER}` = '{target.profile.name}'"
+    tags = {layout.TAG_KIND: layout.KIND_SWEEP, layout.TAG_CLUSTER: target.profile.name}
     if sweep_id:
-        query += f" and tags.`{layout.TAG_SWEEP_ID}` = '{sweep_id.replace(chr(39), '')}'"
+        tags[layout.TAG_SWEEP_ID] = sweep_id.replace("'", "").replace("`", "")
     found = {}
-    for run in tracking.raw.search_runs(experiments, query, max_results=1000) if experiments else []:
-        tags = run.data.tags
-        found[tags[layout.TAG_SWEEP_ID]] = {
-            "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
-            "project": tags.get(layout.TAG_PROJECT, "?"), "start_time": run.info.start_time / 1000,
-            "metric": run.data.params.get("metric"),
+    for run in tracking.search_runs(None, tags, max_results=1000):
+        found[run.tags[layout.TAG_SWEEP_ID]] = {
+            "run_id": run.run_id, "experiment_id": run.experiment_id, "status": run.status,
+            "project": run.tags.get(layout.TAG_PROJECT, "?"), "start_time": run.start_time_s, "metric": run.params.get("metric"),
         }
     return found
 
@@ -187,14 +186,12 @@ def _trials(target: RestTarget, parent: dict[str, Any]) -> list[dict[str, Any]]:
     from orchestrator.kernel import tracking_layout as layout
 
     tracking = _tracking(target)
-    query = f"tags.`{layout.TAG_PARENT}` = '{parent['run_id']}'"
     trials = []
-    for run in tracking.raw.search_runs([parent["experiment_id"]], query, max_results=10_000):
-        metric = parent.get("metric")
-        history = tracking.raw.get_metric_history(run.info.run_id, metric) if metric in run.data.metrics else []
-        trials.append({"trial_id": run.data.tags.get(layout.TAG_TRIAL_ID, run.info.run_id), "state": run.info.status,
-                       "epoch": max((point.step for point in history), default=0),
-                       "metric": run.data.metrics.get(metric) if metric else None})
+    metric = parent.get("metric")
+    for run in tracking.search_runs([parent["experiment_id"]], {layout.TAG_PARENT: parent["run_id"]}):
+        history = tracking.metric_history(run.run_id, metric) if metric in run.metrics else []
+        trials.append({"trial_id": run.tags.get(layout.TAG_TRIAL_ID, run.run_id), "state": run.status.value,
+                       "epoch": max((step for step, _ in history), default=0), "metric": run.metrics.get(metric) if metric else None})
     return trials
 
 
@@ -209,7 +206,7 @@ def cancel(target: RestTarget, sweep_id: str) -> dict[str, Any]:
     if not jobs and sweep_id not in runs:
         raise RemoteError("sweep", f"no sweep '{sweep_id}' known to SLURM or MLflow",
                           f"list sweeps with: orch status --cluster {target.profile.name}", where=target.profile_file)
-    live = sorted({job.job_id if not job.array_job_id else job.array_job_id for job in jobs if job.state not in _ENDED})
+    live = sorted({job.job_id if not job.array_job_id else job.array_job_id for job in jobs if not job.state.is_ended})
     try:
         target.client.cancel(live)
     except SlurmRestError as exc:
@@ -224,14 +221,8 @@ def _close_runs(target: RestTarget, parent: dict[str, Any]) -> int:
     from orchestrator.kernel import tracking_layout as layout
 
     tracking = _tracking(target)
-    children = tracking.raw.search_runs([parent["experiment_id"]], f"tags.`{layout.TAG_PARENT}` = '{parent['run_id']}'",
-                                        max_results=10_000)
-    closed = 0
-    for run_id, status in [(r.info.run_id, r.info.status) for r in children] + [(parent["run_id"], parent["status"])]:
-        if status == "RUNNING":
-            tracking.end_run(run_id, "KILLED")
-            closed += 1
-    return closed
+    children = tracking.search_runs([parent["experiment_id"]], {layout.TAG_PARENT: parent["run_id"]})
+    return int(tracking.close_running([run.run_id for run in children] + [parent["run_id"]], RunStatus.KILLED))
 
 
 def logs_unavailable(target: RestTarget) -> OrchError:

@@ -15,12 +15,12 @@ import shlex
 import textwrap
 from typing import Any
 
-from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
-from orchestrator.kernel.errors import RemoteError
-from orchestrator.login import wire
-from orchestrator.login.wire import RESULT_PREFIX
 from cluster.slurm.job_spec import SUBMIT_JOB_PREFIX, setup_lines, small_job
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
+from orchestrator.kernel.errors import RemoteError
+from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
+from orchestrator.login import wire
+from orchestrator.login.wire import RESULT_PREFIX
 
 MAX_SCRIPT_BYTES = 3_500_000  # slurmctld's max_script_size defaults to 4 MB
 MAX_COMMENT_CHARS = 1000  # longer Comments are refused by `scontrol update`

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import re
 import socket
 import tarfile
@@ -19,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.kernel.sweep_folder import BundleManifest, sweep_dir
-from orchestrator.login import wire
 from cluster.adaptors.git import SnapshotError, take_snapshot
 from cluster.adaptors.ssh import Transport, TransportError, transport_for
 from orchestrator.kernel.config.loading import ResolvedSweep
 from orchestrator.kernel.config.models import ClusterConfig
 from orchestrator.kernel.errors import ConfigError, RemoteError, ResourceError
-
+from orchestrator.kernel.sweep_folder import BundleManifest, sweep_dir
+from orchestrator.login import wire
 
 LOGIN_ENTRY = "orchestrator.login"  # `python -m` this on the login node
 
@@ -123,20 +120,12 @@ def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
         raise ResourceError(resolved.file, "resources_per_trial.gpu",
                             f"a trial asks for {asked.gpu:g} GPUs but a node of '{target.profile.name}' gives {settings.gpus_per_node}",
                             f"ask for at most {settings.gpus_per_node} or raise slurm.gpus_per_node in {target.profile_file}")
-    from cluster.slurm.submitit_backend import cpus_per_node
+    from cluster.slurm.job_spec import cpus_per_node
 
     if asked.cpu > cpus_per_node(settings):
         raise ResourceError(resolved.file, "resources_per_trial.cpu",
                             f"a trial asks for {asked.cpu:g} CPUs but a job of '{target.profile.name}' has {cpus_per_node(settings)} per node",
                             "ask for fewer CPUs or raise slurm.cpus_per_gpu / cpus_per_node in the profile")
-
-
-def tracking_uri_for(target: SlurmTarget, cli_uri: str | None) -> str:
-    uri = cli_uri or target.profile.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise ConfigError(target.profile_file, "tracking.uri", "a SLURM profile needs an MLflow tracking URI the jobs can reach",
-                          "set tracking.uri (e.g. http://mlflow.example.org:5000) in the profile")
-    return uri
 
 
 def _bundle_archive(manifest: BundleManifest, diff: str) -> bytes:
@@ -201,8 +190,8 @@ def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, swee
 def local_config_hash(target: SlurmTarget, sweep_id: str) -> str | None:
     """SHA-256 of this checkout's copy of a sweep's sweep file and project file (as `config_hash_of` on the
     cluster computes it for the submitted snapshot); None when this checkout does not have them."""
-    from orchestrator.kernel.sweep_folder import sweep_dir
     from orchestrator.kernel.config.loading import load_sweep, sweep_files_hash
+    from orchestrator.kernel.sweep_folder import sweep_dir
 
     manifest = target.call(["manifest", str(sweep_dir(target.workdir, sweep_id))], timeout_s=120)["manifest"]
     local = Path(manifest["sweep_file"])

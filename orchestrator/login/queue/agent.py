@@ -21,16 +21,17 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from cluster.adaptors.slurm import JobRecord, JobState, QueueJob, parse_duration_s
+from cluster.adaptors.slurm import JobRecord, QueueJob, parse_duration_s
 from cluster.slurm.job_spec import sweep_id_of, sweep_job_name
-from orchestrator.login.queue import policy
 from orchestrator.kernel.config.models import QueueSettings
-from orchestrator.kernel.states import ON_CLUSTER, SweepState, sweep_state_from_jobs
+from orchestrator.kernel.states import ON_CLUSTER, JobState, SweepState, sweep_state_from_jobs
+from orchestrator.login.queue import policy
 from orchestrator.login.queue.store import JobUpdate, QueueStore, SweepRow, SweepUpdate, TrialRow
 
 MAX_SUBMITS_PER_TICK = 20
+T = TypeVar("T")
 CRASH_ENV = "ORCH_AGENT_CRASH_AT"  # tests: os._exit at a named point (claimed, submitted)
 
 
@@ -118,7 +119,7 @@ class Agent:
         if os.environ.get(CRASH_ENV) == name:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _timed(self, report: TickReport, call: Callable[[], object]) -> object:
+    def _timed(self, report: TickReport, call: Callable[[], T]) -> T:
         started = time.perf_counter()
         try:
             return call()
@@ -138,17 +139,17 @@ class Agent:
                 report.total_s = time.perf_counter() - started
                 return report
         live = self.store.sweeps(ON_CLUSTER)
-        jobs = self._timed(report, self.cluster.snapshot) if live or self._queued_exists() else []
+        jobs: list[QueueJob] = self._timed(report, self.cluster.snapshot) if live or self._queued_exists() else []
         by_sweep: dict[str, list[QueueJob]] = {}
-        for job in jobs:  # type: ignore[union-attr]
+        for job in jobs:
             sweep_id = sweep_id_of(job.name)
             if sweep_id:
                 by_sweep.setdefault(sweep_id, []).append(job)
         unseen = [row for row in live if row.sweep_id not in by_sweep]
         history: dict[str, list[JobRecord]] = {}
         if unseen:
-            records = self._timed(report, lambda: self.cluster.history([sweep_job_name(r.sweep_id) for r in unseen]))
-            for record in records:  # type: ignore[union-attr]
+            records: list[JobRecord] = self._timed(report, lambda: self.cluster.history([sweep_job_name(r.sweep_id) for r in unseen]))
+            for record in records:
                 sweep_id = sweep_id_of(record.name)
                 if sweep_id:
                     history.setdefault(sweep_id, []).append(record)
@@ -165,7 +166,7 @@ class Agent:
         self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
         # A node that failed while the job launched: SLURM requeues the job HELD; ours go on elsewhere.
         held = sorted({j.job_id.partition("_")[0] for jobs in by_sweep.values() for j in jobs
-                       if j.state == JobState.PENDING and "launch failed requeued held" in j.reason.lower()})
+                       if j.state.is_waiting and "launch failed requeued held" in j.reason.lower()})
         if held and {sid for sid in by_sweep} & {row.sweep_id for row in live}:
             self._timed(report, lambda: self.cluster.release(held))
             report.released += len(held)
@@ -201,25 +202,26 @@ class Agent:
 
     def _observe(self, row: SweepRow, jobs: list[QueueJob] | None, records: list[JobRecord] | None) -> SweepUpdate | None:
         if jobs:
-            states = [j.state.value for j in jobs]
+            states = [j.state for j in jobs]
             restarts = max(j.restarts for j in jobs)
-            job_updates = _per_job([(j.job_id, j.state.value, j.elapsed_s) for j in jobs])
+            job_updates = _per_job([(j.job_id, j.state, j.elapsed_s) for j in jobs])
             reasons = sorted({j.reason for j in jobs if j.reason and j.reason != "None"})
         elif records:
-            states = [r.state.value for r in records]
+            states = [r.state for r in records]
             restarts = 0
-            job_updates = _per_job([(r.job_id, r.state.value, parse_duration_s(r.elapsed)) for r in records])
+            job_updates = _per_job([(r.job_id, r.state, parse_duration_s(r.elapsed)) for r in records])
             reasons = []
         else:
             return SweepUpdate(row.sweep_id, reason="SLURM no longer knows its jobs (accounting lag?)") if row.job_ids else None
+        # None: a state we cannot classify (a newer SLURM's): the sweep keeps its state, never ends on it.
         state = sweep_state_from_jobs(states, restarts)
-        counts = self.cluster.trials(row) if state in (SweepState.RUNNING,) or state.terminal else None
+        counts = self.cluster.trials(row) if state is not None and (state == SweepState.RUNNING or state.terminal) else None
         return SweepUpdate(
-            row.sweep_id, state=state if state != row.state else None, jobs=job_updates,
+            row.sweep_id, state=state if state is not None and state != row.state else None, jobs=job_updates,
             trials=(counts.done, counts.running, counts.pending) if counts else None,
             best_metric=counts.best if counts else None,
             reason=", ".join(reasons) if reasons else ("" if row.reason else None),
-            event=f"jobs {', '.join(sorted(set(states)))}" + (f", {restarts} restart(s)" if restarts else ""),
+            event=f"jobs {', '.join(sorted({s.value for s in states}))}" + (f", {restarts} restart(s)" if restarts else ""),
             trial_rows=counts.rows if counts else (),
         )
 
@@ -228,7 +230,7 @@ class Agent:
         others = [sid for sid in by_sweep if sid not in live]
         states = self.store.states_of(others)
         doomed = [j.job_id for sid, jobs in by_sweep.items() if states.get(sid) == SweepState.CANCELLED
-                  for j in jobs if not j.state.is_terminal()]
+                  for j in jobs if not j.state.is_ended]
         if doomed:
             self._timed(report, lambda: self.cluster.cancel(_job_ids(doomed)))
 
@@ -275,22 +277,22 @@ class Agent:
             self.store.fail_submit(row.sweep_id, str(exc), self.clock())
             return
         self._crash_point("submitted")
-        self.store.record_submitted(row.sweep_id, job_ids, self.clock(), "resubmitted: SLURM had no job of it" if resubmit else "")  # type: ignore[arg-type]
+        self.store.record_submitted(row.sweep_id, job_ids, self.clock(), "resubmitted: SLURM had no job of it" if resubmit else "")
         (report.resubmitted if resubmit else report.submitted).append(row.sweep_id)
 
 
-def _per_job(tasks: Iterable[tuple[str, str, float]]) -> tuple[JobUpdate, ...]:
-    """One update per submitted job: an array's tasks folded into it, elapsed = their mean, so that
-    the array's GPUs x elapsed = GPUs per task x the tasks' summed time."""
-    grouped: dict[str, list[tuple[str, float]]] = {}
+def _per_job(tasks: Iterable[tuple[str, JobState, float]]) -> tuple[JobUpdate, ...]:
+    """One update per submitted job: an array's tasks folded into it (its liveliest state), elapsed = their
+    mean, so that the array's GPUs x elapsed = GPUs per task x the tasks' summed time."""
+    grouped: dict[str, list[tuple[JobState, float]]] = {}
     for job_id, state, elapsed in tasks:
         grouped.setdefault(job_id.partition("_")[0], []).append((state, elapsed))
-    return tuple(JobUpdate(job_id, max((s for s, _ in group), key=_state_rank), sum(e for _, e in group) / len(group))
+    return tuple(JobUpdate(job_id, max((s for s, _ in group), key=_state_rank).value, sum(e for _, e in group) / len(group))
                  for job_id, group in grouped.items())
 
 
-def _state_rank(state: str) -> int:
-    return {"RUNNING": 3, "PENDING": 2, "REQUEUED": 2}.get(state, 1)
+def _state_rank(state: JobState) -> int:
+    return 3 if state.holds_allocation else 2 if state.is_waiting else 1
 
 
 def _job_ids(ids: Iterable[str]) -> list[str]:
@@ -298,4 +300,4 @@ def _job_ids(ids: Iterable[str]) -> list[str]:
     return sorted({i.partition("_")[0] for i in ids}, key=lambda j: (len(j), j))
 
 
-__all__ = ["Agent", "ClusterPort", "JobState", "SubmitRefused", "TickReport", "TrialCounts"]
+__all__ = ["Agent", "ClusterPort", "SubmitRefused", "TickReport", "TrialCounts"]

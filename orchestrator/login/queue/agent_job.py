@@ -19,7 +19,7 @@ from cluster.adaptors.slurm import SlurmClient, SlurmError
 from cluster.slurm.job_spec import AGENT_JOB_PREFIX, JobSpec, setup_lines, small_job
 from orchestrator.kernel.config.models import ClusterConfig
 from orchestrator.kernel.errors import RemoteError
-from orchestrator.kernel.sweep_folder import write_atomic
+from orchestrator.kernel.files import write_atomic
 
 REQUEUE_MARGIN_S = 120
 AGENT_JOB_MEM_MB = 1024
@@ -70,7 +70,7 @@ def find_jobs(profile: ClusterConfig) -> list[dict[str, Any]]:
     assert profile.remote is not None
     jobs = SlurmClient(env=profile.remote.env).queue_snapshot(agent_job_name(profile))
     return [{"job_id": j.job_id, "state": j.state.value, "restarts": j.restarts} for j in jobs
-            if j.name == agent_job_name(profile) and not j.state.is_terminal()]
+            if j.name == agent_job_name(profile) and not j.state.is_ended]
 
 
 def start_job(profile: ClusterConfig) -> dict[str, Any]:
@@ -85,8 +85,7 @@ def start_job(profile: ClusterConfig) -> dict[str, Any]:
     folder = agent_folder(profile)
     folder.mkdir(parents=True, exist_ok=True)
     profile_file = folder / f"{profile.name}.json"
-    write_atomic(profile_file, profile.model_dump_json())
-    profile_file.chmod(0o600)  # it holds the store URL (with its password)
+    write_atomic(profile_file, profile.model_dump_json(), mode=0o600)  # it holds the store URL (with its password)
     script = folder / f"{profile.name}.sh"
     write_atomic(script, job_script(profile, profile_file))
     log = folder / f"{profile.name}.log"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.files import write_atomic
 
 STOP_TIMEOUT_S = 30.0
 
@@ -74,9 +75,7 @@ def start(profile: ClusterConfig, profile_json: str) -> dict[str, Any]:
             if ticks is not None:
                 break
             time.sleep(0.01)
-        tmp = pid_file(profile).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": child.pid, "start_ticks": ticks, "started_at": time.time()}))
-        os.replace(tmp, pid_file(profile))
+        write_atomic(pid_file(profile), json.dumps({"pid": child.pid, "start_ticks": ticks, "started_at": time.time()}))
     return {"pid": child.pid, "already_running": False, "log": str(log_file(profile))}
 
 

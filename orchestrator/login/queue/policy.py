@@ -13,8 +13,8 @@ No I/O, no clock: the caller passes `now`; the same inputs always give the same 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 
 @dataclass(frozen=True)

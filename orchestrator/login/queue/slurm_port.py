@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.kernel.sweep_folder import Bundle
 from cluster.adaptors.slurm import JobRecord, QueueJob, SlurmClient, SlurmError
 from cluster.slurm.job_spec import SWEEP_JOB_PREFIX
+from orchestrator.kernel.states import TrialState, TrialStatus
+from orchestrator.kernel.sweep_folder import Bundle
 from orchestrator.login.queue.agent import SubmitRefused, TrialCounts
-from orchestrator.kernel.states import TrialState
 from orchestrator.login.queue.store import SweepRow, TrialRow
 
 
@@ -62,7 +62,7 @@ class SlurmPort:
 
     def adopt(self, bundle: str, job_ids: Sequence[str]) -> None:
         """Write the sweep folder's jobs.json that a killed agent did not get to write."""
-        from orchestrator.kernel.sweep_folder import write_atomic
+        from orchestrator.kernel.files import write_atomic
 
         folder = Bundle(Path(bundle))
         if folder.root.exists() and not folder.jobs_file.exists():
@@ -75,7 +75,7 @@ class SlurmPort:
         """For profiles whose compute nodes never reach MLflow (tracking.nodes_reach_server: false): deliver the
         sweep's spool (runs, metrics, artifacts, statuses) from here, the login node. Idempotent."""
         bundle = Bundle(Path(row.bundle))
-        spool = bundle.root / "metric_spool"
+        spool = bundle.spool_dir
         if not spool.is_dir() or not bundle.manifest_file.exists():
             return 0
         manifest = bundle.manifest()
@@ -91,13 +91,13 @@ class SlurmPort:
 
     def close_runs(self, row: SweepRow) -> int:
         """Close the MLflow runs (trials and parent) an ended sweep left RUNNING, as KILLED."""
-        from orchestrator.login.sweeps import _close_runs
+        from orchestrator.login.sweeps import close_runs
 
         bundle = Bundle(Path(row.bundle))
         if not bundle.manifest_file.exists():
             return 0
         try:
-            return _close_runs(bundle.manifest(), bundle)
+            return close_runs(bundle.manifest(), bundle)
         except Exception:  # MLflow away: the next `orch cancel`/agent pass closes them; the queue goes on
             return 0
 
@@ -108,7 +108,7 @@ class SlurmPort:
         if not bundle.root.exists():
             return None
         trials = sweep_trials(bundle, list(row.job_ids))
-        states = [TrialState.from_tune(str(t.get("state", "PENDING"))) for t in trials]
+        states = [TrialState.from_tune(TrialStatus.parse(t.get("state"))) for t in trials]
         metrics = [float(t["metric"]) for t in trials if isinstance(t.get("metric"), (int, float)) and math.isfinite(t["metric"])]
         best = (min(metrics) if row.mode == "min" else max(metrics)) if metrics else None
         rows = tuple(TrialRow(str(t["trial_id"]), state.value, int(t.get("epoch") or 0),

@@ -153,7 +153,7 @@ class SweepRow:
     after: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, row: Mapping[str, Any], after: Sequence[str] = ()) -> SweepRow:
+    def of(cls, row: Mapping[Any, Any], after: Sequence[str] = ()) -> SweepRow:
         values = dict(row)
         values["state"] = SweepState(values["state"])
         values["job_ids"] = tuple(json.loads(values["job_ids"] or "[]"))
