@@ -65,6 +65,7 @@ class CheckpointableTrainable(tune.Trainable):
     optimizer: torch.optim.Optimizer
     scheduler: Any | None = None
     scaler: Any | None = None
+    x_train: torch.Tensor  # set by build() of subclasses that use the default train_epoch()
 
     # ----------------------------------------------------------------- lifecycle
     def setup(self, config: dict[str, Any]) -> None:
@@ -132,12 +133,13 @@ class CheckpointableTrainable(tune.Trainable):
         metrics["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         return metrics
 
-    def save_checkpoint(self, checkpoint_dir: str) -> str:
+    # Ray's stub declares dicts; its function API passes (and accepts back) a checkpoint directory path.
+    def save_checkpoint(self, checkpoint_dir: str) -> str:  # type: ignore[override]
         checkpoint.write_state(checkpoint_dir, self._full_state())
         self.write_pictures(checkpoint.pictures_dir(checkpoint_dir))
         return checkpoint_dir
 
-    def load_checkpoint(self, checkpoint_dir: str) -> None:
+    def load_checkpoint(self, checkpoint_dir: str) -> None:  # type: ignore[override]  # a directory path, see above
         state = self._read_good_state(checkpoint_dir)
         # The trial's current config wins over the saved one: PBT restores another
         # trial's checkpoint under a mutated config (the saved one is for provenance).

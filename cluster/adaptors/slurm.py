@@ -138,8 +138,9 @@ class SlurmClient:
 
     def queue_snapshot(self, name_prefix: str) -> list[QueueJob]:
         """Every job slurmctld knows (pending, running and ended within MinJobAge) whose name starts with
-        `name_prefix`: ONE squeue call, array tasks one per line."""
-        fields = "JobID:|,Name:|,State:|,TimeUsed:|,RestartCnt:|,Reason:"
+        `name_prefix`: ONE squeue call, array tasks one per line as `123_4` (squeue's JobID field would give
+        each task's own internal job number instead)."""
+        fields = "JobArrayID:|,Name:|,State:|,TimeUsed:|,RestartCnt:|,Reason:"
         done = self._run(["squeue", "--noheader", "--array", "--states=all", f"--Format={fields}"])
         jobs = []
         for line in done.stdout.splitlines():

@@ -15,6 +15,7 @@ import torch
 from trainables.avae.loss import DEFAULT_OBJECTIVE, Objective
 from trainables.avae.model import ConvVAE
 from trainables.avae.transforms import (
+    ScreenPrecision,
     TransformKind,
     affine_perturbations,
     avae_loss,
@@ -50,7 +51,7 @@ class InnerSearch:
     lr: float
     transform: TransformKind = "rotation"
     objective: Objective = field(default=DEFAULT_OBJECTIVE)
-    screen_precision: str = "float32"
+    screen_precision: ScreenPrecision = "float32"
 
 
 def find_transforms(

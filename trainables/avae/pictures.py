@@ -87,4 +87,5 @@ def save_rotation_history(path: Path, history: dict[str, torch.Tensor]) -> None:
     """
     import numpy as np
 
-    np.savez_compressed(path, **{name: value.numpy() for name, value in history.items()})
+    # numpy's stub mistypes **arrays (as allow_pickle)
+    np.savez_compressed(path, **{name: value.numpy() for name, value in history.items()})  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -43,6 +44,7 @@ from trainables.avae.pictures import (
 )
 from trainables.avae.transforms import avae_loss, optimise_transform, rotate
 from trainables.base import CheckpointableTrainable
+from trainables.config import TrainableConfig
 from trainables.data.digits import load_digits_split
 
 __all__ = ["AVAETrainable"]
@@ -58,8 +60,10 @@ HISTORY_FILE = "rotation_history.npz"
 class AVAETrainable(CheckpointableTrainable):
     config_model = AVAEConfig
     cfg: AVAEConfig
+    model: ConvVAE
 
-    def build(self, config: AVAEConfig) -> None:
+    def build(self, config: TrainableConfig) -> None:
+        config = cast(AVAEConfig, config)  # setup() validated it with config_model
         data = load_digits_split(config.train_subset, config.test_subset)
         self.x_train = data.x_train.to(self.device)
         self.x_test = data.x_test.to(self.device)
@@ -156,7 +160,8 @@ class AVAETrainable(CheckpointableTrainable):
             "theta": torch.stack([f.theta for f in found]),
         }
         if found[-1].params is not None:
-            history["params"] = torch.stack([f.params for f in found])
+            # One transform kind per trial: affine searches give params at every evaluation.
+            history["params"] = torch.stack(cast(list[torch.Tensor], [f.params for f in found]))
         return history
 
     def state_dict(self) -> dict:

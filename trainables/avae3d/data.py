@@ -66,6 +66,8 @@ def load_voxel_split(cfg: AVAE3DConfig) -> VoxelSplit:
         x_tr, y_tr = synthetic_voxels(cfg.synthetic_train_per_class, cfg.resolution, cfg.data_seed, classes, cfg.fill)
         x_te, y_te = synthetic_voxels(cfg.synthetic_test_per_class, cfg.resolution, cfg.data_seed + 1, classes, cfg.fill)
     else:
+        if cfg.data_root is None:  # the config's validator already rejects this
+            raise ValueError(f"dataset {cfg.dataset!r} needs data_root")
         root = resolve_root(cfg.data_root, cfg.cache_dir)
         default = MODELNET10_CLASSES if cfg.dataset == "modelnet10" else tuple(
             sorted(p.name for p in root.iterdir() if (p / "train").is_dir())

@@ -12,6 +12,7 @@ and the 24-way orientation consistency.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -34,6 +35,7 @@ from trainables.avae3d.search import (
     transformed_loss,
 )
 from trainables.base import CheckpointableTrainable
+from trainables.config import TrainableConfig
 
 __all__ = ["AVAE3DTrainable"]
 
@@ -45,8 +47,10 @@ _PICTURE_OBJECTS = 8
 class AVAE3DTrainable(CheckpointableTrainable):
     config_model = AVAE3DConfig
     cfg: AVAE3DConfig
+    model: VoxelVAE
 
-    def build(self, config: AVAE3DConfig) -> None:
+    def build(self, config: TrainableConfig) -> None:
+        config = cast(AVAE3DConfig, config)  # setup() validated it with config_model
         data = load_voxel_split(config)
         self.classes = data.classes
         self.x_train = data.x_train.to(self.device)

@@ -17,7 +17,7 @@ import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ MNIST_FILES: dict[str, tuple[str, str]] = {
 N_CLASSES = 10
 
 # IDX type code -> big-endian numpy dtype.
-_DTYPES = {
+_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

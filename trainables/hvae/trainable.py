@@ -15,11 +15,14 @@ Evaluation (fixed noise from its own generator, independent of training RNG):
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from trainables.base import CheckpointableTrainable
+from trainables.config import TrainableConfig
 from trainables.data.shapes2d import ShapeOptions, make_shapes
 from trainables.hvae.config import HVAEConfig
 from trainables.hvae.loss import elbo_terms, original_terms, pixel_mse_per_image
@@ -36,13 +39,15 @@ _PICTURE_IMAGES = 4
 class HVAETrainable(CheckpointableTrainable):
     config_model = HVAEConfig
     cfg: HVAEConfig
+    model: HVAE
 
-    def build(self, config: HVAEConfig) -> None:
+    def build(self, config: TrainableConfig) -> None:
+        config = cast(HVAEConfig, config)  # setup() validated it with config_model
         options = ShapeOptions(rand_fill=config.rand_fill, rand_outline=config.rand_outline)
-        shape = dict(tile_size=config.tile_size, grid_size=config.grid_size, options=options,
-                     structured=config.structured)
-        x_train, _ = make_shapes(config.n_train, 2 * config.data_seed, **shape)
-        x_val, _ = make_shapes(config.n_val, 2 * config.data_seed + 1, **shape)
+        shapes = functools.partial(make_shapes, tile_size=config.tile_size, grid_size=config.grid_size,
+                                   options=options, structured=config.structured)
+        x_train, _ = shapes(config.n_train, 2 * config.data_seed)
+        x_val, _ = shapes(config.n_val, 2 * config.data_seed + 1)
         self.x_train = torch.from_numpy(x_train).to(self.device)
         self.x_val = torch.from_numpy(x_val).to(self.device)
         self.model = HVAE(config.tile_size, config.grid_size, config.tile_latent_dim,
