@@ -9,13 +9,20 @@ PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 SWEEP ?= conf/sweeps/quickstart.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test system-deps clean
+.PHONY: run test lint install install-test system-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/orch run $(SWEEP)
 
-test: $(VENV)/.installed-test slurm-deps browser-deps postgres-deps
+test: lint slurm-deps browser-deps postgres-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (lint and format) and mypy on orchestrator/, cluster/ and trainables/ (settings in pyproject.toml);
+# the import contracts run in the suite (tests/test_architecture.py).
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

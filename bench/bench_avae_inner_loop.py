@@ -102,13 +102,10 @@ def bench_full_search(model, x, k, steps, repeats, per_image_n):
     def per_image():
         g = torch.Generator().manual_seed(0)
         for i in range(sub.shape[0]):
-            optimise_transform(
-                model, sub[i : i + 1], "rotation", k, steps, 0.05, g, batched=False
-            )
+            optimise_transform(model, sub[i : i + 1], "rotation", k, steps, 0.05, g, batched=False)
 
     def batched_bf16():
-        optimise_transform(model, x, "rotation", k, steps, 0.05, torch.Generator().manual_seed(0),
-                           screen_precision="bfloat16")
+        optimise_transform(model, x, "rotation", k, steps, 0.05, torch.Generator().manual_seed(0), screen_precision="bfloat16")
 
     times = {"batched": [], "batched bf16": [], "per-image": []}
     for _ in range(repeats):
@@ -127,8 +124,14 @@ def bench_trainable(repeats, train_subset, test_subset):
     rotations = [0, 60, 120, 180]
     trainables = {
         mode: AVAETrainable(
-            config={"train_mode": mode, "train_subset": train_subset, "test_subset": test_subset,
-                    "eval_rotations_deg": rotations, "epochs": 100, "device": "cpu"}
+            config={
+                "train_mode": mode,
+                "train_subset": train_subset,
+                "test_subset": test_subset,
+                "eval_rotations_deg": rotations,
+                "epochs": 100,
+                "device": "cpu",
+            }
         )
         for mode in ("upright", "train_opt")
     }
@@ -163,9 +166,11 @@ def main(argv=None) -> int:
     x = load_digits_split().x_test
     model = ConvVAE(6)
     k = args.candidates
-    print(f"# AVAE inner optimisation benchmark: {_cpu_name()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), {x.shape[0]} test digits x {k} candidates, "
-          f"{args.repeats} interleaved repeats, medians")
+    print(
+        f"# AVAE inner optimisation benchmark: {_cpu_name()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s), {x.shape[0]} test digits x {k} candidates, "
+        f"{args.repeats} interleaved repeats, medians"
+    )
 
     for transform in ("rotation", "affine"):
         times = bench_candidates(model, x, k, transform, args.repeats, args.per_image_n)
@@ -174,8 +179,7 @@ def main(argv=None) -> int:
         print(f"{'method':<10} {'median time':<40} {'vs loop':>8} {'vs per-image':>13} {'cand/s':>9}")
         for name, values in times.items():
             med = statistics.median(values)
-            print(f"{name:<10} {_fmt(values):<40} {base_loop / med:7.2f}x {base_img / med:12.2f}x "
-                  f"{x.shape[0] * k / med:9.0f}")
+            print(f"{name:<10} {_fmt(values):<40} {base_loop / med:7.2f}x {base_img / med:12.2f}x {x.shape[0] * k / med:9.0f}")
         if transform == "rotation":
             per_rep = [lo / b for lo, b in zip(times["loop"], times["batched"])]
             print(f"batched speed-up over loop per repeat: {', '.join(f'{r:.2f}' for r in per_rep)}")
@@ -185,18 +189,17 @@ def main(argv=None) -> int:
     print(f"\n## whole search (rotation, {k} candidates + {args.steps} Adam steps), 360 digits")
     print(f"batched    {_fmt(times['batched'])}  {360 / med_b:7.0f} img/s")
     med_h = statistics.median(times["batched bf16"])
-    print(f"bf16 rank  {_fmt(times['batched bf16'])}  {360 / med_h:7.0f} img/s   "
-          f"{med_b / med_h:.2f}x vs batched float32")
-    print(f"per-image  {_fmt(times['per-image'])}  {360 / med_i:7.0f} img/s   "
-          f"batched is {med_i / med_b:.1f}x faster")
+    print(f"bf16 rank  {_fmt(times['batched bf16'])}  {360 / med_h:7.0f} img/s   {med_b / med_h:.2f}x vs batched float32")
+    print(f"per-image  {_fmt(times['per-image'])}  {360 / med_i:7.0f} img/s   batched is {med_i / med_b:.1f}x faster")
 
     if not args.skip_trainable:
         rates, n_train, n_eval = bench_trainable(max(2, args.repeats // 2), 320, 120)
-        print(f"\n## AVAETrainable samples/s ({n_train} training digits per epoch; evaluation: "
-              f"{n_eval} image searches = 120 digits x (4 rotations + orientation + affine))")
+        print(
+            f"\n## AVAETrainable samples/s ({n_train} training digits per epoch; evaluation: "
+            f"{n_eval} image searches = 120 digits x (4 rotations + orientation + affine))"
+        )
         for name, values in rates.items():
-            print(f"{name:<20} {statistics.median(values):8.0f} samples/s  "
-                  f"(min {min(values):.0f}, max {max(values):.0f})")
+            print(f"{name:<20} {statistics.median(values):8.0f} samples/s  (min {min(values):.0f}, max {max(values):.0f})")
     return 0
 
 

@@ -133,14 +133,20 @@ def main() -> None:
         async_ms = statistics.median(with_async) * 1000
         plain_ms = statistics.median(plain_steps) * 1000
         print(f"plain mlflow.log_metric : {plain_rate:10.0f} metrics/s ({args.plain_calls} calls, {plain_s:.1f} s)")
-        print(f"async logger            : {async_rate:10.0f} metrics/s ({steps * len(keys)} points on the server in {async_s:.1f} s; "
-              f"log() itself {enqueue_s / steps * 1e6:.1f} us per {len(keys)}-metric step)")
+        print(
+            f"async logger            : {async_rate:10.0f} metrics/s ({steps * len(keys)} points on the server in {async_s:.1f} s; "
+            f"log() itself {enqueue_s / steps * 1e6:.1f} us per {len(keys)}-metric step)"
+        )
         print(f"throughput ratio        : {async_rate / plain_rate:10.1f}x  (target >= 20x)")
-        print(f"log() on the step thread: {statistics.mean(log_call) * 1e6:.1f} us mean, "
-              f"{statistics.quantiles(log_call, n=100)[98] * 1e6:.1f} us p99 = {statistics.mean(log_call) * 1000 / base_ms * 100:.3f} % of a step")
-        print(f"training step (median)  : {base_ms:.2f} ms bare, {async_ms:.2f} ms with async logger "
-              f"({(async_ms / base_ms - 1) * 100:+.2f} %, target < 1 %), {plain_ms:.2f} ms with plain log_metric "
-              f"({(plain_ms / base_ms - 1) * 100:+.0f} %), {len(keys)} metrics per step")
+        print(
+            f"log() on the step thread: {statistics.mean(log_call) * 1e6:.1f} us mean, "
+            f"{statistics.quantiles(log_call, n=100)[98] * 1e6:.1f} us p99 = {statistics.mean(log_call) * 1000 / base_ms * 100:.3f} % of a step"
+        )
+        print(
+            f"training step (median)  : {base_ms:.2f} ms bare, {async_ms:.2f} ms with async logger "
+            f"({(async_ms / base_ms - 1) * 100:+.2f} %, target < 1 %), {plain_ms:.2f} ms with plain log_metric "
+            f"({(plain_ms / base_ms - 1) * 100:+.0f} %), {len(keys)} metrics per step"
+        )
     finally:
         if server_pid is not None:
             stop_group(server_pid)

@@ -45,21 +45,58 @@ def fill(store: QueueStore, n_sweeps: int, n_trials: int, seed: int = 0) -> None
     for i in range(n_sweeps):
         state = SweepState.RUNNING if i < LIVE else SweepState.SUCCEEDED if i < LIVE + 700 else SweepState.QUEUED
         sweep_id = f"sweep-{i:05d}"
-        sweeps.append({
-            "sweep_id": sweep_id, "project": PROJECTS[i % 3], "name": f"s{i % 50}", "cluster": "bench", "bundle": f"/b/{sweep_id}",
-            "priority": rng.randint(0, 20), "state": state.value, "gpus": 1, "config_hash": f"{i:064d}", "metric": "val_loss",
-            "mode": "min", "queued_at": now - rng.uniform(0, 7 * 86400), "updated_at": now, "job_ids": f'["{1000 + i}"]'
-            if state != SweepState.QUEUED else "[]", "submit_count": 0, "trials_done": 0, "trials_running": 0,
-            "trials_pending": 10, "gpu_seconds": 0.0, "reason": ""})
+        sweeps.append(
+            {
+                "sweep_id": sweep_id,
+                "project": PROJECTS[i % 3],
+                "name": f"s{i % 50}",
+                "cluster": "bench",
+                "bundle": f"/b/{sweep_id}",
+                "priority": rng.randint(0, 20),
+                "state": state.value,
+                "gpus": 1,
+                "config_hash": f"{i:064d}",
+                "metric": "val_loss",
+                "mode": "min",
+                "queued_at": now - rng.uniform(0, 7 * 86400),
+                "updated_at": now,
+                "job_ids": f'["{1000 + i}"]' if state != SweepState.QUEUED else "[]",
+                "submit_count": 0,
+                "trials_done": 0,
+                "trials_running": 0,
+                "trials_pending": 10,
+                "gpu_seconds": 0.0,
+                "reason": "",
+            }
+        )
         if state != SweepState.QUEUED:
-            jobs.append({"job_id": str(1000 + i), "sweep_id": sweep_id, "project": PROJECTS[i % 3], "state": "RUNNING",
-                         "gpus": 1, "elapsed_s": 600.0, "submitted_at": now, "updated_at": now})
-    trials = [{"sweep_id": f"sweep-{t % n_sweeps:05d}", "trial_id": f"t{t // n_sweeps:05d}", "state": "pending", "epoch": 0,
-               "metric": None, "updated_at": now} for t in range(n_trials)]
+            jobs.append(
+                {
+                    "job_id": str(1000 + i),
+                    "sweep_id": sweep_id,
+                    "project": PROJECTS[i % 3],
+                    "state": "RUNNING",
+                    "gpus": 1,
+                    "elapsed_s": 600.0,
+                    "submitted_at": now,
+                    "updated_at": now,
+                }
+            )
+    trials = [
+        {
+            "sweep_id": f"sweep-{t % n_sweeps:05d}",
+            "trial_id": f"t{t // n_sweeps:05d}",
+            "state": "pending",
+            "epoch": 0,
+            "metric": None,
+            "updated_at": now,
+        }
+        for t in range(n_trials)
+    ]
     with store.engine.begin() as conn:
         for table, rows in ((sweeps_table, sweeps), (jobs_table, jobs), (trials_table, trials)):
             for start in range(0, len(rows), 5000):
-                conn.execute(table.insert(), rows[start:start + 5000])
+                conn.execute(table.insert(), rows[start : start + 5000])
 
 
 def listing_answer(store: QueueStore) -> str:
@@ -78,10 +115,14 @@ def listing_answer(store: QueueStore) -> str:
 def listing_baseline(store: QueueStore) -> int:
     """The same view, trial counts aggregated from the trials table for every waiting sweep."""
     with store.engine.connect() as conn:
-        counts = conn.execute(sa.select(trials_table.c.sweep_id, trials_table.c.state, sa.func.count())
-                              .group_by(trials_table.c.sweep_id, trials_table.c.state)).all()
-        rows = conn.execute(sa.select(sweeps_table).where(sweeps_table.c.state != "succeeded")
-                            .order_by(sweeps_table.c.priority.desc())).all()
+        counts = conn.execute(
+            sa.select(trials_table.c.sweep_id, trials_table.c.state, sa.func.count()).group_by(
+                trials_table.c.sweep_id, trials_table.c.state
+            )
+        ).all()
+        rows = conn.execute(
+            sa.select(sweeps_table).where(sweeps_table.c.state != "succeeded").order_by(sweeps_table.c.priority.desc())
+        ).all()
     return len(counts) + len(rows)
 
 
@@ -150,18 +191,26 @@ def main() -> None:
                 conn.execute(sa.text(f"DELETE FROM {table}"))
         began = time.perf_counter()
         fill(store, args.sweeps, args.trials)
-        print(f"store: {store.backend}, {args.sweeps} sweeps, {args.trials} trials, filled in {time.perf_counter() - began:.1f} s")
+        print(
+            f"store: {store.backend}, {args.sweeps} sweeps, {args.trials} trials, filled in {time.perf_counter() - began:.1f} s"
+        )
 
         listing_s = timed(lambda: listing_answer(store), args.repeats)
         baseline_s = timed(lambda: listing_baseline(store), args.repeats)
-        print(f"orch queue answer (query + table): {listing_s * 1000:.1f} ms (target < 300 ms); "
-              f"baseline aggregating trials: {baseline_s * 1000:.1f} ms; ratio baseline/ours {baseline_s / listing_s:.1f}x")
+        print(
+            f"orch queue answer (query + table): {listing_s * 1000:.1f} ms (target < 300 ms); "
+            f"baseline aggregating trials: {baseline_s * 1000:.1f} ms; ratio baseline/ours {baseline_s / listing_s:.1f}x"
+        )
 
         live = store.sweeps([SweepState.RUNNING])
         cluster = SnapshotCluster(live)
-        settings = QueueSettings(global_max_gpus=LIVE + 20, aging_per_hour=1.0,
-                                 projects={p: ProjectBudgetConfig(weight=w) for p, w in zip(PROJECTS, (2, 1, 1))})
+        settings = QueueSettings(
+            global_max_gpus=LIVE + 20,
+            aging_per_hour=1.0,
+            projects={p: ProjectBudgetConfig(weight=w) for p, w in zip(PROJECTS, (2, 1, 1))},
+        )
         agent = Agent(store, cluster, settings, "bench", "bench-agent")  # type: ignore[arg-type]
+
         def submit(bundle: str) -> list[str]:  # the new job shows up in the next snapshot, as in squeue
             job_id = str(900_000 + len(cluster.jobs))
             cluster.jobs.append(QueueJob(job_id, f"orch.{Path(bundle).name}", JobState.PENDING, 0.0, 0, "Priority"))
@@ -173,11 +222,15 @@ def main() -> None:
             reports.append(agent.tick())
         own = statistics.median(r.own_s for r in reports)
         calls = max(r.cluster_calls for r in reports[1:]) if len(reports) > 1 else reports[0].cluster_calls
-        print(f"agent tick: {own * 1000:.1f} ms of its own work (target < 100 ms), {calls} cluster call(s) per tick "
-              f"(first tick submitted {len(reports[0].submitted)}, later ticks {sum(len(r.submitted) for r in reports[1:])})")
+        print(
+            f"agent tick: {own * 1000:.1f} ms of its own work (target < 100 ms), {calls} cluster call(s) per tick "
+            f"(first tick submitted {len(reports[0].submitted)}, later ticks {sum(len(r.submitted) for r in reports[1:])})"
+        )
         poll_s = timed(lambda: [cluster.poll_one(r.job_ids[0]) for r in live], 3)
-        print(f"baseline per-job polling: {len(live)} cluster calls per tick ({poll_s * 1000:.1f} ms of lookups here; on a "
-              f"real cluster each is a slurmctld RPC); ratio calls baseline/ours {len(live) / max(calls, 1):.0f}x")
+        print(
+            f"baseline per-job polling: {len(live)} cluster calls per tick ({poll_s * 1000:.1f} ms of lookups here; on a "
+            f"real cluster each is a slurmctld RPC); ratio calls baseline/ours {len(live) / max(calls, 1):.0f}x"
+        )
         store.close()
 
 

@@ -44,8 +44,14 @@ def slurm(*argv: str, check: bool = True) -> str:
 
 
 def orch(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "orchestrator.laptop.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "ORCH_PYTHON": sys.executable})
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.laptop.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ORCH_PYTHON": sys.executable},
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
     return done.stdout
@@ -104,31 +110,59 @@ def main() -> int:
             slurm("scontrol", "requeue", job_id)
         wait(lambda: job_state(job_id) in ("PENDING", "REQUEUED", "REQUEUE_HOLD"), 120, "the requeue")
         requeued = time.time()
-        wait(lambda: (slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False) or True)
-             and job_state(job_id) == "RUNNING", 120, "the job to run again")
+        wait(
+            lambda: (
+                (slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False) or True)
+                and job_state(job_id) == "RUNNING"
+            ),
+            120,
+            "the job to run again",
+        )
         running = time.time()
-        ledger = wait(lambda before=attempts_before: (e := json.loads((folder / "attempts.json").read_text())) and len(e) > before and e, 120,
-                      "the new attempt")
+        ledger = wait(
+            lambda before=attempts_before: (e := json.loads((folder / "attempts.json").read_text())) and len(e) > before and e,
+            120,
+            "the new attempt",
+        )
         started = ledger[-1]["started_at"]
-        firsts = wait(lambda since=started: (r := results_after(folder, sweep_id, since)) and len(r) == 2 and r, 300, "training to resume")
+        firsts = wait(
+            lambda since=started: (r := results_after(folder, sweep_id, since)) and len(r) == 2 and r, 300, "training to resume"
+        )
         token = ledger[-1]["token"]
-        recovery = wait(lambda token=token: (folder / "recovery.json").exists() and [e for e in json.loads((folder / "recovery.json").read_text())
-                                                                                      if e["token"] == token], 60, "the tracker's recovery record")
+        recovery = wait(
+            lambda token=token: (
+                (folder / "recovery.json").exists()
+                and [e for e in json.loads((folder / "recovery.json").read_text()) if e["token"] == token]
+            ),
+            60,
+            "the tracker's recovery record",
+        )
         redone = sum(e["redone_steps"] for e in recovery)
         handover = ledger[-2].get("ended", "")
-        row = {"kind": kind, "handover_s": requeued - t0, "pending_s": running - requeued, "restore_s": started - running,
-               "resume_s": statistics.median(firsts) - started, "total_s": statistics.median(firsts) - requeued,
-               "redone": redone, "ended": handover}
+        row = {
+            "kind": kind,
+            "handover_s": requeued - t0,
+            "pending_s": running - requeued,
+            "restore_s": started - running,
+            "resume_s": statistics.median(firsts) - started,
+            "total_s": statistics.median(firsts) - requeued,
+            "redone": redone,
+            "ended": handover,
+        }
         rows.append(row)
-        print(f"{index + 1} {kind}: handover {row['handover_s']:.1f} s, pending {row['pending_s']:.1f} s, restore "
-              f"{row['restore_s']:.1f} s, resume {row['resume_s']:.1f} s, total {row['total_s']:.1f} s "
-              f"({row['total_s'] / cold_s:.2f}x the cold start), {redone} steps re-done; previous attempt: {handover}",
-              flush=True)
+        print(
+            f"{index + 1} {kind}: handover {row['handover_s']:.1f} s, pending {row['pending_s']:.1f} s, restore "
+            f"{row['restore_s']:.1f} s, resume {row['resume_s']:.1f} s, total {row['total_s']:.1f} s "
+            f"({row['total_s'] / cold_s:.2f}x the cold start), {redone} steps re-done; previous attempt: {handover}",
+            flush=True,
+        )
     slurm("scancel", job_id, check=False)
     totals = [r["total_s"] for r in rows]
-    print(f"\nrequeue -> training resumed: median {statistics.median(totals):.1f} s over {len(rows)} interruptions "
-          f"(min {min(totals):.1f}, max {max(totals):.1f}); cold start {cold_s:.1f} s; ratio {statistics.median(totals) / cold_s:.2f}x; "
-          f"steps re-done per interruption: {[r['redone'] for r in rows]} (checkpoint every 2 epochs)")
+    print(
+        f"\nrequeue -> training resumed: median {statistics.median(totals):.1f} s over {len(rows)} interruptions "
+        f"(min {min(totals):.1f}, max {max(totals):.1f}); cold start {cold_s:.1f} s; ratio {statistics.median(totals) / cold_s:.2f}x; "
+        f"steps re-done per interruption: {[r['redone'] for r in rows]} (checkpoint every 2 epochs)"
+    )
     print(f"measured {datetime.now():%Y-%m-%d %H:%M}", flush=True)
     return 0
 

@@ -65,8 +65,15 @@ def write_profile(folder: Path, name: str, slurm: dict[str, Any], include_untrac
 
 
 def orch(args: list[str], timeout_s: float = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "orchestrator.laptop.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout_s, env={**os.environ, "COLUMNS": "200"}, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.laptop.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"orch {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -91,8 +98,13 @@ def run_once(profile: Path, timeout_s: float) -> dict[str, Any]:
 
 def sacct(job_ids: list[str]) -> list[dict[str, str]]:
     fields = ["JobID", "JobIDRaw", "State", "Start", "End", "ElapsedRaw", "AllocTRES"]
-    done = subprocess.run(["sacct", "--parsable2", "--noheader", "--allocations", "-j", ",".join(job_ids),
-                           f"--format={','.join(fields)}"], capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        ["sacct", "--parsable2", "--noheader", "--allocations", "-j", ",".join(job_ids), f"--format={','.join(fields)}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return [dict(zip(fields, line.split("|"))) for line in done.stdout.splitlines() if line.strip()]
 
 
@@ -130,30 +142,53 @@ def measure(sweep_id: str, job_ids: list[str], began: float, submit_s: float) ->
     ends = [run.info.end_time / 1000 for run in runs]
     job_start, job_tail = [], []
     for record in records:
-        mine = [run for run in runs
-                if run.data.tags.get("orch.slurm_array_task", run.data.tags.get("orch.slurm_job_id")) in (record["JobID"], record["JobIDRaw"])]
+        mine = [
+            run
+            for run in runs
+            if run.data.tags.get("orch.slurm_array_task", run.data.tags.get("orch.slurm_job_id"))
+            in (record["JobID"], record["JobIDRaw"])
+        ]
         if mine:
             job_start.append(min(r.info.start_time for r in mine) / 1000 - datetime.fromisoformat(record["Start"]).timestamp())
             job_tail.append(datetime.fromisoformat(record["End"]).timestamp() - max(r.info.end_time for r in mine) / 1000)
     overhead = [(run.info.end_time - run.info.start_time) / 1000 - trained[run.data.tags["orch.trial_id"]] for run in runs]
     return {
-        "sweep_id": sweep_id, "jobs": len(records), "wall_s": max(ends) - began, "submit_s": submit_s,
-        "job_s": sum(int(r["ElapsedRaw"]) for r in records), "gpu_s": sum(int(r["ElapsedRaw"]) * gpus(r["AllocTRES"]) for r in records),
-        "job_start_s": statistics.median(job_start), "job_tail_s": statistics.median(job_tail), "trial_overhead_s": statistics.median(overhead),
+        "sweep_id": sweep_id,
+        "jobs": len(records),
+        "wall_s": max(ends) - began,
+        "submit_s": submit_s,
+        "job_s": sum(int(r["ElapsedRaw"]) for r in records),
+        "gpu_s": sum(int(r["ElapsedRaw"]) * gpus(r["AllocTRES"]) for r in records),
+        "job_start_s": statistics.median(job_start),
+        "job_tail_s": statistics.median(job_tail),
+        "trial_overhead_s": statistics.median(overhead),
         "training_s": statistics.median(trained.values()),
     }
 
 
-COLUMNS = [("wall_s", "wall"), ("submit_s", "submit"), ("job_s", "job"), ("gpu_s", "gpu"), ("job_start_s", "job start"),
-           ("job_tail_s", "job tail"), ("trial_overhead_s", "trial ovh"), ("training_s", "training")]
+COLUMNS = [
+    ("wall_s", "wall"),
+    ("submit_s", "submit"),
+    ("job_s", "job"),
+    ("gpu_s", "gpu"),
+    ("job_start_s", "job start"),
+    ("job_tail_s", "job tail"),
+    ("trial_overhead_s", "trial ovh"),
+    ("training_s", "training"),
+]
 
 
 def report(results: dict[str, list[dict[str, Any]]], baseline: str) -> None:
     print("\nper run (seconds):")
     for layout, runs in results.items():
         for run in runs:
-            print(f"  {layout:14s} {run['sweep_id']}: jobs {run['jobs']}, " + ", ".join(f"{label} {run[key]:.1f}" for key, label in COLUMNS))
-    medians = {layout: {key: statistics.median(run[key] for run in runs) for key, _ in COLUMNS} for layout, runs in results.items()}
+            print(
+                f"  {layout:14s} {run['sweep_id']}: jobs {run['jobs']}, "
+                + ", ".join(f"{label} {run[key]:.1f}" for key, label in COLUMNS)
+            )
+    medians = {
+        layout: {key: statistics.median(run[key] for run in runs) for key, _ in COLUMNS} for layout, runs in results.items()
+    }
     print(f"\nmedians over {min(len(r) for r in results.values())} repeats (ratio vs {baseline} of the same run):")
     print("  " + "layout".ljust(14) + "".join(label.rjust(18) for _, label in COLUMNS))
     for layout, values in medians.items():
@@ -168,7 +203,9 @@ def report(results: dict[str, list[dict[str, Any]]], baseline: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--layouts", default="allocation,array-k2,array-k4", help=f"from {', '.join(LAYOUTS)}; the first is the baseline")
+    parser.add_argument(
+        "--layouts", default="allocation,array-k2,array-k4", help=f"from {', '.join(LAYOUTS)}; the first is the baseline"
+    )
     parser.add_argument("--timeout-s", type=float, default=600, help="per sweep")
     parser.add_argument("--tracked-only", action="store_true", help="ship only tracked files (the profile's default: warn)")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")

@@ -40,13 +40,10 @@ ROW_ORDER = [
     ("AVAE train-opt", "train_opt", True),
     ("(augmented VAE, no opt)", "augmented", False),
 ]
-METRICS = ["val_loss", *(f"val_loss_rot{d}" for d in ROTATIONS), "val_loss_affine",
-           "orientation_r1", "orientation_r2"]
+METRICS = ["val_loss", *(f"val_loss_rot{d}" for d in ROTATIONS), "val_loss_affine", "orientation_r1", "orientation_r2"]
 
 
-def train_and_evaluate(
-    mode: str, epochs: int, latent_dim: int, seed: int, threads: int, subsets: tuple = (None, None)
-) -> dict:
+def train_and_evaluate(mode: str, epochs: int, latent_dim: int, seed: int, threads: int, subsets: tuple = (None, None)) -> dict:
     """Train one model; evaluate it with and without the test-time search."""
     import torch
     from ray.tune.trainable import trainable as ray_trainable
@@ -79,8 +76,7 @@ def train_and_evaluate(
         metrics = t.evaluate()
         results[str(opt)] = {k: metrics[k] for k in METRICS}
         results[str(opt)]["eval_s"] = time.perf_counter() - start
-    return {"mode": mode, "seed": seed, "train_s": train_s, "train_loss": train_losses[-1],
-            "eval": results}
+    return {"mode": mode, "seed": seed, "train_s": train_s, "train_loss": train_losses[-1], "eval": results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     subsets = (args.train_subset, args.test_subset)
-    tasks = [
-        (m, args.epochs, args.latent_dim, s, args.threads, subsets)
-        for s in args.seeds
-        for m in MODELS
-    ]
+    tasks = [(m, args.epochs, args.latent_dim, s, args.threads, subsets) for s in args.seeds for m in MODELS]
     start = time.perf_counter()
     if args.jobs > 1:
         import multiprocessing
@@ -112,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
 
     if args.out:
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                        "runs": runs, "wall_s": wall}, indent=1))
+        args.out.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "wall_s": wall}, indent=1)
+        )
     by_key = {(r["mode"], r["seed"]): r for r in runs}
     header = ["model"] + [f"{d}°" for d in ROTATIONS] + ["avg", "affine", "R1", "R2"]
     lines = [
@@ -126,14 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         for name, mode, opt in ROW_ORDER:
             m = by_key[(mode, seed)]["eval"][str(opt)]
             cells = [f"{m[f'val_loss_rot{d}']:.1f}" for d in ROTATIONS]
-            cells += [f"**{m['val_loss']:.1f}**", f"{m['val_loss_affine']:.1f}",
-                      f"{m['orientation_r1']:.2f}", f"{m['orientation_r2']:.2f}"]
+            cells += [
+                f"**{m['val_loss']:.1f}**",
+                f"{m['val_loss_affine']:.1f}",
+                f"{m['orientation_r1']:.2f}",
+                f"{m['orientation_r2']:.2f}",
+            ]
             label = name if len(args.seeds) == 1 else f"{name}, seed {seed}"
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for r in runs:
-        lines.append(f"train {r['mode']} seed {r['seed']}: {r['train_s']:.0f}s, final "
-                     f"train_loss {r['train_loss']:.1f}; eval {r['eval']['True']['eval_s']:.0f}s "
-                     f"(search) / {r['eval']['False']['eval_s']:.0f}s (no search)")
+        lines.append(
+            f"train {r['mode']} seed {r['seed']}: {r['train_s']:.0f}s, final "
+            f"train_loss {r['train_loss']:.1f}; eval {r['eval']['True']['eval_s']:.0f}s "
+            f"(search) / {r['eval']['False']['eval_s']:.0f}s (no search)"
+        )
     print("\n".join(lines))
     return 0
 

@@ -49,7 +49,12 @@ def run_orch(args: list[str], cwd: Path, env: dict[str, str] | None = None, time
     """Run the real `orch` entry point in a subprocess, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.laptop.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "orchestrator.laptop.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
 

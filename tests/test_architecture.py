@@ -16,8 +16,22 @@ PACKAGES = ("orchestrator", "cluster", "trainables")
 # it is test infrastructure on this machine, not a way our product reaches a cluster.
 EXEMPT = ("cluster.testcluster",)
 
-SLURM_COMMANDS = {"sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "srun", "salloc", "sacctmgr", "sstat", "sprio",
-                  "sshare", "sreport", "strigger"}
+SLURM_COMMANDS = {
+    "sbatch",
+    "squeue",
+    "sacct",
+    "scancel",
+    "scontrol",
+    "sinfo",
+    "srun",
+    "salloc",
+    "sacctmgr",
+    "sstat",
+    "sprio",
+    "sshare",
+    "sreport",
+    "strigger",
+}
 # system -> (the one module allowed, how a use is recognised)
 ADAPTORS: dict[str, tuple[str, set[str], set[str]]] = {
     #  system          owner module                       argv[0] it runs          modules it imports
@@ -136,13 +150,20 @@ def test_layers_import_only_downward() -> None:
 
 
 def test_trainables_run_without_the_orchestrator() -> None:
-    offending = [f"{path.relative_to(REPO)}:{line}: {module}" for name, path, tree in _modules() if name.startswith("trainables")
-                 for module, line in _imports(tree) if module.split(".")[0] in ("orchestrator", "cluster")]
+    offending = [
+        f"{path.relative_to(REPO)}:{line}: {module}"
+        for name, path, tree in _modules()
+        if name.startswith("trainables")
+        for module, line in _imports(tree)
+        if module.split(".")[0] in ("orchestrator", "cluster")
+    ]
     assert not offending, "\n".join(offending)
 
 
 def test_the_command_line_starts_without_ray_torch_or_mlflow() -> None:
-    code = ("import sys; from orchestrator.laptop import cli; "
-            "heavy = sorted(m for m in ('ray', 'torch', 'mlflow', 'submitit') if m in sys.modules); print(heavy)")
+    code = (
+        "import sys; from orchestrator.laptop import cli; "
+        "heavy = sorted(m for m in ('ray', 'torch', 'mlflow', 'submitit') if m in sys.modules); print(heavy)"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

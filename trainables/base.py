@@ -52,6 +52,7 @@ def select_device(preference: str = "auto") -> torch.device:
 
 log = logging.getLogger(__name__)
 
+
 class CheckpointableTrainable(tune.Trainable):
     """Base of the research trainables: one ``step()`` = one epoch."""
 
@@ -75,9 +76,7 @@ class CheckpointableTrainable(tune.Trainable):
             self.cfg = self.config_model.model_validate(user_config)
         except pydantic.ValidationError as error:
             valid = ", ".join(self.config_model.model_fields)
-            raise ValueError(
-                f"invalid {type(self).__name__} config: {error}\nvalid keys: {valid}"
-            ) from None
+            raise ValueError(f"invalid {type(self).__name__} config: {error}\nvalid keys: {valid}") from None
         seed_everything(self.cfg.seed)
         self.device = select_device(self.cfg.device)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
@@ -108,8 +107,13 @@ class CheckpointableTrainable(tune.Trainable):
                 except checkpoint.CheckpointCorruptError as exc:
                     log.warning("checkpoint %s is corrupt too (%s)", older, exc)
                     continue
-                log.warning("checkpoint %s is corrupt (%s); resuming from the previous good one, %s (epoch %s)",
-                            checkpoint_dir, first, older, state["epoch"])
+                log.warning(
+                    "checkpoint %s is corrupt (%s); resuming from the previous good one, %s (epoch %s)",
+                    checkpoint_dir,
+                    first,
+                    older,
+                    state["epoch"],
+                )
                 self.fallback_from = str(checkpoint_dir)
                 return state
             raise
@@ -226,6 +230,11 @@ class CheckpointableTrainable(tune.Trainable):
         """The run-identity record stamped into every checkpoint: which trial, which MLflow run, which
         attempt (SLURM job, restart, fencing token) wrote it. Strings only (weights_only loading)."""
         trial_id = str(getattr(self, "trial_id", "") or "")
-        return {"trial_id": trial_id, "mlflow_run_id": runtime.run_id_of(trial_id), "attempt_token": runtime.attempt_token(),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
-                "epoch": str(self.epoch)}
+        return {
+            "trial_id": trial_id,
+            "mlflow_run_id": runtime.run_id_of(trial_id),
+            "attempt_token": runtime.attempt_token(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+            "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
+            "epoch": str(self.epoch),
+        }

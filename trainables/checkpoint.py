@@ -185,9 +185,7 @@ def read_state(checkpoint_dir: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointCorruptError(f"{path}: cannot be read ({exc})") from None
     version = state.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointFormatError(
-            f"{path}: checkpoint format version {version}, this code reads {FORMAT_VERSION}"
-        )
+        raise CheckpointFormatError(f"{path}: checkpoint format version {version}, this code reads {FORMAT_VERSION}")
     missing = [key for key in _REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointFormatError(f"{path}: missing keys {missing}")

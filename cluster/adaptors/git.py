@@ -83,7 +83,9 @@ class Snapshot:
 def repo_root_of(path: Path) -> Path:
     top = _git(["rev-parse", "--show-toplevel"], path)
     if top is None:
-        raise SnapshotError(f"{path} is not inside a git repository", "submit from a git checkout of your project (git init; git commit)")
+        raise SnapshotError(
+            f"{path} is not inside a git repository", "submit from a git checkout of your project (git init; git commit)"
+        )
     return Path(top.strip())
 
 
@@ -95,8 +97,10 @@ def take_snapshot(path: Path, untracked_policy: str = "warn") -> tuple[Snapshot,
     if version.untracked:
         listed = ", ".join(version.untracked[:5]) + (" ..." if len(version.untracked) > 5 else "")
         if untracked_policy == "refuse":
-            raise SnapshotError(f"untracked files would not be shipped: {listed}",
-                                "git add them, add them to .gitignore, or set remote.untracked_files: include")
+            raise SnapshotError(
+                f"untracked files would not be shipped: {listed}",
+                "git add them, add them to .gitignore, or set remote.untracked_files: include",
+            )
         if untracked_policy == "warn":
             warnings.append(f"untracked files are not shipped: {listed}")
     tracked = _git_lines(root, ["ls-files", "-z", "--cached"])

@@ -53,8 +53,9 @@ class SlurmClient:
 
     def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s,
-                                  env={**os.environ, **self.env}, check=False)
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=self.timeout_s, env={**os.environ, **self.env}, check=False
+            )
         except FileNotFoundError:
             raise SlurmError(argv, 127, f"{argv[0]} not found: is this a SLURM login node?") from None
         except subprocess.TimeoutExpired:
@@ -110,8 +111,9 @@ class SlurmClient:
         if not ids:
             return {}
         fields = "JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES"
-        done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates",
-                          f"--format={fields}", "-j", ",".join(ids)])
+        done = self._run(
+            ["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates", f"--format={fields}", "-j", ",".join(ids)]
+        )
         records: dict[str, JobRecord] = {}
         for line in done.stdout.splitlines():
             parts = line.split("|")
@@ -120,8 +122,9 @@ class SlurmClient:
             # With --duplicates every attempt of a requeued job is a line, the latest last.
             earlier = records.get(parts[0])
             restarts = earlier.restarts + 1 if earlier else 0
-            records[parts[0]] = JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], restarts,
-                                          parts[5], parts[6])
+            records[parts[0]] = JobRecord(
+                parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], restarts, parts[5], parts[6]
+            )
         missing = [j for j in ids if j not in records]
         if missing:  # accounting may lag a few seconds behind a fresh submit: ask squeue
             records.update(self._squeue(missing))
@@ -156,8 +159,17 @@ class SlurmClient:
         wanted = sorted({n for n in names if n})
         if not wanted:
             return []
-        done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", f"--starttime={since}",
-                          "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES", f"--name={','.join(wanted)}"])
+        done = self._run(
+            [
+                "sacct",
+                "--parsable2",
+                "--noheader",
+                "--allocations",
+                f"--starttime={since}",
+                "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES",
+                f"--name={','.join(wanted)}",
+            ]
+        )
         records = []
         for line in done.stdout.splitlines():
             parts = line.split("|")
@@ -167,14 +179,26 @@ class SlurmClient:
 
     def attempts(self, job_id: str) -> list[JobRecord]:
         """Every attempt of one job (requeues included), oldest first: ONE sacct call."""
-        done = self._run(["sacct", "--parsable2", "--noheader", "--allocations", "--duplicates", "-j", job_id,
-                          "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES"], check=False)
+        done = self._run(
+            [
+                "sacct",
+                "--parsable2",
+                "--noheader",
+                "--allocations",
+                "--duplicates",
+                "-j",
+                job_id,
+                "--format=JobID,JobName,State,NodeList,Elapsed,Reason,AllocTRES",
+            ],
+            check=False,
+        )
         records: list[JobRecord] = []
         for line in done.stdout.splitlines():
             parts = line.split("|")
             if len(parts) >= 7:
-                records.append(JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], len(records),
-                                         parts[5], parts[6]))
+                records.append(
+                    JobRecord(parts[0], parts[1], JobState.parse(parts[2]), parts[3], parts[4], len(records), parts[5], parts[6])
+                )
         return records
 
     def release(self, job_ids: Iterable[str]) -> None:

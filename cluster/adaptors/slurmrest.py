@@ -59,10 +59,15 @@ class RestJob:
         array_job = record.get("array_job_id") or 0
         task = record.get("array_task_id")
         return cls(
-            job_id=str(record["job_id"]), name=str(record.get("name") or ""), state=JobState.parse(str(record.get("job_state") or "")),
-            comment=str(record.get("comment") or ""), nodes=str(record.get("nodes") or ""),
-            partition=str(record.get("partition") or ""), reason=str(record.get("state_reason") or ""),
-            array_job_id=str(array_job) if array_job else None, array_task_id=None if task is None else str(task),
+            job_id=str(record["job_id"]),
+            name=str(record.get("name") or ""),
+            state=JobState.parse(str(record.get("job_state") or "")),
+            comment=str(record.get("comment") or ""),
+            nodes=str(record.get("nodes") or ""),
+            partition=str(record.get("partition") or ""),
+            reason=str(record.get("state_reason") or ""),
+            array_job_id=str(array_job) if array_job else None,
+            array_task_id=None if task is None else str(task),
             restarts=int(record.get("restart_cnt") or 0),
         )
 
@@ -95,10 +100,14 @@ class SlurmRestClient:
     def check_token(self, now: float | None = None) -> None:
         exp = token_expiry(self.token)
         if exp is None:
-            raise SlurmRestError("the SLURM token is not a JWT", "get one with `scontrol token lifespan=SECONDS` on the cluster", "auth")
+            raise SlurmRestError(
+                "the SLURM token is not a JWT", "get one with `scontrol token lifespan=SECONDS` on the cluster", "auth"
+            )
         if exp <= (now if now is not None else time.time()):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(exp))
-            raise SlurmRestError(f"the SLURM token expired at {when}", "get a new one with `scontrol token lifespan=SECONDS`", "auth")
+            raise SlurmRestError(
+                f"the SLURM token expired at {when}", "get a new one with `scontrol token lifespan=SECONDS`", "auth"
+            )
 
     # -- calls ---------------------------------------------------------------------
     def ping(self) -> str:
@@ -138,10 +147,15 @@ class SlurmRestClient:
     # -- transport -----------------------------------------------------------------
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(
-            f"{self.url.rstrip('/')}/slurm/{self.api_version}/{path}", method=method,
+            f"{self.url.rstrip('/')}/slurm/{self.api_version}/{path}",
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self.token,
-                     "Content-Type": "application/json", "Accept": "application/json"},
+            headers={
+                "X-SLURM-USER-NAME": self.user,
+                "X-SLURM-USER-TOKEN": self.token,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
@@ -149,20 +163,30 @@ class SlurmRestClient:
         except urllib.error.HTTPError as exc:
             payload = exc.read()
             if exc.code in (401, 403):
-                raise SlurmRestError(f"{self.description} refused the user or token (HTTP {exc.code})",
-                                     "check rest.user and that the token is the one `scontrol token` gave that user", "auth") from None
+                raise SlurmRestError(
+                    f"{self.description} refused the user or token (HTTP {exc.code})",
+                    "check rest.user and that the token is the one `scontrol token` gave that user",
+                    "auth",
+                ) from None
             if exc.code == 404 and not payload.strip().startswith(b"{"):
-                raise SlurmRestError(f"{self.description} has no API {self.api_version}",
-                                     "set rest.api_version to one the site's slurmrestd serves", "protocol") from None
+                raise SlurmRestError(
+                    f"{self.description} has no API {self.api_version}",
+                    "set rest.api_version to one the site's slurmrestd serves",
+                    "protocol",
+                ) from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise SlurmRestError(f"cannot reach {self.description} ({reason})",
-                                 "check rest.url, your network or VPN", "connection") from None
+            raise SlurmRestError(
+                f"cannot reach {self.description} ({reason})", "check rest.url, your network or VPN", "connection"
+            ) from None
         try:
             answer = json.loads(payload)
         except json.JSONDecodeError:
-            raise SlurmRestError(f"{self.description} answered something that is not JSON ({payload[:80]!r})",
-                                 "check rest.url points at slurmrestd", "protocol") from None
+            raise SlurmRestError(
+                f"{self.description} answered something that is not JSON ({payload[:80]!r})",
+                "check rest.url points at slurmrestd",
+                "protocol",
+            ) from None
         errors = answer.get("errors") or []
         if errors:
             raise self._error(errors[0])
@@ -171,8 +195,13 @@ class SlurmRestClient:
     def _error(self, error: dict[str, Any]) -> SlurmRestError:
         text = str(error.get("description") or error.get("error") or error)
         if any(marker in text for marker in _REJECTED_MARKERS) and error.get("error_number", -1) == -1:
-            return SlurmRestError(f"{self.description}: slurmctld refused our request ({text})",
-                                  "check the token (rest.token_file / SLURM_JWT) is valid for rest.user", "auth")
+            return SlurmRestError(
+                f"{self.description}: slurmctld refused our request ({text})",
+                "check the token (rest.token_file / SLURM_JWT) is valid for rest.user",
+                "auth",
+            )
         detail = error.get("error")
-        return SlurmRestError(f"{text}" + (f" ({detail})" if detail and detail != text else ""),
-                              "ask for what the cluster has (sinfo; scontrol show partition)")
+        return SlurmRestError(
+            f"{text}" + (f" ({detail})" if detail and detail != text else ""),
+            "ask for what the cluster has (sinfo; scontrol show partition)",
+        )

@@ -37,8 +37,9 @@ class CommandResult:
 
 
 class Transport(Protocol):
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-            timeout_s: float = 120) -> CommandResult: ...
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: bytes | None = None, timeout_s: float = 120
+    ) -> CommandResult: ...
 
     def stream(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int: ...
 
@@ -60,11 +61,13 @@ class LocalTransport:
     def description(self) -> str:
         return "this machine"
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-            timeout_s: float = 120) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: bytes | None = None, timeout_s: float = 120
+    ) -> CommandResult:
         try:
-            done = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout_s,
-                                  env={**os.environ, **(env or {})}, check=False)
+            done = subprocess.run(
+                list(argv), input=stdin, capture_output=True, timeout=timeout_s, env={**os.environ, **(env or {})}, check=False
+            )
         except FileNotFoundError:
             raise TransportError("this machine", f"'{argv[0]}' not found", "check the profile's remote.python and PATH") from None
         except subprocess.TimeoutExpired:
@@ -107,20 +110,28 @@ class SshTransport:
             argv += ["-J", self.jump_host]
         if self.control_persist_s > 0:
             self.control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
-                     "-o", f"ControlPersist={self.control_persist_s}"]
+            argv += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={self.control_dir}/%C",
+                "-o",
+                f"ControlPersist={self.control_persist_s}",
+            ]
         for key, value in self.options.items():
             argv += ["-o", f"{key}={value}"]
         if self.user:
             argv += ["-l", self.user]
         return [*argv, self.host]
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-            timeout_s: float = 120) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: bytes | None = None, timeout_s: float = 120
+    ) -> CommandResult:
         full = [*self.base_argv(), "--", remote_command(argv, env)]
         try:
-            done = subprocess.run(full, input=stdin if stdin is not None else b"", capture_output=True,
-                                  timeout=timeout_s, check=False)
+            done = subprocess.run(
+                full, input=stdin if stdin is not None else b"", capture_output=True, timeout=timeout_s, check=False
+            )
         except FileNotFoundError:
             raise TransportError(self.description, "the ssh client is not installed", "install openssh-client") from None
         except subprocess.TimeoutExpired:
@@ -138,12 +149,18 @@ class SshTransport:
         last = lines[-1] if lines else "ssh failed"
         lowered = stderr.lower()
         if "permission denied" in lowered:
-            return TransportError(self.description, f"the login node refused our key ({last})",
-                                  "check login.identity_file and that its public key is in ~/.ssh/authorized_keys there")
+            return TransportError(
+                self.description,
+                f"the login node refused our key ({last})",
+                "check login.identity_file and that its public key is in ~/.ssh/authorized_keys there",
+            )
         if "host key verification failed" in lowered:
             return TransportError(self.description, "host key verification failed", "accept the host key once with a plain ssh")
-        return TransportError(self.description, f"cannot reach the login node ({last})",
-                              "check login.host/port, your network or VPN, and login.jump_host")
+        return TransportError(
+            self.description,
+            f"cannot reach the login node ({last})",
+            "check login.host/port, your network or VPN, and login.jump_host",
+        )
 
 
 def transport_for(login: SshLogin | None) -> Transport:
@@ -151,8 +168,13 @@ def transport_for(login: SshLogin | None) -> Transport:
     if login is None:
         return LocalTransport()
     return SshTransport(
-        host=login.host, user=login.user, port=login.port, identity_file=login.identity_file,
-        ssh_config=login.ssh_config, jump_host=login.jump_host,
-        control_persist_s=login.control_persist_s, connect_timeout_s=login.connect_timeout_s,
+        host=login.host,
+        user=login.user,
+        port=login.port,
+        identity_file=login.identity_file,
+        ssh_config=login.ssh_config,
+        jump_host=login.jump_host,
+        control_persist_s=login.control_persist_s,
+        connect_timeout_s=login.connect_timeout_s,
         options=dict(login.options),
     )

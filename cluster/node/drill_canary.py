@@ -37,7 +37,11 @@ def main() -> int:
 
     def on_signal(signum: int, _frame: object) -> None:
         arrived = time.time()
-        record = {"signal": signal.Signals(signum).name, "at": arrived, "restart": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
+        record = {
+            "signal": signal.Signals(signum).name,
+            "at": arrived,
+            "restart": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+        }
         _append(signals, record)
         if signum == signal.SIGUSR2 and state["trainable"] is not None:
             with tempfile.TemporaryDirectory(dir=out) as folder:
@@ -63,8 +67,14 @@ def main() -> int:
             durations.append(time.perf_counter() - started)
             size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
     state["trainable"] = trainable
-    ready = {"checkpoint_s": statistics.median(durations), "checkpoint_bytes": size, "first_step_s": epoch_s,
-             "node": os.environ.get("SLURMD_NODENAME", ""), "job_id": os.environ.get("SLURM_JOB_ID", ""), "at": time.time()}
+    ready = {
+        "checkpoint_s": statistics.median(durations),
+        "checkpoint_bytes": size,
+        "first_step_s": epoch_s,
+        "node": os.environ.get("SLURMD_NODENAME", ""),
+        "job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "at": time.time(),
+    }
     (out / "ready.json").write_text(json.dumps(ready))
     deadline = time.time() + WAIT_S
     while time.time() < deadline:

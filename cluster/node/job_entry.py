@@ -67,22 +67,39 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     profile = manifest.profile()
     resolved = load_sweep(bundle.code / manifest.sweep_file)
     client = TrackingClient(manifest.tracking_uri)
-    identity = layout.SweepIdentity(manifest.sweep_id, manifest.sweep_name, manifest.project, resolved.project.trainable,
-                                    str(manifest.code.get("commit", "unknown")), bool(manifest.code.get("dirty", False)), profile.name)
+    identity = layout.SweepIdentity(
+        manifest.sweep_id,
+        manifest.sweep_name,
+        manifest.project,
+        resolved.project.trainable,
+        str(manifest.code.get("commit", "unknown")),
+        bool(manifest.code.get("dirty", False)),
+        profile.name,
+    )
     # SLURM_JOB_ID of an array task is its own number: the task is also tagged as `orch status` lists it.
     base_tags = {**layout.sweep_tags(identity), **layout.slurm_tags(allocation.job_id, shard)}
     shard_plan = read_plan(bundle.shards_file) if shard is not None else None
     # tracking.nodes_reach_server: false -> the tracker never contacts MLflow; it spools next to the run ledger.
     nodes_reach_server = profile.tracking.nodes_reach_server
-    tracker = MLflowTrialTracker(client if nodes_reach_server else None, manifest.experiment_id or "",
-                                 manifest.parent_run_id or "", base_tags, manifest.sweep_name,
-                                 ledger_path=bundle.runs_file_of(shard))
+    tracker = MLflowTrialTracker(
+        client if nodes_reach_server else None,
+        manifest.experiment_id or "",
+        manifest.parent_run_id or "",
+        base_tags,
+        manifest.sweep_name,
+        ledger_path=bundle.runs_file_of(shard),
+    )
     status = TrialStatusWriter(bundle.trials_file_of(shard), resolved.sweep.metric, allocation.job_id)
     per_trial_gpu = resolved.sweep.resources_per_trial.gpu
     held = MachineResources(allocation.cpus_per_node * allocation.nodes, allocation.gpus_per_node * allocation.nodes)
     concurrency = max_concurrent(resolved.sweep, held, shards=len(shard_plan.shards) if shard_plan is not None else 1)
-    plan = ExperimentPlan(manifest.sweep_id, resolved, bundle.ray_results, concurrency,
-                          shard_plan.shard(shard) if shard_plan is not None and shard is not None else None)
+    plan = ExperimentPlan(
+        manifest.sweep_id,
+        resolved,
+        bundle.ray_results,
+        concurrency,
+        shard_plan.shard(shard) if shard_plan is not None and shard is not None else None,
+    )
     from cluster.node.preemption import SignalGate
 
     callbacks: list[Any] = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
@@ -94,9 +111,12 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     # USR2 (preemption, time limit): trials checkpoint first, then submitit requeues (see cluster/node/preemption.py).
     grace = min(float(profile.slurm.signal_lead_s if profile.slurm is not None else 60), 60.0)
     experiment = bundle.experiment_dir(manifest.sweep_id, shard)
-    preemption.install(bundle.checkpoint_now_file(shard), experiment,
-                       deadline_s=max(5.0, min(grace, 30.0) - 5.0),
-                       on_handover=lambda reason: end_attempt(bundle, shard, reason))
+    preemption.install(
+        bundle.checkpoint_now_file(shard),
+        experiment,
+        deadline_s=max(5.0, min(grace, 30.0) - 5.0),
+        on_handover=lambda reason: end_attempt(bundle, shard, reason),
+    )
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
     os.environ[runtime.RUN_LEDGER_ENV] = str(bundle.runs_file_of(shard))  # trainables stamp their run id into checkpoints
     with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
@@ -114,16 +134,23 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
             ray.shutdown()
     failed = grid.num_errors
     summary = {
-        "sweep_id": manifest.sweep_id, "job_id": allocation.job_id, "host": socket.gethostname(),
-        "nodes": allocation.nodes, "attempt": allocation.attempt, "trials": len(grid), "failed": failed, "seconds": round(time.time() - started, 1),
+        "sweep_id": manifest.sweep_id,
+        "job_id": allocation.job_id,
+        "host": socket.gethostname(),
+        "nodes": allocation.nodes,
+        "attempt": allocation.attempt,
+        "trials": len(grid),
+        "failed": failed,
+        "seconds": round(time.time() - started, 1),
         **({"shard": shard} if shard is not None else {}),
     }
     write_atomic(bundle.result_file(allocation.job_id), json.dumps(summary, indent=2))
     parent_status: RunStatus | None = RunStatus.FAILED if failed else RunStatus.FINISHED
     if shard_plan is not None:  # the parent run ends with the last shard
         parent_status = _sweep_status(bundle, len(shard_plan.shards))
-    _log_recovery_metrics(bundle, client if nodes_reach_server else None, manifest.parent_run_id, allocation,
-                          per_trial_gpu, shard)
+    _log_recovery_metrics(
+        bundle, client if nodes_reach_server else None, manifest.parent_run_id, allocation, per_trial_gpu, shard
+    )
     if manifest.parent_run_id and parent_status:
         tracker.end_parent(parent_status)  # deferred mode: recorded in the spool for delivery
     return summary
@@ -143,14 +170,23 @@ def begin_attempt(bundle: Bundle, allocation: Any, sweep_id: str, shard: int | N
     history = bundle.read_json(ledger, [])
     previous = _previous_attempt_end(allocation, history)
     os.environ[runtime.ATTEMPT_INDEX_ENV] = str(len(history))  # attempts of the sweep across jobs (requeues and orch resume)
-    entry = {"attempt": allocation.attempt, "job_id": allocation.job_id, "node": socket.gethostname(),
-             "slurm_node": os.environ.get("SLURMD_NODENAME", ""), "started_at": time.time(), "token": token,
-             "previous_ended": previous}
+    entry = {
+        "attempt": allocation.attempt,
+        "job_id": allocation.job_id,
+        "node": socket.gethostname(),
+        "slurm_node": os.environ.get("SLURMD_NODENAME", ""),
+        "started_at": time.time(),
+        "token": token,
+        "previous_ended": previous,
+    }
     write_atomic(bundle.attempt_file(shard), json.dumps(entry))
     write_atomic(ledger, json.dumps([*history, entry], indent=1))
-    print(f"===== sweep {sweep_id}{'' if shard is None else f' shard {shard}'}: attempt {allocation.attempt} "
-          f"(SLURM job {allocation.job_id}, restart {allocation.attempt}) on {entry['slurm_node'] or entry['node']} "
-          f"at {time.strftime('%Y-%m-%d %H:%M:%S')}; previous attempt: {previous or 'none'} =====", flush=True)
+    print(
+        f"===== sweep {sweep_id}{'' if shard is None else f' shard {shard}'}: attempt {allocation.attempt} "
+        f"(SLURM job {allocation.job_id}, restart {allocation.attempt}) on {entry['slurm_node'] or entry['node']} "
+        f"at {time.strftime('%Y-%m-%d %H:%M:%S')}; previous attempt: {previous or 'none'} =====",
+        flush=True,
+    )
     return token
 
 
@@ -182,11 +218,14 @@ def _previous_attempt_end(allocation: Any, history: list[dict[str, Any]] | None 
     if not ended:
         return "ended without a signal (node failure, scontrol requeue or a kill); accounting has no record of it here"
     last = ended[-1]
-    return f"{last.state.value} on {last.node_list or '?'} after {last.elapsed}" + (f" ({last.reason})" if last.reason not in ("", "None") else "")
+    return f"{last.state.value} on {last.node_list or '?'} after {last.elapsed}" + (
+        f" ({last.reason})" if last.reason not in ("", "None") else ""
+    )
 
 
-def _log_recovery_metrics(bundle: Bundle, client: Any, parent_run_id: str | None, allocation: Any, gpus_per_trial: float,
-                          shard: int | None) -> None:
+def _log_recovery_metrics(
+    bundle: Bundle, client: Any, parent_run_id: str | None, allocation: Any, gpus_per_trial: float, shard: int | None
+) -> None:
     """Per sweep (or shard): attempts, steps re-done after restores and the GPU-hours they cost."""
     if not parent_run_id or client is None:
         return
@@ -196,9 +235,12 @@ def _log_recovery_metrics(bundle: Bundle, client: Any, parent_run_id: str | None
     resume_s = sum(float(e.get("resume_s") or 0.0) for e in entries)
     gpus = max(gpus_per_trial, 0.0)
     count = len(bundle.read_json(bundle.attempts_file(shard), [])) or allocation.attempt + 1
-    metrics = {"orch_attempts": float(count), "orch_redone_steps": float(steps),
-               "gpu_hours_redone": redone_s * gpus / 3600.0,
-               "gpu_hours_lost_to_preemption": (redone_s + resume_s) * gpus / 3600.0}
+    metrics = {
+        "orch_attempts": float(count),
+        "orch_redone_steps": float(steps),
+        "gpu_hours_redone": redone_s * gpus / 3600.0,
+        "gpu_hours_lost_to_preemption": (redone_s + resume_s) * gpus / 3600.0,
+    }
     try:
         client.log_metrics(parent_run_id, metrics, step=shard or 0)
     except Exception:  # the sweep's result does not depend on these
@@ -212,5 +254,3 @@ def _sweep_status(bundle: Bundle, shards: int) -> RunStatus | None:
     if len(done) < shards:
         return None
     return RunStatus.FAILED if any(result.get("failed") for result in done.values()) else RunStatus.FINISHED
-
-

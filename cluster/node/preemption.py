@@ -30,14 +30,21 @@ from trainables import runtime
 _state: dict[str, Any] = {"pending": None, "original": None, "deadline_s": 20.0, "experiment": None}
 
 
-def install(checkpoint_now_file: Path, experiment_dir: Path, deadline_s: float,
-            on_handover: Callable[[str], None] | None = None) -> None:
+def install(
+    checkpoint_now_file: Path, experiment_dir: Path, deadline_s: float, on_handover: Callable[[str], None] | None = None
+) -> None:
     """Put our USR2 handler in front of submitit's (call after submitit installed its own).
     `on_handover(reason)` is told how this attempt ends, just before submitit requeues."""
     os.environ[runtime.CHECKPOINT_NOW_ENV] = str(checkpoint_now_file)  # Ray workers started after this inherit it
     checkpoint_now_file.unlink(missing_ok=True)
-    _state.update(original=signal.getsignal(signal.SIGUSR2), deadline_s=deadline_s, experiment=experiment_dir,
-                  file=checkpoint_now_file, pending=None, on_handover=on_handover)
+    _state.update(
+        original=signal.getsignal(signal.SIGUSR2),
+        deadline_s=deadline_s,
+        experiment=experiment_dir,
+        file=checkpoint_now_file,
+        pending=None,
+        on_handover=on_handover,
+    )
     signal.signal(signal.SIGUSR2, on_signal)
 
 
@@ -88,14 +95,23 @@ class SignalGate(Callback):
             states = {getattr(t, "trial_id", "?"): getattr(t, "status", "?") for t in trials}
             print(f"orch: {waited:.0f} s after the signal, waiting for checkpoints of {states}", flush=True)
         if timed_out or (experiment is not None and _ready(experiment, trials, since)):
-            print(f"orch: {'deadline reached' if timed_out else 'trials checkpointed'} {time.time() - since:.1f} s after "
-                  "the signal: requeueing", flush=True)
+            print(
+                f"orch: {'deadline reached' if timed_out else 'trials checkpointed'} {time.time() - since:.1f} s after "
+                "the signal: requeueing",
+                flush=True,
+            )
             original: Callable[[int, Any], None] | None = _state["original"]
             _state["pending"] = None
             owner = getattr(original, "__self__", None)  # submitit's SignalHandler tells a time-out from a preemption
-            kind = ("time limit" if owner.has_timed_out() else "preemption") if owner is not None and hasattr(owner, "has_timed_out") else "signal"
-            reason = (f"USR2 ({kind}); {'deadline reached before every trial checkpointed' if timed_out else 'trials checkpointed'} "
-                      f"{time.time() - since:.1f} s after it")
+            kind = (
+                ("time limit" if owner.has_timed_out() else "preemption")
+                if owner is not None and hasattr(owner, "has_timed_out")
+                else "signal"
+            )
+            reason = (
+                f"USR2 ({kind}); {'deadline reached before every trial checkpointed' if timed_out else 'trials checkpointed'} "
+                f"{time.time() - since:.1f} s after it"
+            )
             if _state.get("on_handover"):
                 _state["on_handover"](reason)
             if callable(original):

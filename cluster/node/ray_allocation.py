@@ -76,9 +76,21 @@ def _ray_start(args: list[str], allocation: Allocation) -> subprocess.Popen:
     quiet_ray_environment()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     return subprocess.Popen(
-        [ray_bin, "start", *args, "--num-cpus", str(allocation.cpus_per_node), "--num-gpus", str(allocation.gpus_per_node),
-         "--disable-usage-stats", "--block"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_ignore_job_signal,
+        [
+            ray_bin,
+            "start",
+            *args,
+            "--num-cpus",
+            str(allocation.cpus_per_node),
+            "--num-gpus",
+            str(allocation.gpus_per_node),
+            "--disable-usage-stats",
+            "--block",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_ignore_job_signal,
     )
 
 
@@ -97,8 +109,10 @@ def ray_head(allocation: Allocation, rendezvous: Path) -> Iterator[str]:
     address_ip, port = own_address(), _free_port()
     # A short temp dir: Ray's unix socket paths must stay under 107 characters.
     temp_dir = f"/tmp/orch-ray-{allocation.key}-{os.getpid()}"
-    head = _ray_start(["--head", "--node-ip-address", address_ip, "--port", str(port), "--temp-dir", temp_dir,
-                       "--include-dashboard=false"], allocation)
+    head = _ray_start(
+        ["--head", "--node-ip-address", address_ip, "--port", str(port), "--temp-dir", temp_dir, "--include-dashboard=false"],
+        allocation,
+    )
     address = f"{address_ip}:{port}"
     try:
         _wait_for_port(address_ip, port, head)

@@ -61,10 +61,15 @@ class ShardPlan:
         return self.shards[index]
 
     def to_json(self) -> str:
-        return json.dumps({
-            "version": FORMAT_VERSION, "seed": self.seed, "num_trials": self.num_trials,
-            "shards": [{"shard": s.index, "trials": [t.__dict__ for t in s.trials]} for s in self.shards],
-        }, indent=1)
+        return json.dumps(
+            {
+                "version": FORMAT_VERSION,
+                "seed": self.seed,
+                "num_trials": self.num_trials,
+                "shards": [{"shard": s.index, "trials": [t.__dict__ for t in s.trials]} for s in self.shards],
+            },
+            indent=1,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ShardPlan:
@@ -87,8 +92,10 @@ def materialise(resolved: Any, seed: int | None = None) -> tuple[list[ShardTrial
     if seed is None:
         seed = secrets.randbits(63)  # recorded in shards.json: the sweep stays reproducible from its folder
     flat_trials = resolved.space.draw_trials(resolved.sweep.num_samples, np.random.default_rng(seed))
-    trials = [ShardTrial(trial_id, _sampled(resolved.space, flat), deep_merge(resolved.project.defaults, unflatten(flat)))
-              for trial_id, flat in zip(trial_ids(len(flat_trials)), flat_trials)]
+    trials = [
+        ShardTrial(trial_id, _sampled(resolved.space, flat), deep_merge(resolved.project.defaults, unflatten(flat)))
+        for trial_id, flat in zip(trial_ids(len(flat_trials)), flat_trials)
+    ]
     return trials, seed
 
 

@@ -43,7 +43,9 @@ class TrialStatusWriter(Callback):
         self.__init__(self.path, self.metric, job_id, self.min_interval_s)  # type: ignore[misc]
 
     def _entry(self, trial: Any) -> dict[str, Any]:
-        return self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id, "state": TrialStatus.PENDING.value, "epoch": 0, "metric": None})
+        return self.trials.setdefault(
+            trial.trial_id, {"trial_id": trial.trial_id, "state": TrialStatus.PENDING.value, "epoch": 0, "metric": None}
+        )
 
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -128,7 +130,18 @@ def _forward(hook: str) -> Any:
 
 
 # Tune calls every hook with keyword arguments only (ray.tune.callback.CallbackList does the same).
-for _hook in ("setup", "on_step_begin", "on_step_end", "on_trial_start", "on_trial_restore", "on_trial_save",
-              "on_trial_result", "on_trial_complete", "on_trial_recover", "on_trial_error", "on_checkpoint",
-              "on_experiment_end"):
+for _hook in (
+    "setup",
+    "on_step_begin",
+    "on_step_end",
+    "on_trial_start",
+    "on_trial_restore",
+    "on_trial_save",
+    "on_trial_result",
+    "on_trial_complete",
+    "on_trial_recover",
+    "on_trial_error",
+    "on_checkpoint",
+    "on_experiment_end",
+):
     setattr(ShardTrials, _hook, _forward(_hook))

@@ -26,7 +26,7 @@ def sweep_job_name(sweep_id: str) -> str:
 
 def sweep_id_of(job_name: str) -> str | None:
     """The sweep a job of ours belongs to, from its name (None: not a sweep's job)."""
-    return job_name[len(SWEEP_JOB_PREFIX):] if job_name.startswith(SWEEP_JOB_PREFIX) else None
+    return job_name[len(SWEEP_JOB_PREFIX) :] if job_name.startswith(SWEEP_JOB_PREFIX) else None
 
 
 def gres(settings: SlurmSettings, gpus: int | None = None) -> str | None:
@@ -76,10 +76,28 @@ class JobSpec:
 
     def sbatch_args(self) -> list[str]:
         """The sbatch command-line options (one task per node)."""
-        args = ["--job-name", self.name, "--partition", self.partition, "--time", str(self.time_min),
-                "--nodes", str(self.nodes), "--ntasks-per-node", "1", "--cpus-per-task", str(self.cpus_per_task)]
-        for flag, value in (("--gres", self.gres), ("--account", self.account), ("--qos", self.qos),
-                            ("--constraint", self.constraint), ("--comment", self.comment), ("--output", self.output)):
+        args = [
+            "--job-name",
+            self.name,
+            "--partition",
+            self.partition,
+            "--time",
+            str(self.time_min),
+            "--nodes",
+            str(self.nodes),
+            "--ntasks-per-node",
+            "1",
+            "--cpus-per-task",
+            str(self.cpus_per_task),
+        ]
+        for flag, value in (
+            ("--gres", self.gres),
+            ("--account", self.account),
+            ("--qos", self.qos),
+            ("--constraint", self.constraint),
+            ("--comment", self.comment),
+            ("--output", self.output),
+        ):
             if value is not None:
                 args += [flag, value]
         if self.mem_mb is not None:
@@ -95,14 +113,24 @@ class JobSpec:
     def submitit_parameters(self, setup: list[str]) -> dict[str, Any]:
         """Parameters for submitit's SlurmExecutor (it writes the script: --open-mode=append and --output itself)."""
         params: dict[str, Any] = {
-            "job_name": self.name, "partition": self.partition, "time": self.time_min, "nodes": self.nodes,
+            "job_name": self.name,
+            "partition": self.partition,
+            "time": self.time_min,
+            "nodes": self.nodes,
             "ntasks_per_node": 1,  # one task per node: task 0 drives Tune, the others are Ray workers
-            "cpus_per_task": self.cpus_per_task, "setup": setup,
+            "cpus_per_task": self.cpus_per_task,
+            "setup": setup,
             "additional_parameters": {"requeue": True} if self.requeue else {},
         }
         if self.signal_lead_s is not None:
             params["signal_delay_s"] = self.signal_lead_s
-        optional = {"comment": self.comment, "gres": self.gres, "account": self.account, "qos": self.qos, "constraint": self.constraint}
+        optional = {
+            "comment": self.comment,
+            "gres": self.gres,
+            "account": self.account,
+            "qos": self.qos,
+            "constraint": self.constraint,
+        }
         params.update({key: value for key, value in optional.items() if value is not None})
         if self.mem_mb is not None:
             params["mem"] = f"{self.mem_mb}M"
@@ -111,9 +139,14 @@ class JobSpec:
     def rest_fields(self, environment: dict[str, str]) -> dict[str, Any]:
         """The `job` object of a slurmrestd submit request (API v0.0.38)."""
         fields: dict[str, Any] = {
-            "name": self.name, "partition": self.partition, "time_limit": self.time_min, "tasks": self.nodes,
-            "cpus_per_task": self.cpus_per_task, "current_working_directory": "/tmp",
-            "standard_output": self.output or "/dev/null", "standard_error": self.output or "/dev/null",
+            "name": self.name,
+            "partition": self.partition,
+            "time_limit": self.time_min,
+            "tasks": self.nodes,
+            "cpus_per_task": self.cpus_per_task,
+            "current_working_directory": "/tmp",
+            "standard_output": self.output or "/dev/null",
+            "standard_error": self.output or "/dev/null",
             "environment": environment,
         }
         optional = {"comment": self.comment, "account": self.account, "qos": self.qos, "constraint": self.constraint}
@@ -127,21 +160,49 @@ def sweep_job(settings: SlurmSettings, sweep_id: str, shards: int | None = None)
     """The job of a sweep (one per array task with `shards`): every node's GPUs, CPUs and memory, the
     signal before its end, requeued by SLURM on preemption."""
     return JobSpec(
-        name=sweep_job_name(sweep_id), partition=settings.partition, time_min=settings.time_limit_min, nodes=settings.nodes,
-        cpus_per_task=cpus_per_node(settings), gres=gres(settings), mem_mb=mem_mb(settings), account=settings.account,
-        qos=settings.qos, constraint=settings.constraint, signal_lead_s=settings.signal_lead_s, requeue=True,
+        name=sweep_job_name(sweep_id),
+        partition=settings.partition,
+        time_min=settings.time_limit_min,
+        nodes=settings.nodes,
+        cpus_per_task=cpus_per_node(settings),
+        gres=gres(settings),
+        mem_mb=mem_mb(settings),
+        account=settings.account,
+        qos=settings.qos,
+        constraint=settings.constraint,
+        signal_lead_s=settings.signal_lead_s,
+        requeue=True,
         comment=f"orch-sweep={sweep_id}" + (f" orch-shards={shards}" if shards is not None else ""),
     )
 
 
-def small_job(settings: SlurmSettings, name: str, time_min: int, *, partition: str | None = None, gpus: int = 0,
-              mem_mb: int | None = None, comment: str | None = None, output: str | None = None,
-              signal_lead_s: int | None = None, requeue: bool = False) -> JobSpec:
+def small_job(
+    settings: SlurmSettings,
+    name: str,
+    time_min: int,
+    *,
+    partition: str | None = None,
+    gpus: int = 0,
+    mem_mb: int | None = None,
+    comment: str | None = None,
+    output: str | None = None,
+    signal_lead_s: int | None = None,
+    requeue: bool = False,
+) -> JobSpec:
     """A one-task helper job in the profile's account and QoS: the REST submit job, the agent job, the drill's canary."""
     return JobSpec(
-        name=name, partition=partition or settings.partition, time_min=time_min, cpus_per_task=1,
-        gres=gres(settings, gpus) if gpus else None, mem_mb=mem_mb, account=settings.account, qos=settings.qos,
-        constraint=settings.constraint if gpus else None, signal_lead_s=signal_lead_s, requeue=requeue, comment=comment,
+        name=name,
+        partition=partition or settings.partition,
+        time_min=time_min,
+        cpus_per_task=1,
+        gres=gres(settings, gpus) if gpus else None,
+        mem_mb=mem_mb,
+        account=settings.account,
+        qos=settings.qos,
+        constraint=settings.constraint if gpus else None,
+        signal_lead_s=signal_lead_s,
+        requeue=requeue,
+        comment=comment,
         output=output,
     )
 

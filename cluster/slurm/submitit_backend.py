@@ -16,8 +16,9 @@ from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from orchestrator.kernel.sweep_folder import Bundle
 
 
-def job_parameters(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle_root: str,
-                   shards: int | None = None) -> dict[str, Any]:
+def job_parameters(
+    settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle_root: str, shards: int | None = None
+) -> dict[str, Any]:
     """Parameters for submitit's SlurmExecutor; `shards`: of a job array, each task being the same shape
     (submitit adds `--array`; array task i runs shard i)."""
     return sweep_job(settings, sweep_id, shards).submitit_parameters(setup_lines(remote, bundle_root))
@@ -29,8 +30,9 @@ class SubmittedJob:
     sbatch_script: str
 
 
-def make_executor(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle,
-                  shards: int | None = None) -> Any:
+def make_executor(
+    settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle, shards: int | None = None
+) -> Any:
     import submitit
 
     executor = submitit.SlurmExecutor(folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues)
@@ -38,8 +40,9 @@ def make_executor(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str
     return executor
 
 
-def submit_sweep(settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle,
-                 shards: int | None = None) -> list[SubmittedJob]:
+def submit_sweep(
+    settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle, shards: int | None = None
+) -> list[SubmittedJob]:
     """One job for the sweep, or (`shards`) one job array of that many tasks; job ids in shard order."""
     from submitit.core.utils import JobPaths
 

@@ -18,13 +18,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cluster.testcluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("install", help="apt-get install the SLURM, MariaDB, munge and sshd packages (idempotent)")
-    for name, text in (("up", "start a fresh cluster (wipes DIR)"), ("down", "stop it by PID"),
-                       ("status", "show which recorded daemons are alive")):
+    for name, text in (
+        ("up", "start a fresh cluster (wipes DIR)"),
+        ("down", "stop it by PID"),
+        ("status", "show which recorded daemons are alive"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--dir", default=DEFAULT_DIR, type=Path, help=f"state directory (default {DEFAULT_DIR})")
         if name == "up":
-            p.add_argument("--port-base", type=int, default=Ports.slurmctld,
-                           help="slurmctld port; slurmd, slurmdbd, mysql use the next three")
+            p.add_argument(
+                "--port-base",
+                type=int,
+                default=Ports.slurmctld,
+                help="slurmctld port; slurmd, slurmdbd, mysql use the next three",
+            )
             p.add_argument("--ssh-port", type=int, default=Ports.ssh, help="port of the sshd login node")
     args = parser.parse_args(argv)
     try:

@@ -56,24 +56,51 @@ def _describe(lay: Layout, user: str) -> dict:
         "slurm_conf": str(lay.slurm_conf),
         "env_file": str(lay.env_sh),
         "controller": {"hostname": lay.controller_hostname, "address": lay.controller_address, "port": p.slurmctld},
-        "ports": {"slurmctld": p.slurmctld, "slurmd": p.slurmd, "slurmdbd": p.slurmdbd, "mysql": p.mysql, "ssh": p.ssh,
-                  "slurmrestd": p.slurmrestd},
+        "ports": {
+            "slurmctld": p.slurmctld,
+            "slurmd": p.slurmd,
+            "slurmdbd": p.slurmdbd,
+            "mysql": p.mysql,
+            "ssh": p.ssh,
+            "slurmrestd": p.slurmrestd,
+        },
         "rest": {"url": lay.rest_url, "user": user, "token_file": str(lay.jwt_token)},
         "nodes": [
-            {"name": n.name, "address": n.address, "host_address": n.host_address, "netns": n.netns,
-             "veth": n.veth_host, "cpus": NODE_CPUS, "memory_mb": NODE_MEMORY_MB, "gpus": GPUS_PER_NODE,
-             "gpu_devices": [str(lay.gpu_dir(n.name) / f"fakegpu{i}") for i in range(GPUS_PER_NODE)]}
+            {
+                "name": n.name,
+                "address": n.address,
+                "host_address": n.host_address,
+                "netns": n.netns,
+                "veth": n.veth_host,
+                "cpus": NODE_CPUS,
+                "memory_mb": NODE_MEMORY_MB,
+                "gpus": GPUS_PER_NODE,
+                "gpu_devices": [str(lay.gpu_dir(n.name) / f"fakegpu{i}") for i in range(GPUS_PER_NODE)],
+            }
             for n in NODES
         ],
         "partitions": [
-            {"name": q.name, "priority_tier": q.priority_tier, "preempt_mode": q.preempt_mode,
-             "default": q.default, "grace_time_s": q.grace_time_s} for q in PARTITIONS
+            {
+                "name": q.name,
+                "priority_tier": q.priority_tier,
+                "preempt_mode": q.preempt_mode,
+                "default": q.default,
+                "grace_time_s": q.grace_time_s,
+            }
+            for q in PARTITIONS
         ],
         "gpus_per_node": GPUS_PER_NODE,
         "account": ACCOUNT,
         "user": user,
-        "ssh": {"host": SSH_HOST_ALIAS, "hostname": "127.0.0.1", "port": p.ssh, "user": "root",
-                "key": str(lay.ssh_key), "config": str(lay.ssh_config), "known_hosts": str(lay.known_hosts)},
+        "ssh": {
+            "host": SSH_HOST_ALIAS,
+            "hostname": "127.0.0.1",
+            "port": p.ssh,
+            "user": "root",
+            "key": str(lay.ssh_key),
+            "config": str(lay.ssh_config),
+            "known_hosts": str(lay.known_hosts),
+        },
         "munge_socket": str(lay.munge_socket),
         "mysql_socket": str(lay.mysql_socket),
         "netns": [],
@@ -104,8 +131,13 @@ def _prepare_dir(root: Path) -> None:
 
 def _check_free(lay: Layout) -> None:
     p = lay.ports
-    for name, port in (("slurmctld", p.slurmctld), ("slurmdbd", p.slurmdbd), ("mysql", p.mysql), ("ssh", p.ssh),
-                       ("slurmrestd", p.slurmrestd)):
+    for name, port in (
+        ("slurmctld", p.slurmctld),
+        ("slurmdbd", p.slurmdbd),
+        ("mysql", p.mysql),
+        ("ssh", p.ssh),
+        ("slurmrestd", p.slurmrestd),
+    ):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemons do: TIME_WAIT is no clash
             try:

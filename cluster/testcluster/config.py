@@ -91,74 +91,81 @@ def slurm_conf(lay: Layout) -> str:
 
 def gres_conf(lay: Layout) -> str:
     last = GPUS_PER_NODE - 1
-    return "".join(
-        f"NodeName={n.name} Name=gpu File={lay.gpu_dir(n.name)}/fakegpu[0-{last}]\n" for n in NODES
-    )
+    return "".join(f"NodeName={n.name} Name=gpu File={lay.gpu_dir(n.name)}/fakegpu[0-{last}]\n" for n in NODES)
 
 
 def slurmdbd_conf(lay: Layout, db_password: str) -> str:
     p = lay.ports
-    return "\n".join(
-        [
-            "AuthType=auth/munge",
-            f"AuthInfo=socket={lay.munge_socket}",
-            "AuthAltTypes=auth/jwt",
-            f"AuthAltParameters=jwt_key={lay.jwt_key}",
-            "DbdHost=localhost",
-            f"DbdPort={p.slurmdbd}",
-            "SlurmUser=root",
-            "DebugLevel=info",
-            f"LogFile={lay.slurmdbd_log}",
-            f"PidFile={lay.run / 'slurmdbd.pid'}",
-            "StorageType=accounting_storage/mysql",
-            "StorageHost=127.0.0.1",
-            f"StoragePort={p.mysql}",
-            f"StorageUser={DB_USER}",
-            f"StoragePass={db_password}",
-            f"StorageLoc={DB_NAME}",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={lay.munge_socket}",
+                "AuthAltTypes=auth/jwt",
+                f"AuthAltParameters=jwt_key={lay.jwt_key}",
+                "DbdHost=localhost",
+                f"DbdPort={p.slurmdbd}",
+                "SlurmUser=root",
+                "DebugLevel=info",
+                f"LogFile={lay.slurmdbd_log}",
+                f"PidFile={lay.run / 'slurmdbd.pid'}",
+                "StorageType=accounting_storage/mysql",
+                "StorageHost=127.0.0.1",
+                f"StoragePort={p.mysql}",
+                f"StorageUser={DB_USER}",
+                f"StoragePass={db_password}",
+                f"StorageLoc={DB_NAME}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def sshd_config(lay: Layout) -> str:
     # SetEnv (OpenSSH >= 8.7) hands SLURM_CONF to every session, commands and shells alike.
-    return "\n".join(
-        [
-            f"Port {lay.ports.ssh}",
-            "ListenAddress 127.0.0.1",
-            f"HostKey {lay.ssh_host_key}",
-            f"AuthorizedKeysFile {lay.authorized_keys}",
-            f"PidFile {lay.run / 'sshd.pid'}",
-            "PermitRootLogin prohibit-password",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",  # keys under a world-writable /tmp would be refused otherwise
-            "PrintMotd no",
-            "X11Forwarding no",
-            f"SetEnv SLURM_CONF={lay.slurm_conf}",
-            "Subsystem sftp internal-sftp",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Port {lay.ports.ssh}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {lay.ssh_host_key}",
+                f"AuthorizedKeysFile {lay.authorized_keys}",
+                f"PidFile {lay.run / 'sshd.pid'}",
+                "PermitRootLogin prohibit-password",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",  # keys under a world-writable /tmp would be refused otherwise
+                "PrintMotd no",
+                "X11Forwarding no",
+                f"SetEnv SLURM_CONF={lay.slurm_conf}",
+                "Subsystem sftp internal-sftp",
+            ]
+        )
+        + "\n"
+    )
 
 
 def ssh_config(lay: Layout) -> str:
-    return "\n".join(
-        [
-            f"Host {SSH_HOST_ALIAS}",
-            "    HostName 127.0.0.1",
-            f"    Port {lay.ports.ssh}",
-            "    User root",
-            f"    IdentityFile {lay.ssh_key}",
-            "    IdentitiesOnly yes",
-            f"    UserKnownHostsFile {lay.known_hosts}",
-            "    StrictHostKeyChecking accept-new",
-            "    BatchMode yes",
-            "    LogLevel ERROR",
-            "    ConnectTimeout 10",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Host {SSH_HOST_ALIAS}",
+                "    HostName 127.0.0.1",
+                f"    Port {lay.ports.ssh}",
+                "    User root",
+                f"    IdentityFile {lay.ssh_key}",
+                "    IdentitiesOnly yes",
+                f"    UserKnownHostsFile {lay.known_hosts}",
+                "    StrictHostKeyChecking accept-new",
+                "    BatchMode yes",
+                "    LogLevel ERROR",
+                "    ConnectTimeout 10",
+            ]
+        )
+        + "\n"
+    )
 
 
 def env_sh(lay: Layout, python: str) -> str:

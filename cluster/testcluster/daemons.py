@@ -56,8 +56,16 @@ def start_munge(lay: Layout, env: Mapping[str, str], record: Record) -> Daemon:
     run(["mungekey", "--create", "--keyfile", str(lay.munge_key)])
     os.chmod(lay.munge_key, 0o600)
     d = lay.munge_dir
-    argv = ["munged", "--foreground", "--force", f"--socket={lay.munge_socket}", f"--key-file={lay.munge_key}",
-            f"--pid-file={d / 'munged.pid'}", f"--log-file={lay.log / 'munged.log'}", f"--seed-file={d / 'munged.seed'}"]
+    argv = [
+        "munged",
+        "--foreground",
+        "--force",
+        f"--socket={lay.munge_socket}",
+        f"--key-file={lay.munge_key}",
+        f"--pid-file={d / 'munged.pid'}",
+        f"--log-file={lay.log / 'munged.log'}",
+        f"--seed-file={d / 'munged.seed'}",
+    ]
     daemon = spawn("munged", argv, lay.daemon_log("munged"), env, lay.root)
     record(daemon)
     sock = ["-S", str(lay.munge_socket)]
@@ -79,13 +87,33 @@ def _ok_input(argv: list[str], text: str, env: Mapping[str, str]) -> bool:
 # -- mariadb -------------------------------------------------------------------
 def start_mariadb(lay: Layout, env: Mapping[str, str], record: Record, db_password: str) -> Daemon:
     """A private MariaDB: datadir and socket under the state directory, TCP on 127.0.0.1 only."""
-    run(["mariadb-install-db", "--no-defaults", f"--datadir={lay.mysql_data}", "--user=root",
-         "--auth-root-authentication-method=socket", "--skip-test-db"], env=env, timeout_s=120)
+    run(
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={lay.mysql_data}",
+            "--user=root",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ],
+        env=env,
+        timeout_s=120,
+    )
     m = lay.mysql_dir
-    argv = ["mariadbd", "--no-defaults", f"--datadir={lay.mysql_data}", "--user=root",
-            "--bind-address=127.0.0.1", f"--port={lay.ports.mysql}", f"--socket={lay.mysql_socket}",
-            f"--pid-file={m / 'mariadbd.pid'}", f"--log-error={lay.log / 'mariadb.err'}",
-            "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=64M"]
+    argv = [
+        "mariadbd",
+        "--no-defaults",
+        f"--datadir={lay.mysql_data}",
+        "--user=root",
+        "--bind-address=127.0.0.1",
+        f"--port={lay.ports.mysql}",
+        f"--socket={lay.mysql_socket}",
+        f"--pid-file={m / 'mariadbd.pid'}",
+        f"--log-error={lay.log / 'mariadb.err'}",
+        "--skip-name-resolve",
+        "--skip-log-bin",
+        "--innodb-buffer-pool-size=64M",
+    ]
     daemon = spawn("mariadbd", argv, lay.daemon_log("mariadbd"), env, lay.root)
     record(daemon)
     ping = ["mariadb-admin", "--no-defaults", f"--socket={lay.mysql_socket}", "ping"]
@@ -113,10 +141,23 @@ def start_slurmdbd(lay: Layout, env: Mapping[str, str], record: Record) -> Daemo
 def add_associations(lay: Layout, env: Mapping[str, str], user: str) -> None:
     """Cluster, account and user in the accounting database, as on a real site."""
     run(["sacctmgr", "-i", "add", "cluster", CLUSTER_NAME], env=env)
-    run(["sacctmgr", "-i", "add", "account", ACCOUNT, f"Cluster={CLUSTER_NAME}",
-         "Description=orchestrator tests", "Organization=orch"], env=env)
-    run(["sacctmgr", "-i", "add", "user", user, f"Account={ACCOUNT}", f"DefaultAccount={ACCOUNT}",
-         f"Cluster={CLUSTER_NAME}"], env=env)
+    run(
+        [
+            "sacctmgr",
+            "-i",
+            "add",
+            "account",
+            ACCOUNT,
+            f"Cluster={CLUSTER_NAME}",
+            "Description=orchestrator tests",
+            "Organization=orch",
+        ],
+        env=env,
+    )
+    run(
+        ["sacctmgr", "-i", "add", "user", user, f"Account={ACCOUNT}", f"DefaultAccount={ACCOUNT}", f"Cluster={CLUSTER_NAME}"],
+        env=env,
+    )
 
 
 # -- slurmctld / slurmd --------------------------------------------------------
@@ -229,7 +270,9 @@ def start_slurmrestd(lay: Layout, env: Mapping[str, str], record: Record) -> Dae
     os.chmod(conf, 0o644)
     restd = shutil.which("slurmrestd", path="/usr/sbin:/usr/local/sbin:/usr/bin") or "/usr/sbin/slurmrestd"
     argv = [restd, "-f", str(conf), "-a", "rest_auth/jwt", "-u", "nobody", "-g", "nogroup", f"127.0.0.1:{lay.ports.slurmrestd}"]
-    daemon = spawn("slurmrestd", argv, lay.daemon_log("slurmrestd"), {**env, "SLURM_JWT": "daemon", "SLURM_CONF": str(conf)}, lay.root)
+    daemon = spawn(
+        "slurmrestd", argv, lay.daemon_log("slurmrestd"), {**env, "SLURM_JWT": "daemon", "SLURM_CONF": str(conf)}, lay.root
+    )
     record(daemon)
 
     def ready() -> bool:

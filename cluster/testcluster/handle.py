@@ -41,7 +41,9 @@ class SlurmCluster:
             raise ClusterError(f"no cluster.json in {root}")
         known = set(cls.__dataclass_fields__) - {"extra", "dir", "slurm_conf", "env_file"}
         return cls(
-            dir=Path(state["dir"]), slurm_conf=Path(state["slurm_conf"]), env_file=Path(state["env_file"]),
+            dir=Path(state["dir"]),
+            slurm_conf=Path(state["slurm_conf"]),
+            env_file=Path(state["env_file"]),
             **{k: v for k, v in state.items() if k in known},
             extra={k: v for k, v in state.items() if k not in known | {"dir", "slurm_conf", "env_file"}},
         )
@@ -64,11 +66,13 @@ class SlurmCluster:
         env["SLURM_CONF"] = str(self.slurm_conf)
         return env
 
-    def run(self, argv: Sequence[str], timeout_s: float = 30.0, check: bool = True,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: Sequence[str], timeout_s: float = 30.0, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a SLURM command (argument list) against this cluster, bounded by `timeout_s`."""
-        done = subprocess.run(list(argv), env=self.env(), capture_output=True, text=True,
-                              timeout=timeout_s, cwd=cwd, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            list(argv), env=self.env(), capture_output=True, text=True, timeout=timeout_s, cwd=cwd, stdin=subprocess.DEVNULL
+        )
         if check and done.returncode != 0:
             raise ClusterError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
         return done

@@ -8,7 +8,16 @@ import subprocess
 
 from .procs import ClusterError
 
-PACKAGES = ("slurm-wlm", "slurmdbd", "slurmrestd", "slurm-wlm-jwt-plugin", "mariadb-server", "munge", "openssh-server", "iproute2")
+PACKAGES = (
+    "slurm-wlm",
+    "slurmdbd",
+    "slurmrestd",
+    "slurm-wlm-jwt-plugin",
+    "mariadb-server",
+    "munge",
+    "openssh-server",
+    "iproute2",
+)
 # one program per package, to tell cheaply whether it is installed
 PROGRAMS = ("slurmctld", "slurmd", "slurmdbd", "slurmrestd", "mariadbd", "munged", "sshd", "ip", "nsenter")
 

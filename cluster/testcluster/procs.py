@@ -66,8 +66,14 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str], cwd
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=dict(env), cwd=cwd, start_new_session=True, close_fds=True,
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
         )
     ticks = None
     for _ in range(50):  # /proc entry appears at once; be patient on a loaded machine
@@ -135,22 +141,30 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
         time.sleep(interval_s)
 
 
-def run(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 30.0,
-        check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+    check: bool = True,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess:
     """Run a short command (argument list, bounded in time); raise ClusterError on failure if `check`."""
     try:
         done = subprocess.run(
-            list(argv), env=dict(env) if env is not None else None, capture_output=True, text=True,
-            timeout=timeout_s, input=input_text, stdin=None if input_text is not None else subprocess.DEVNULL,
+            list(argv),
+            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            input=input_text,
+            stdin=None if input_text is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         raise ClusterError(f"{argv[0]} did not finish in {timeout_s:.0f} s: {' '.join(argv)}") from exc
     except FileNotFoundError as exc:
         raise ClusterError(f"{argv[0]} not found: run `make slurm-deps`") from exc
     if check and done.returncode != 0:
-        raise ClusterError(
-            f"{' '.join(argv)} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-2000:]}"
-        )
+        raise ClusterError(f"{' '.join(argv)} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-2000:]}")
     return done
 
 

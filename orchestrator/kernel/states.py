@@ -16,31 +16,31 @@ from enum import StrEnum
 class JobState(StrEnum):
     """Every job state squeue and sacct report (SLURM 22.05-24.x man pages, JOB STATE CODES)."""
 
-    PENDING = "PENDING"              # PD: waiting for resources or priority
-    CONFIGURING = "CONFIGURING"      # CF: allocated, nodes booting (power saving, cloud nodes)
-    RUNNING = "RUNNING"              # R
-    COMPLETING = "COMPLETING"        # CG: ending, some processes still active
-    SUSPENDED = "SUSPENDED"          # S: allocation kept, execution suspended
-    STOPPED = "STOPPED"              # ST: SIGSTOPped, allocation kept
-    SIGNALING = "SIGNALING"          # SI: being signalled
-    STAGE_OUT = "STAGE_OUT"          # SO: staging out data (burst buffer)
-    RESIZING = "RESIZING"            # RS: changing size
-    REQUEUED = "REQUEUED"            # RQ: going back to pending
-    REQUEUE_HOLD = "REQUEUE_HOLD"    # RH: requeued and held
-    REQUEUE_FED = "REQUEUE_FED"      # RF: requeued by a federation
+    PENDING = "PENDING"  # PD: waiting for resources or priority
+    CONFIGURING = "CONFIGURING"  # CF: allocated, nodes booting (power saving, cloud nodes)
+    RUNNING = "RUNNING"  # R
+    COMPLETING = "COMPLETING"  # CG: ending, some processes still active
+    SUSPENDED = "SUSPENDED"  # S: allocation kept, execution suspended
+    STOPPED = "STOPPED"  # ST: SIGSTOPped, allocation kept
+    SIGNALING = "SIGNALING"  # SI: being signalled
+    STAGE_OUT = "STAGE_OUT"  # SO: staging out data (burst buffer)
+    RESIZING = "RESIZING"  # RS: changing size
+    REQUEUED = "REQUEUED"  # RQ: going back to pending
+    REQUEUE_HOLD = "REQUEUE_HOLD"  # RH: requeued and held
+    REQUEUE_FED = "REQUEUE_FED"  # RF: requeued by a federation
     RESV_DEL_HOLD = "RESV_DEL_HOLD"  # RD: held after its reservation was deleted
-    SPECIAL_EXIT = "SPECIAL_EXIT"    # SE: requeued in a held special state after a special exit code
-    COMPLETED = "COMPLETED"          # CD
-    CANCELLED = "CANCELLED"          # CA
-    FAILED = "FAILED"                # F
-    TIMEOUT = "TIMEOUT"              # TO
-    PREEMPTED = "PREEMPTED"          # PR: this attempt ended by preemption (a requeued job is PENDING again)
-    NODE_FAIL = "NODE_FAIL"          # NF
+    SPECIAL_EXIT = "SPECIAL_EXIT"  # SE: requeued in a held special state after a special exit code
+    COMPLETED = "COMPLETED"  # CD
+    CANCELLED = "CANCELLED"  # CA
+    FAILED = "FAILED"  # F
+    TIMEOUT = "TIMEOUT"  # TO
+    PREEMPTED = "PREEMPTED"  # PR: this attempt ended by preemption (a requeued job is PENDING again)
+    NODE_FAIL = "NODE_FAIL"  # NF
     OUT_OF_MEMORY = "OUT_OF_MEMORY"  # OOM
-    BOOT_FAIL = "BOOT_FAIL"          # BF
-    DEADLINE = "DEADLINE"            # DL
-    REVOKED = "REVOKED"              # RV: a federation sibling took the job
-    UNKNOWN = "UNKNOWN"              # anything else: never ends a sweep
+    BOOT_FAIL = "BOOT_FAIL"  # BF
+    DEADLINE = "DEADLINE"  # DL
+    REVOKED = "REVOKED"  # RV: a federation sibling took the job
+    UNKNOWN = "UNKNOWN"  # anything else: never ends a sweep
 
     @classmethod
     def parse(cls, text: str) -> JobState:
@@ -66,31 +66,71 @@ class JobState(StrEnum):
         return self in _WAITING
 
 
-_ENDED = frozenset({JobState.COMPLETED, JobState.CANCELLED, JobState.FAILED, JobState.TIMEOUT, JobState.PREEMPTED,
-                    JobState.NODE_FAIL, JobState.OUT_OF_MEMORY, JobState.BOOT_FAIL, JobState.DEADLINE, JobState.REVOKED})
-_HOLDS_ALLOCATION = frozenset({JobState.CONFIGURING, JobState.RUNNING, JobState.COMPLETING, JobState.SUSPENDED,
-                               JobState.STOPPED, JobState.SIGNALING, JobState.STAGE_OUT, JobState.RESIZING})
+_ENDED = frozenset(
+    {
+        JobState.COMPLETED,
+        JobState.CANCELLED,
+        JobState.FAILED,
+        JobState.TIMEOUT,
+        JobState.PREEMPTED,
+        JobState.NODE_FAIL,
+        JobState.OUT_OF_MEMORY,
+        JobState.BOOT_FAIL,
+        JobState.DEADLINE,
+        JobState.REVOKED,
+    }
+)
+_HOLDS_ALLOCATION = frozenset(
+    {
+        JobState.CONFIGURING,
+        JobState.RUNNING,
+        JobState.COMPLETING,
+        JobState.SUSPENDED,
+        JobState.STOPPED,
+        JobState.SIGNALING,
+        JobState.STAGE_OUT,
+        JobState.RESIZING,
+    }
+)
 _REQUEUED = frozenset({JobState.REQUEUED, JobState.REQUEUE_HOLD, JobState.REQUEUE_FED, JobState.SPECIAL_EXIT})
 _WAITING = frozenset({JobState.PENDING, JobState.RESV_DEL_HOLD, *_REQUEUED})
 _SHORT_CODES = {
-    "PD": JobState.PENDING, "CF": JobState.CONFIGURING, "R": JobState.RUNNING, "CG": JobState.COMPLETING,
-    "S": JobState.SUSPENDED, "ST": JobState.STOPPED, "SI": JobState.SIGNALING, "SO": JobState.STAGE_OUT,
-    "RS": JobState.RESIZING, "RQ": JobState.REQUEUED, "RH": JobState.REQUEUE_HOLD, "RF": JobState.REQUEUE_FED,
-    "RD": JobState.RESV_DEL_HOLD, "SE": JobState.SPECIAL_EXIT, "CD": JobState.COMPLETED, "CA": JobState.CANCELLED,
-    "F": JobState.FAILED, "TO": JobState.TIMEOUT, "PR": JobState.PREEMPTED, "NF": JobState.NODE_FAIL,
-    "OOM": JobState.OUT_OF_MEMORY, "BF": JobState.BOOT_FAIL, "DL": JobState.DEADLINE, "RV": JobState.REVOKED,
+    "PD": JobState.PENDING,
+    "CF": JobState.CONFIGURING,
+    "R": JobState.RUNNING,
+    "CG": JobState.COMPLETING,
+    "S": JobState.SUSPENDED,
+    "ST": JobState.STOPPED,
+    "SI": JobState.SIGNALING,
+    "SO": JobState.STAGE_OUT,
+    "RS": JobState.RESIZING,
+    "RQ": JobState.REQUEUED,
+    "RH": JobState.REQUEUE_HOLD,
+    "RF": JobState.REQUEUE_FED,
+    "RD": JobState.RESV_DEL_HOLD,
+    "SE": JobState.SPECIAL_EXIT,
+    "CD": JobState.COMPLETED,
+    "CA": JobState.CANCELLED,
+    "F": JobState.FAILED,
+    "TO": JobState.TIMEOUT,
+    "PR": JobState.PREEMPTED,
+    "NF": JobState.NODE_FAIL,
+    "OOM": JobState.OUT_OF_MEMORY,
+    "BF": JobState.BOOT_FAIL,
+    "DL": JobState.DEADLINE,
+    "RV": JobState.REVOKED,
 }
 assert set(_ENDED | _HOLDS_ALLOCATION | _WAITING) == set(JobState) - {JobState.UNKNOWN}, "every known state is classified"
 
 
 class SweepState(StrEnum):
-    QUEUED = "queued"          # waiting for the policy (priority, budgets, `after:`)
-    HELD = "held"              # `orch hold`: never started until `orch release`
+    QUEUED = "queued"  # waiting for the policy (priority, budgets, `after:`)
+    HELD = "held"  # `orch hold`: never started until `orch release`
     SUBMITTING = "submitting"  # the agent decided to submit; sbatch may or may not have happened (crash window)
-    SUBMITTED = "submitted"    # SLURM has the job(s), pending
+    SUBMITTED = "submitted"  # SLURM has the job(s), pending
     RUNNING = "running"
-    PREEMPTED = "preempted"    # SLURM preempted a job of the sweep; it goes back to the queue (REQUEUE)
-    REQUEUED = "requeued"      # pending again after a preemption, a time limit or `scontrol requeue`
+    PREEMPTED = "preempted"  # SLURM preempted a job of the sweep; it goes back to the queue (REQUEUE)
+    REQUEUED = "requeued"  # pending again after a preemption, a time limit or `scontrol requeue`
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -106,10 +146,18 @@ class SweepState(StrEnum):
 
 
 TERMINAL = frozenset({SweepState.SUCCEEDED, SweepState.FAILED, SweepState.CANCELLED})
-ON_CLUSTER = frozenset({SweepState.SUBMITTING, SweepState.SUBMITTED, SweepState.RUNNING, SweepState.PREEMPTED,
-                        SweepState.REQUEUED})
-_CLUSTER_OUTCOMES = {SweepState.SUBMITTED, SweepState.RUNNING, SweepState.PREEMPTED, SweepState.REQUEUED,
-                     SweepState.SUCCEEDED, SweepState.FAILED, SweepState.CANCELLED}
+ON_CLUSTER = frozenset(
+    {SweepState.SUBMITTING, SweepState.SUBMITTED, SweepState.RUNNING, SweepState.PREEMPTED, SweepState.REQUEUED}
+)
+_CLUSTER_OUTCOMES = {
+    SweepState.SUBMITTED,
+    SweepState.RUNNING,
+    SweepState.PREEMPTED,
+    SweepState.REQUEUED,
+    SweepState.SUCCEEDED,
+    SweepState.FAILED,
+    SweepState.CANCELLED,
+}
 
 TRANSITIONS: dict[SweepState, frozenset[SweepState]] = {
     SweepState.QUEUED: frozenset({SweepState.HELD, SweepState.SUBMITTING, SweepState.CANCELLED}),
@@ -183,7 +231,7 @@ class TrialState(StrEnum):
 
     PENDING = "pending"
     RUNNING = "running"
-    PAUSED = "paused"          # checkpointed and stopped by a scheduler, or by a preemption
+    PAUSED = "paused"  # checkpointed and stopped by a scheduler, or by a preemption
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -199,8 +247,13 @@ class TrialState(StrEnum):
         return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED)
 
 
-_FROM_TUNE = {TrialStatus.PENDING: TrialState.PENDING, TrialStatus.RUNNING: TrialState.RUNNING, TrialStatus.PAUSED: TrialState.PAUSED,
-              TrialStatus.TERMINATED: TrialState.SUCCEEDED, TrialStatus.ERROR: TrialState.FAILED}
+_FROM_TUNE = {
+    TrialStatus.PENDING: TrialState.PENDING,
+    TrialStatus.RUNNING: TrialState.RUNNING,
+    TrialStatus.PAUSED: TrialState.PAUSED,
+    TrialStatus.TERMINATED: TrialState.SUCCEEDED,
+    TrialStatus.ERROR: TrialState.FAILED,
+}
 
 
 class RunStatus(StrEnum):
@@ -217,5 +270,16 @@ class RunStatus(StrEnum):
         return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 
 
-__all__ = ["ON_CLUSTER", "TERMINAL", "TRANSITIONS", "IllegalTransition", "JobState", "RunStatus", "SweepState", "TrialState",
-           "TrialStatus", "check_transition", "sweep_state_from_jobs"]
+__all__ = [
+    "ON_CLUSTER",
+    "TERMINAL",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "JobState",
+    "RunStatus",
+    "SweepState",
+    "TrialState",
+    "TrialStatus",
+    "check_transition",
+    "sweep_state_from_jobs",
+]

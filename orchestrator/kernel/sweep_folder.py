@@ -1,26 +1,26 @@
 """The per-sweep folder on the cluster's shared filesystem. One module owns its layout.
 
-    <remote.workdir>/sweeps/<sweep_id>/
-        code/            the code snapshot (PYTHONPATH of every job of this sweep)
-        bundle.json      what the sweep is: ids, sweep file, profile, tracking, code version
-        uncommitted.diff the uncommitted changes the snapshot includes
-        jobs.json        SLURM job ids of the sweep (written by the submit on the login node)
-        submitit/        submitit's job folder (pickles, stdout/stderr per job, appended)
-        ray_results/     the Ray Tune experiment(s), restored after a requeue:
-                         <sweep_id>/ (layout allocation) or <sweep_id>-s<i>/ per shard (layout array)
-        trials.json      trial states, written by the running job (trials-s<i>.json: shard i's)
-        mlflow_runs.json trial id -> MLflow run id, so a restarted job reuses the runs (mlflow_runs-s<i>.json)
-        shards.json      layout array: every trial (stable id, config) and its shard (cluster.node.shards)
-        ray/<job>.<n>/   Ray head address of each job attempt, for the other nodes
-        result-<job>.json what a finished job reports
-        attempts.json    every attempt of the job(s): SLURM job, restart, node, fencing token, how it ended
-        attempt.json     the current attempt's fencing token (older attempts stop writing to MLflow)
-        recovery.json    steps re-done and restart time per trial and attempt
-        checkpoint_now.json  appears when SLURM's signal asks every trial to checkpoint (trainables.runtime)
-                         (attempts, attempt, recovery and checkpoint_now have an -s<i> twin per shard)
-        metric_spool/    metrics, runs and artifacts not yet on the tracking server (orchestrator.tracking.spool)
-        time_fit.json    the time limit chosen by slurm.fit_time_limit, and why
-        CANCELLED        present once the sweep was cancelled
+<remote.workdir>/sweeps/<sweep_id>/
+    code/            the code snapshot (PYTHONPATH of every job of this sweep)
+    bundle.json      what the sweep is: ids, sweep file, profile, tracking, code version
+    uncommitted.diff the uncommitted changes the snapshot includes
+    jobs.json        SLURM job ids of the sweep (written by the submit on the login node)
+    submitit/        submitit's job folder (pickles, stdout/stderr per job, appended)
+    ray_results/     the Ray Tune experiment(s), restored after a requeue:
+                     <sweep_id>/ (layout allocation) or <sweep_id>-s<i>/ per shard (layout array)
+    trials.json      trial states, written by the running job (trials-s<i>.json: shard i's)
+    mlflow_runs.json trial id -> MLflow run id, so a restarted job reuses the runs (mlflow_runs-s<i>.json)
+    shards.json      layout array: every trial (stable id, config) and its shard (cluster.node.shards)
+    ray/<job>.<n>/   Ray head address of each job attempt, for the other nodes
+    result-<job>.json what a finished job reports
+    attempts.json    every attempt of the job(s): SLURM job, restart, node, fencing token, how it ended
+    attempt.json     the current attempt's fencing token (older attempts stop writing to MLflow)
+    recovery.json    steps re-done and restart time per trial and attempt
+    checkpoint_now.json  appears when SLURM's signal asks every trial to checkpoint (trainables.runtime)
+                     (attempts, attempt, recovery and checkpoint_now have an -s<i> twin per shard)
+    metric_spool/    metrics, runs and artifacts not yet on the tracking server (orchestrator.tracking.spool)
+    time_fit.json    the time limit chosen by slurm.fit_time_limit, and why
+    CANCELLED        present once the sweep was cancelled
 """
 
 from __future__ import annotations
@@ -126,7 +126,9 @@ class Bundle:
     def trials_files(self) -> dict[int | None, Path]:
         """shard (None: the whole sweep) -> its trial-state file, for those that exist."""
         found: dict[int | None, Path] = {None: self.trials_file} if self.trials_file.exists() else {}
-        found.update({_shard_order(p): p for p in sorted(self.root.glob("trials-s*.json"), key=_shard_order) if _shard_order(p) >= 0})
+        found.update(
+            {_shard_order(p): p for p in sorted(self.root.glob("trials-s*.json"), key=_shard_order) if _shard_order(p) >= 0}
+        )
         return found
 
     def runs_files(self) -> list[Path]:
@@ -155,7 +157,7 @@ def ledger_sibling(ledger: Path, kind: str) -> Path:
     `<kind>-s3.json` (the sweep folder's files of one shard); any other ledger name (a tracker used outside
     a sweep folder) -> `<ledger stem>.<kind>.json`, never the ledger itself."""
     if ledger.name.startswith(RUNS_LEDGER_STEM):
-        return ledger.with_name(kind + ledger.name[len(RUNS_LEDGER_STEM):])
+        return ledger.with_name(kind + ledger.name[len(RUNS_LEDGER_STEM) :])
     return ledger.with_name(f"{ledger.stem}.{kind}.json")
 
 

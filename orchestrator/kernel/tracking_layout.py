@@ -54,10 +54,26 @@ ARTIFACT_SWEEP_CONFIG = "sweep"
 # What Ray Tune adds to every result; not research metrics.
 _RAY_RESULT_KEYS = frozenset(
     {
-        "done", "training_iteration", "trial_id", "experiment_id", "date", "timestamp", "pid",
-        "hostname", "node_ip", "config", "time_since_restore", "iterations_since_restore",
-        "timesteps_since_restore", "time_total_s", "time_this_iter_s", "checkpoint_dir_name",
-        "experiment_tag", "should_checkpoint", "timesteps_total", "episodes_total",
+        "done",
+        "training_iteration",
+        "trial_id",
+        "experiment_id",
+        "date",
+        "timestamp",
+        "pid",
+        "hostname",
+        "node_ip",
+        "config",
+        "time_since_restore",
+        "iterations_since_restore",
+        "timesteps_since_restore",
+        "time_total_s",
+        "time_this_iter_s",
+        "checkpoint_dir_name",
+        "experiment_tag",
+        "should_checkpoint",
+        "timesteps_total",
+        "episodes_total",
     }
 )
 MAX_PARAM_LENGTH = 6000
@@ -79,9 +95,14 @@ class SweepIdentity:
 def sweep_tags(identity: SweepIdentity) -> dict[str, str]:
     """The tags the sweep's parent run AND each of its trial runs carry."""
     return {
-        TAG_SWEEP_ID: identity.sweep_id, TAG_SWEEP_NAME: identity.sweep_name, TAG_PROJECT: identity.project,
-        TAG_TRAINABLE: identity.trainable, TAG_GIT_COMMIT: identity.commit, TAG_GIT_DIRTY: str(identity.dirty).lower(),
-        TAG_SOURCE_COMMIT: identity.commit, TAG_CLUSTER: identity.cluster,
+        TAG_SWEEP_ID: identity.sweep_id,
+        TAG_SWEEP_NAME: identity.sweep_name,
+        TAG_PROJECT: identity.project,
+        TAG_TRAINABLE: identity.trainable,
+        TAG_GIT_COMMIT: identity.commit,
+        TAG_GIT_DIRTY: str(identity.dirty).lower(),
+        TAG_SOURCE_COMMIT: identity.commit,
+        TAG_CLUSTER: identity.cluster,
     }
 
 
@@ -92,8 +113,12 @@ def parent_tags(identity: SweepIdentity) -> dict[str, str]:
 def sweep_params(sweep: SweepConfig, num_trials: int, max_concurrent_trials: int, shards: int | None = None) -> dict[str, str]:
     """The params of a sweep's parent run: what it optimises and how its trials run."""
     params = {
-        "metric": sweep.metric, "mode": sweep.mode, "num_samples": str(sweep.num_samples), "num_trials": str(num_trials),
-        "scheduler": sweep.scheduler.type, "search_algorithm": sweep.search.algorithm,
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "num_samples": str(sweep.num_samples),
+        "num_trials": str(num_trials),
+        "scheduler": sweep.scheduler.type,
+        "search_algorithm": sweep.search.algorithm,
         "max_concurrent_trials": str(max_concurrent_trials),
     }
     if shards is not None:
@@ -124,7 +149,12 @@ def trial_params(config: Mapping[str, Any]) -> dict[str, str]:
 
 def placement_tags(result: Mapping[str, Any]) -> dict[str, str]:
     """Where a trial's attempt runs, from what Ray and the trainable put in its results."""
-    fields = {TAG_NODE: "hostname", TAG_NODE_IP: "node_ip", TAG_DEVICE: "device", TAG_CUDA_VISIBLE_DEVICES: "cuda_visible_devices"}
+    fields = {
+        TAG_NODE: "hostname",
+        TAG_NODE_IP: "node_ip",
+        TAG_DEVICE: "device",
+        TAG_CUDA_VISIBLE_DEVICES: "cuda_visible_devices",
+    }
     return {tag: str(result[key]) for tag, key in fields.items() if result.get(key) not in (None, "")}
 
 

@@ -36,7 +36,9 @@ console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=Tru
 err_console = Console(stderr=True)
 
 SweepFile = typer.Argument(..., help="A sweep file, e.g. conf/sweeps/quickstart.yaml", show_default=False)
-TrackingUri = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)")
+TrackingUri = typer.Option(
+    None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)"
+)
 
 
 @app.command()
@@ -84,7 +86,9 @@ def run(
     console.print(f"MLflow: experiment '{resolved.project.experiment_name}', parent run {outcome.parent_run_id}")
     console.print(f"open the MLflow UI with: [bold]{ui}[/]", highlight=False)
     if outcome.failed:
-        raise SweepFailedError(f"{len(outcome.failed)} of {len(outcome.rows)} trials failed; see the MLflow runs for their errors")
+        raise SweepFailedError(
+            f"{len(outcome.failed)} of {len(outcome.rows)} trials failed; see the MLflow runs for their errors"
+        )
 
 
 @app.command()
@@ -104,12 +108,16 @@ def ui(
     if sweep:
         from orchestrator.laptop.compare import experiment_url, sweep_experiment_id
 
-        console.print(f"sweep {sweep}: {experiment_url(f'http://{host}:{port}', sweep_experiment_id(uri, sweep))}", highlight=False)
+        console.print(
+            f"sweep {sweep}: {experiment_url(f'http://{host}:{port}', sweep_experiment_id(uri, sweep))}", highlight=False
+        )
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     os.execv(sys.executable, command)
 
 
-ClusterOption = typer.Option(..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile (conf/clusters/NAME.yaml)")
+ClusterOption = typer.Option(
+    ..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile (conf/clusters/NAME.yaml)"
+)
 ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/")
 
 
@@ -161,7 +169,9 @@ def submit(
         submit_to_queue(resolved, target, uri, new_sweep_id(resolved.sweep.name), level, after or [], hold, yes)
         return
     if after or hold or level:
-        raise UsageError(f"--priority/--after/--hold need a queue; fix: add a `queue:` section to the '{target.profile.name}' profile")
+        raise UsageError(
+            f"--priority/--after/--hold need a queue; fix: add a `queue:` section to the '{target.profile.name}' profile"
+        )
     if _is_rest(target):
         from orchestrator.laptop.targets.rest import submit as submit_rest
 
@@ -171,12 +181,18 @@ def submit(
     for warning in warnings:
         err_console.print(f"warning: {warning}", style="yellow", highlight=False)
     if answer.get("pending"):
-        console.print(f"sweep [bold]{answer['sweep_id']}[/]: its submit job {answer['submit_job_id']} is queued on "
-                      f"'{target.profile.name}' and will submit the sweep when it runs", highlight=False)
+        console.print(
+            f"sweep [bold]{answer['sweep_id']}[/]: its submit job {answer['submit_job_id']} is queued on "
+            f"'{target.profile.name}' and will submit the sweep when it runs",
+            highlight=False,
+        )
         console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
         return
-    console.print(f"submitted sweep [bold]{answer['sweep_id']}[/] to '{target.profile.name}' as SLURM job(s) "
-                  f"{', '.join(answer['job_ids'])}; MLflow parent run {answer['parent_run_id']}", highlight=False)
+    console.print(
+        f"submitted sweep [bold]{answer['sweep_id']}[/] to '{target.profile.name}' as SLURM job(s) "
+        f"{', '.join(answer['job_ids'])}; MLflow parent run {answer['parent_run_id']}",
+        highlight=False,
+    )
     console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
 
 
@@ -244,13 +260,19 @@ def cancel(
         from orchestrator.laptop.targets.queue import service
 
         answer = service(target, "cancel", sweep)
-        console.print(f"cancelled sweep {answer['sweep_id']} (was {answer['was']}): jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
-                      f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
+        console.print(
+            f"cancelled sweep {answer['sweep_id']} (was {answer['was']}): jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
+            f"{answer['closed_runs']} MLflow runs closed as KILLED",
+            highlight=False,
+        )
         return
     else:
         answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
-    console.print(f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
-                  f"{answer['closed_runs']} MLflow runs closed as KILLED", highlight=False)
+    console.print(
+        f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
+        f"{answer['closed_runs']} MLflow runs closed as KILLED",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -271,9 +293,12 @@ def resume(
     if digest:
         args += ["--config-hash", digest]
     answer = target.call(args, code_dir=_code_dir(target, sweep))
-    console.print(f"resumed sweep {answer['sweep_id']} as SLURM job(s) {', '.join(answer['job_ids'])}: "
-                  f"{len(answer['resumed_trials'])} trial(s) continue from their checkpoints, {answer['finished_trials']} finished "
-                  "stay as they are", highlight=False)
+    console.print(
+        f"resumed sweep {answer['sweep_id']} as SLURM job(s) {', '.join(answer['job_ids'])}: "
+        f"{len(answer['resumed_trials'])} trial(s) continue from their checkpoints, {answer['finished_trials']} finished "
+        "stay as they are",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -291,20 +316,43 @@ def drill(
     if _is_rest(target):
         raise UsageError("orch drill needs a login node; fix: use a profile with a login: section (ssh)")
     trials, _ = materialise(resolved, seed=0)
-    args = ["drill", "--profile-json", target.profile.model_dump_json(), "--trainable", resolved.project.trainable,
-            "--config-json", json.dumps(trials[0].config), *(["--preempt-with", preempt_with] if preempt_with else [])]
-    console.print(f"canary job on '{target.profile.name}' (partition {target.profile.slurm.partition}): training one step "
-                  f"of {resolved.project.trainable}, then signalling it ...", highlight=False)
+    args = [
+        "drill",
+        "--profile-json",
+        target.profile.model_dump_json(),
+        "--trainable",
+        resolved.project.trainable,
+        "--config-json",
+        json.dumps(trials[0].config),
+        *(["--preempt-with", preempt_with] if preempt_with else []),
+    ]
+    console.print(
+        f"canary job on '{target.profile.name}' (partition {target.profile.slurm.partition}): training one step "
+        f"of {resolved.project.trainable}, then signalling it ...",
+        highlight=False,
+    )
     r = target.call(args, timeout_s=900)
-    console.print(f"signal: {'delivered in {:.1f} s'.format(r['signal_latency_s']) if r['signal_delivered'] else 'NOT delivered'} "
-                  f"(USR2 to the job's processes, job {r['job_id']} on {r['node'] or '?'})", highlight=False)
-    console.print(f"preemption in partition {r['partition']}: PreemptMode={r['preempt_mode']}, GraceTime={r['grace_time_s']:g} s"
-                  + (f"; preempted by a '{preempt_with}' job: {r['preemption']['outcome']} after {r['preemption']['seconds']} s"
-                     if r.get("preemption") else ""), highlight=False)
+    console.print(
+        f"signal: {'delivered in {:.1f} s'.format(r['signal_latency_s']) if r['signal_delivered'] else 'NOT delivered'} "
+        f"(USR2 to the job's processes, job {r['job_id']} on {r['node'] or '?'})",
+        highlight=False,
+    )
+    console.print(
+        f"preemption in partition {r['partition']}: PreemptMode={r['preempt_mode']}, GraceTime={r['grace_time_s']:g} s"
+        + (
+            f"; preempted by a '{preempt_with}' job: {r['preemption']['outcome']} after {r['preemption']['seconds']} s"
+            if r.get("preemption")
+            else ""
+        ),
+        highlight=False,
+    )
     verdict = "fits" if r["fits"] else "does NOT fit: checkpoint less often or ask for a longer signal lead"
-    console.print(f"checkpoint of {resolved.project.trainable}: {r['checkpoint_s']:.2f} s ({r['checkpoint_bytes'] / 1e6:.1f} MB; "
-                  f"{r['checkpoint_on_signal_s'] if r['checkpoint_on_signal_s'] is not None else '?'} s when signalled) against "
-                  f"{r['budget_s']:g} s of grace/lead: {verdict}", highlight=False)
+    console.print(
+        f"checkpoint of {resolved.project.trainable}: {r['checkpoint_s']:.2f} s ({r['checkpoint_bytes'] / 1e6:.1f} MB; "
+        f"{r['checkpoint_on_signal_s'] if r['checkpoint_on_signal_s'] is not None else '?'} s when signalled) against "
+        f"{r['budget_s']:g} s of grace/lead: {verdict}",
+        highlight=False,
+    )
     console.print(f"canary files: {r['folder']}", highlight=False)
 
 

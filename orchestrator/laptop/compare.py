@@ -44,8 +44,12 @@ def load_comparison(tracking_uri: str, sweep_id: str, metric: str | None = None)
     differing = [k for k in keys if len({p.get(k) for p in params}) > 1]
     rows: list[dict[str, Any]] = [
         {
-            "trial_id": r.tags.get(layout.TAG_TRIAL_ID, r.name), "status": r.status.value, "metric": r.metrics.get(metric),
-            "params": {k: r.params.get(k) for k in differing}, "run_id": r.run_id, "steps": None,
+            "trial_id": r.tags.get(layout.TAG_TRIAL_ID, r.name),
+            "status": r.status.value,
+            "metric": r.metrics.get(metric),
+            "params": {k: r.params.get(k) for k in differing},
+            "run_id": r.run_id,
+            "steps": None,
         }
         for r in trials
     ]
@@ -69,8 +73,14 @@ def comparison_table(comparison: SweepComparison) -> Any:
     table.add_column("run id", style="dim")
     for rank, row in enumerate(comparison.rows, start=1):
         value = "-" if row["metric"] is None else f"{row['metric']:.6g}"
-        table.add_row(str(rank), str(row["trial_id"]), row["status"], *(_short(row["params"][k]) for k in comparison.differing),
-                      value, row["run_id"])
+        table.add_row(
+            str(rank),
+            str(row["trial_id"]),
+            row["status"],
+            *(_short(row["params"][k]) for k in comparison.differing),
+            value,
+            row["run_id"],
+        )
     return table
 
 

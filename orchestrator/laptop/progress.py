@@ -124,7 +124,12 @@ class SweepProgress(Callback):
             table.add_column(column)
         for row in self.rows.values():
             table.add_row(
-                row.trial_id, row.state.value, str(row.epoch), *(_fmt(v) for v in row.params.values()), _fmt(row.last), _fmt(row.best)
+                row.trial_id,
+                row.state.value,
+                str(row.epoch),
+                *(_fmt(v) for v in row.params.values()),
+                _fmt(row.last),
+                _fmt(row.best),
             )
         return Group(header, table)
 
@@ -136,8 +141,12 @@ def results_table(rows: Sequence[Mapping[str, Any]], metric: str, varying: list[
         table.add_column(column, justify="right" if column in ("rank", "epochs", metric) else "left")
     for rank, row in enumerate(rows, start=1):
         table.add_row(
-            str(rank), row["trial_id"], row["status"], str(row.get("epoch", "")),
-            *(_fmt(row["params"].get(k)) for k in varying), _fmt(row.get("metric")),
+            str(rank),
+            row["trial_id"],
+            row["status"],
+            str(row.get("epoch", "")),
+            *(_fmt(row["params"].get(k)) for k in varying),
+            _fmt(row.get("metric")),
         )
     return table
 

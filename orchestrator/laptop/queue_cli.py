@@ -22,8 +22,17 @@ err_console = Console(stderr=True)
 
 ClusterOption = typer.Option(..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile with a queue: section")
 ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/")
-STATE_STYLE = {"running": "green", "succeeded": "bold green", "failed": "red", "cancelled": "dim", "held": "yellow",
-               "preempted": "magenta", "requeued": "magenta", "submitting": "cyan", "submitted": "cyan"}
+STATE_STYLE = {
+    "running": "green",
+    "succeeded": "bold green",
+    "failed": "red",
+    "cancelled": "dim",
+    "held": "yellow",
+    "preempted": "magenta",
+    "requeued": "magenta",
+    "submitting": "cyan",
+    "submitted": "cyan",
+}
 
 
 def parse_priority(text: str) -> int:
@@ -40,13 +49,18 @@ def _queue_target(cluster: str, conf: Path) -> Any:
 
     profile, path = load_cluster(cluster, conf), cluster_file(cluster, conf)
     if profile.queue is None or profile.rest is not None:
-        raise ConfigError(path, "queue", f"profile '{profile.name}' has no queue (or reaches SLURM through slurmrestd)",
-                          "add a `queue:` section to a profile with a login node (see conf/clusters/slurm-queue-local.yaml)")
+        raise ConfigError(
+            path,
+            "queue",
+            f"profile '{profile.name}' has no queue (or reaches SLURM through slurmrestd)",
+            "add a `queue:` section to a profile with a login node (see conf/clusters/slurm-queue-local.yaml)",
+        )
     return SlurmTarget.of(profile, path)
 
 
-def submit_to_queue(resolved: Any, target: Any, uri: str, sweep_id: str, priority: int, after: list[str], hold: bool,
-                    yes: bool) -> None:
+def submit_to_queue(
+    resolved: Any, target: Any, uri: str, sweep_id: str, priority: int, after: list[str], hold: bool, yes: bool
+) -> None:
     from orchestrator.laptop.targets.queue import enqueue
 
     def confirm(earlier: list[dict[str, Any]]) -> bool:
@@ -54,12 +68,15 @@ def submit_to_queue(resolved: Any, target: Any, uri: str, sweep_id: str, priorit
         if yes:
             return True
         if not sys.stdin.isatty():
-            raise UsageError(f"the same sweep file, code and cluster were queued before as {names}; "
-                             "fix: pass --yes to queue a duplicate, or change something")
+            raise UsageError(
+                f"the same sweep file, code and cluster were queued before as {names}; "
+                "fix: pass --yes to queue a duplicate, or change something"
+            )
         return typer.confirm(f"the same sweep was queued before as {names}; queue a duplicate?", default=False)
 
-    answer, warnings = enqueue(resolved, target, uri, sweep_id, priority=priority, after=after, hold=hold,
-                               confirm_duplicate=confirm)
+    answer, warnings = enqueue(
+        resolved, target, uri, sweep_id, priority=priority, after=after, hold=hold, confirm_duplicate=confirm
+    )
     for warning in warnings:
         err_console.print(f"warning: {warning}", style="yellow", highlight=False)
     if answer.get("declined"):
@@ -67,8 +84,11 @@ def submit_to_queue(resolved: Any, target: Any, uri: str, sweep_id: str, priorit
         raise typer.Exit(1)
     sweep = answer["sweep"]
     where = f"position {answer['position']} of {answer['queued']}" if answer.get("position") else sweep["state"]
-    console.print(f"queued sweep [bold]{sweep['sweep_id']}[/] on '{target.profile.name}' with priority {sweep['priority']} "
-                  f"({where}); the agent submits it when the policy allows", highlight=False)
+    console.print(
+        f"queued sweep [bold]{sweep['sweep_id']}[/] on '{target.profile.name}' with priority {sweep['priority']} "
+        f"({where}); the agent submits it when the policy allows",
+        highlight=False,
+    )
     console.print(f"follow it with: orch queue --cluster {target.profile.name}", highlight=False)
 
 
@@ -95,17 +115,36 @@ def queue_table(answer: dict[str, Any]) -> Table:
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
     agent = answer.get("agent") or {}
     last = json.loads(agent["last_tick"]) if agent.get("last_tick") else None
-    agent_line = (f"agent {agent['lease_holder']}, last tick {time.time() - last['at']:.0f} s ago" if agent.get("lease_holder") and last
-                  else "no agent running: orch agent start --cluster NAME")
-    table = Table(title=f"queue: {summary}", caption=f"{agent_line}; showing {answer['shown']}", title_justify="left",
-                  caption_justify="left")
+    agent_line = (
+        f"agent {agent['lease_holder']}, last tick {time.time() - last['at']:.0f} s ago"
+        if agent.get("lease_holder") and last
+        else "no agent running: orch agent start --cluster NAME"
+    )
+    table = Table(
+        title=f"queue: {summary}",
+        caption=f"{agent_line}; showing {answer['shown']}",
+        title_justify="left",
+        caption_justify="left",
+    )
     for column in ("project", "sweep", "prio", "state", "trials done/run/pend", "GPU-h", "best", "why / jobs"):
         table.add_column(column, overflow="fold")
     for s in answer["sweeps"]:
-        why = s["reason"] or (", ".join(s["job_ids"]) if s["job_ids"] else "") or (f"after {', '.join(s['after'])}" if s["after"] else "")
+        why = (
+            s["reason"]
+            or (", ".join(s["job_ids"]) if s["job_ids"] else "")
+            or (f"after {', '.join(s['after'])}" if s["after"] else "")
+        )
         best = "-" if s["best_metric"] is None else f"{s['best_metric']:.4g} ({s['metric']})"
-        cells = [s["project"], s["sweep_id"], str(s["priority"]), s["state"],
-                 f"{s['trials_done']}/{s['trials_running']}/{s['trials_pending']}", f"{s['gpu_hours']:.2f}", best, why]
+        cells = [
+            s["project"],
+            s["sweep_id"],
+            str(s["priority"]),
+            s["state"],
+            f"{s['trials_done']}/{s['trials_running']}/{s['trials_pending']}",
+            f"{s['gpu_hours']:.2f}",
+            best,
+            why,
+        ]
         table.add_row(*(Text(cell, style=STATE_STYLE.get(cell, "") if i == 3 else "") for i, cell in enumerate(cells)))
     return table
 
@@ -124,7 +163,9 @@ def priority(
     console.print(f"sweep {row['sweep_id']}: priority {row['priority']}", highlight=False)
 
 
-def hold(sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
+def hold(
+    sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path = ConfOption
+) -> None:
     """Keep a queued sweep from starting until `orch release`."""
     from orchestrator.laptop.targets.queue import service
 
@@ -132,7 +173,9 @@ def hold(sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str
     console.print(f"sweep {row['sweep_id']}: {row['state']}", highlight=False)
 
 
-def release(sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
+def release(
+    sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path = ConfOption
+) -> None:
     """Let a held sweep start again."""
     from orchestrator.laptop.targets.queue import service
 
@@ -153,7 +196,13 @@ def after(
     console.print(f"sweep {row['sweep_id']}: waits for {', '.join(row['after']) or 'nothing'}", highlight=False)
 
 
-COMMANDS: dict[str, Callable[..., None]] = {"queue": queue, "priority": priority, "hold": hold, "release": release, "after": after}
+COMMANDS: dict[str, Callable[..., None]] = {
+    "queue": queue,
+    "priority": priority,
+    "hold": hold,
+    "release": release,
+    "after": after,
+}
 
 agent_app = typer.Typer(help="The agent on the login node that submits queued sweeps.", no_args_is_help=True)
 
@@ -178,8 +227,10 @@ def agent_stop(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
 
     answer = agent(_queue_target(cluster, conf), "stop")
     if "job_ids" in answer:
-        console.print(f"agent job(s) {', '.join(answer['job_ids'])} cancelled" if answer["stopped"] else "no agent job was queued",
-                      highlight=False)
+        console.print(
+            f"agent job(s) {', '.join(answer['job_ids'])} cancelled" if answer["stopped"] else "no agent job was queued",
+            highlight=False,
+        )
         return
     console.print(f"agent pid {answer['pid']} stopped" if answer["stopped"] else "no agent was running", highlight=False)
 
@@ -192,7 +243,13 @@ def agent_status(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
     answer = agent(_queue_target(cluster, conf), "status")
     last = answer.get("last_tick")
     ago = f"{time.time() - last['at']:.0f} s ago ({last['own_ms']} ms of its own work)" if last else "never"
-    where = ("job " + ", ".join(f"{j['job_id']} {j['state']} ({j['restarts']} restarts)" for j in answer["jobs"])
-             if answer.get("jobs") else f"running, pid {answer['pid']}" if answer["pid"] else "not running")
-    console.print(f"agent: {where}; "
-                  f"lease: {answer['lease_holder'] or 'free'}; last tick {ago}; log: {answer['log']}", highlight=False)
+    where = (
+        "job " + ", ".join(f"{j['job_id']} {j['state']} ({j['restarts']} restarts)" for j in answer["jobs"])
+        if answer.get("jobs")
+        else f"running, pid {answer['pid']}"
+        if answer["pid"]
+        else "not running"
+    )
+    console.print(
+        f"agent: {where}; lease: {answer['lease_holder'] or 'free'}; last tick {ago}; log: {answer['log']}", highlight=False
+    )

@@ -14,8 +14,13 @@ def status_tables(sweeps: list[dict[str, Any]]) -> Iterator[Any]:
         yield "no sweeps on this cluster yet"
         return
     for sweep in sweeps:
-        jobs = ", ".join(f"{job['job_id']} {job['state']}" + (f" on {job.get('node_list')}" if job.get("node_list") else "")
-                         for job in sweep["jobs"]) or "no jobs"
+        jobs = (
+            ", ".join(
+                f"{job['job_id']} {job['state']}" + (f" on {job.get('node_list')}" if job.get("node_list") else "")
+                for job in sweep["jobs"]
+            )
+            or "no jobs"
+        )
         age = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep["submitted_at"]))
         title = f"{sweep['sweep_id']} ({sweep['project']}, submitted {age}){' CANCELLED' if sweep['cancelled'] else ''}"
         table = Table(title=title, caption=f"jobs: {jobs}", title_justify="left", caption_justify="left")
@@ -23,5 +28,7 @@ def status_tables(sweeps: list[dict[str, Any]]) -> Iterator[Any]:
             table.add_column(column)
         for trial in sorted(sweep["trials"], key=lambda t: t["trial_id"]):
             metric = trial.get("metric")
-            table.add_row(trial["trial_id"], trial["state"], str(trial.get("epoch", 0)), "-" if metric is None else f"{metric:.4g}")
+            table.add_row(
+                trial["trial_id"], trial["state"], str(trial.get("epoch", 0)), "-" if metric is None else f"{metric:.4g}"
+            )
         yield table

@@ -29,12 +29,17 @@ def _state(state_dir: Path | None):  # noqa: ANN202 - LocalState, imported lazil
 def up(
     port: int = typer.Option(5000, help="Port on 127.0.0.1 (or --host) to serve on"),
     host: str = typer.Option("127.0.0.1", help="Address to bind; keep 127.0.0.1 unless the team reaches it over the network"),
-    backend_store_uri: str | None = typer.Option(None, "--backend-store-uri",
-                                                    help="sqlite:///path or postgresql://... (default: .orch/tracking/mlflow.db)"),
+    backend_store_uri: str | None = typer.Option(
+        None, "--backend-store-uri", help="sqlite:///path or postgresql://... (default: .orch/tracking/mlflow.db)"
+    ),
     artifacts_destination: str | None = typer.Option(
-        None, "--artifacts-destination", help="s3://bucket/prefix or a folder; the server proxies uploads (default: .orch/tracking/artifacts)"),
+        None,
+        "--artifacts-destination",
+        help="s3://bucket/prefix or a folder; the server proxies uploads (default: .orch/tracking/artifacts)",
+    ),
     default_artifact_root: str | None = typer.Option(
-        None, "--default-artifact-root", help="s3://bucket/prefix that clients write to directly (no proxy)"),
+        None, "--default-artifact-root", help="s3://bucket/prefix that clients write to directly (no proxy)"
+    ),
     auth: bool = typer.Option(False, "--auth", help="Basic auth; admin from MLFLOW_TRACKING_USERNAME/PASSWORD"),
     state_dir: Path | None = StateDir,
 ) -> None:
@@ -53,9 +58,12 @@ def up(
         spec = ServerSpec(backend, artifacts_destination or str(folder / "artifacts"), host, port, auth=auth)
     record, started = server_up(state, spec)
     word = "started" if started else "already up"
-    console.print(f"MLflow tracking server {word} at [bold]{record.uri}[/] (pid {record.pid}, log {record.log_file})", highlight=False)
-    console.print(f"use it with: export MLFLOW_TRACKING_URI={record.uri}   or   orch run SWEEP --tracking-uri {record.uri}",
-                  highlight=False)
+    console.print(
+        f"MLflow tracking server {word} at [bold]{record.uri}[/] (pid {record.pid}, log {record.log_file})", highlight=False
+    )
+    console.print(
+        f"use it with: export MLFLOW_TRACKING_URI={record.uri}   or   orch run SWEEP --tracking-uri {record.uri}", highlight=False
+    )
 
 
 @app.command()
@@ -64,8 +72,10 @@ def down(state_dir: Path | None = StateDir) -> None:
     from orchestrator.laptop.tracking_server import down as server_down
 
     record = server_down(_state(state_dir))
-    console.print("no tracking server recorded" if record is None else f"stopped the tracking server at {record.uri} (pid {record.pid})",
-                  highlight=False)
+    console.print(
+        "no tracking server recorded" if record is None else f"stopped the tracking server at {record.uri} (pid {record.pid})",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -81,8 +91,10 @@ def status(state_dir: Path | None = StateDir) -> None:
         console.print(f"down: recorded at {record.uri} (pid {record.pid}) but not answering", highlight=False)
         raise typer.Exit(3)
     destination = record.spec.get("artifacts")
-    console.print(f"up {record.uri} (pid {record.pid}; store {record.spec.get('backend_store_uri')}; artifacts {destination})",
-                  highlight=False)
+    console.print(
+        f"up {record.uri} (pid {record.pid}; store {record.spec.get('backend_store_uri')}; artifacts {destination})",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -103,10 +115,13 @@ def deliver(
     client = TrackingClient(uri)
     router = ArtifactRouter(client, recorded_artifacts_destination(_state(None), uri))
     report = deliver_spool(spool_dir, client, uploader=router)
-    console.print(f"delivered {report.delivered} metric points and {report.artifacts} artifact folders "
-                  f"({report.skipped_duplicates} already on the server, {report.rejected} refused); "
-                  f"{report.runs_created} runs created ({report.runs_found} found), {report.statuses} run statuses set; "
-                  f"{report.pending} left for later", highlight=False)
+    console.print(
+        f"delivered {report.delivered} metric points and {report.artifacts} artifact folders "
+        f"({report.skipped_duplicates} already on the server, {report.rejected} refused); "
+        f"{report.runs_created} runs created ({report.runs_found} found), {report.statuses} run statuses set; "
+        f"{report.pending} left for later",
+        highlight=False,
+    )
     if report.pending:
         raise typer.Exit(1)
 
@@ -114,7 +129,9 @@ def deliver(
 def compare(
     sweep: str = typer.Argument(..., help="A sweep id, as printed by orch run / orch submit"),
     metric: str | None = typer.Option(None, "--metric", "-m", help="Sort by this metric (default: the sweep's)"),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)"),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)"
+    ),
     cluster: str | None = typer.Option(None, "--cluster", "-c", help="Read tracking.uri from this cluster profile"),
     conf: Path = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/"),
 ) -> None:

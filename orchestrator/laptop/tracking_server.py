@@ -52,8 +52,18 @@ class ServerSpec:
     def command(self) -> list[str]:
         artifacts = self.artifacts if "://" in self.artifacts else str(Path(self.artifacts).resolve())
         cmd = [
-            sys.executable, "-m", "mlflow", "server", "--host", self.host, "--port", str(self.port),
-            "--backend-store-uri", self.backend_store_uri, "--workers", "1",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--workers",
+            "1",
         ]
         if self.serve_artifacts:
             cmd += ["--serve-artifacts", "--artifacts-destination", artifacts]
@@ -126,8 +136,10 @@ def server_environment(spec: ServerSpec, workdir: Path) -> dict[str, str]:
     if spec.auth:
         user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
         if not user or not password:
-            raise ServerError("--auth needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment "
-                              "(the admin account the server creates on first start)")
+            raise ServerError(
+                "--auth needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment "
+                "(the admin account the server creates on first start)"
+            )
         config = workdir / "basic_auth.ini"  # no secret in it: the password comes from the environment
         config.write_text(
             "[mlflow]\ndefault_permission = READ\n"
@@ -150,8 +162,13 @@ def start_server(spec: ServerSpec, workdir: Path, timeout_s: float = START_TIMEO
     log_file = workdir / "server.log"
     with open(log_file, "ab") as log:
         process = subprocess.Popen(  # noqa: S603 - argument list
-            spec.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=server_environment(spec, workdir), cwd=workdir, start_new_session=True,
+            spec.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_environment(spec, workdir),
+            cwd=workdir,
+            start_new_session=True,
         )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

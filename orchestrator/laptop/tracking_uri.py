@@ -31,8 +31,12 @@ class TrackingTarget:
     source: str  # where the URI came from, for messages
 
 
-def find_tracking(cli_uri: str | None, profile: TrackingConfig | None = None, profile_file: Path | str | None = None,
-                  state: LocalState | None = None) -> TrackingTarget | None:
+def find_tracking(
+    cli_uri: str | None,
+    profile: TrackingConfig | None = None,
+    profile_file: Path | str | None = None,
+    state: LocalState | None = None,
+) -> TrackingTarget | None:
     """The tracking target by the one order; None when nothing names one and there is no embedded default."""
     artifact_root = profile.artifact_location if profile is not None else None
     if cli_uri:
@@ -42,8 +46,9 @@ def find_tracking(cli_uri: str | None, profile: TrackingConfig | None = None, pr
     if profile is not None and profile.uri:
         return TrackingTarget(profile.uri, artifact_root, embedded=False, source=f"{profile_file or 'the profile'}: tracking.uri")
     if state is not None:
-        return TrackingTarget(state.tracking_uri, artifact_root or state.artifacts_dir.as_uri(), embedded=True,
-                              source="the embedded default")
+        return TrackingTarget(
+            state.tracking_uri, artifact_root or state.artifacts_dir.as_uri(), embedded=True, source="the embedded default"
+        )
     return None
 
 
@@ -56,18 +61,28 @@ def local_tracking(cli_uri: str | None, cluster: str | None, conf: Path) -> Trac
     state = LocalState.in_directory()
     target = resolve_tracking(cli_uri, profile, cluster_file(cluster, conf) if cluster else None, state)
     if target.embedded and not state.mlflow_db.is_file():
-        raise UsageError(f"no runs yet in {state.mlflow_db}; fix: run a sweep first (orch run conf/sweeps/quickstart.yaml), "
-                         "or pass --tracking-uri")
+        raise UsageError(
+            f"no runs yet in {state.mlflow_db}; fix: run a sweep first (orch run conf/sweeps/quickstart.yaml), "
+            "or pass --tracking-uri"
+        )
     return target
 
 
-def resolve_tracking(cli_uri: str | None, profile: TrackingConfig | None = None, profile_file: Path | str | None = None,
-                     state: LocalState | None = None) -> TrackingTarget:
+def resolve_tracking(
+    cli_uri: str | None,
+    profile: TrackingConfig | None = None,
+    profile_file: Path | str | None = None,
+    state: LocalState | None = None,
+) -> TrackingTarget:
     """Like `find_tracking`, but a missing URI is an error that says what to set."""
     target = find_tracking(cli_uri, profile, profile_file, state)
     if target is not None:
         return target
     if profile_file is not None:
-        raise ConfigError(profile_file, "tracking.uri", "a SLURM profile needs an MLflow tracking URI the jobs can reach",
-                          "set tracking.uri (e.g. http://mlflow.example.org:5000) in the profile")
+        raise ConfigError(
+            profile_file,
+            "tracking.uri",
+            "a SLURM profile needs an MLflow tracking URI the jobs can reach",
+            "set tracking.uri (e.g. http://mlflow.example.org:5000) in the profile",
+        )
     raise UsageError(f"no tracking server given; fix: pass --tracking-uri or set {ENV}")

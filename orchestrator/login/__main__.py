@@ -89,7 +89,9 @@ def _queue_profile(profile_json: str) -> Any:
 
     profile = ClusterConfig.model_validate_json(profile_json)
     if profile.queue is None:
-        raise QueueError("queue", f"profile '{profile.name}' has no queue section", "add a `queue:` section to the cluster profile")
+        raise QueueError(
+            "queue", f"profile '{profile.name}' has no queue section", "add a `queue:` section to the cluster profile"
+        )
     return profile
 
 
@@ -145,8 +147,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         from orchestrator.kernel.config.models import ClusterConfig
         from orchestrator.login.drill import run_drill
 
-        return run_drill(ClusterConfig.model_validate_json(args.profile_json), args.trainable,
-                         json.loads(args.config_json), args.preempt_with)
+        return run_drill(
+            ClusterConfig.model_validate_json(args.profile_json), args.trainable, json.loads(args.config_json), args.preempt_with
+        )
     if args.command == "manifest":
         if not (Path(args.bundle) / "bundle.json").exists():
             raise RemoteError("sweep", f"no sweep in {args.bundle}", "list sweeps with: orch status --cluster NAME")

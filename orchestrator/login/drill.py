@@ -45,29 +45,53 @@ def run_drill(profile: Any, trainable: str, config: dict[str, Any], preempt_with
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config))
     script = folder / "canary.sh"
-    script.write_text("\n".join([
-        "#!/bin/bash", *setup_lines(remote, None),
-        f"exec {shlex.quote(remote.python)} -m cluster.node.drill_canary --trainable {shlex.quote(trainable)} "
-        f"--config {shlex.quote(str(folder / 'config.json'))} --out {shlex.quote(str(folder))}", ""]))
-    canary = small_job(settings, f"{DRILL_JOB_PREFIX}{profile.name}", min(settings.time_limit_min, CANARY_TIME_MIN),
-                       gpus=min(1, settings.gpus_per_node), signal_lead_s=settings.signal_lead_s, requeue=True,
-                       output=str(folder / "canary.log"))
+    script.write_text(
+        "\n".join(
+            [
+                "#!/bin/bash",
+                *setup_lines(remote, None),
+                f"exec {shlex.quote(remote.python)} -m cluster.node.drill_canary --trainable {shlex.quote(trainable)} "
+                f"--config {shlex.quote(str(folder / 'config.json'))} --out {shlex.quote(str(folder))}",
+                "",
+            ]
+        )
+    )
+    canary = small_job(
+        settings,
+        f"{DRILL_JOB_PREFIX}{profile.name}",
+        min(settings.time_limit_min, CANARY_TIME_MIN),
+        gpus=min(1, settings.gpus_per_node),
+        signal_lead_s=settings.signal_lead_s,
+        requeue=True,
+        output=str(folder / "canary.log"),
+    )
     try:
         job_id = client.submit(canary.sbatch_args(), str(script))
     except SlurmError as exc:
-        raise RemoteError("slurm", f"sbatch refused the canary: {exc.message[-300:]}", "check the profile's slurm section",
-                          exit_code=1) from None
+        raise RemoteError(
+            "slurm", f"sbatch refused the canary: {exc.message[-300:]}", "check the profile's slurm section", exit_code=1
+        ) from None
     report: dict[str, Any] = {"job_id": job_id, "folder": str(folder), "partition": settings.partition}
     try:
-        ready = _wait(lambda: (folder / "ready.json").exists() and json.loads((folder / "ready.json").read_text()), READY_TIMEOUT_S)
+        ready = _wait(
+            lambda: (folder / "ready.json").exists() and json.loads((folder / "ready.json").read_text()), READY_TIMEOUT_S
+        )
         if not ready:
-            raise RemoteError("slurm", f"the canary job {job_id} did not start and checkpoint within {READY_TIMEOUT_S:.0f} s "
-                             f"(log: {folder / 'canary.log'})", "check that the partition has free resources, or try later", exit_code=1)
+            raise RemoteError(
+                "slurm",
+                f"the canary job {job_id} did not start and checkpoint within {READY_TIMEOUT_S:.0f} s "
+                f"(log: {folder / 'canary.log'})",
+                "check that the partition has free resources, or try later",
+                exit_code=1,
+            )
         report.update(ready)
         partition = client.partitions().get(settings.partition, {})
         report["preempt_mode"] = partition.get("PreemptMode", "unknown")
-        report["grace_time_s"] = parse_duration_s(partition.get("GraceTime", "0")) if ":" in partition.get("GraceTime", "0") \
+        report["grace_time_s"] = (
+            parse_duration_s(partition.get("GraceTime", "0"))
+            if ":" in partition.get("GraceTime", "0")
             else float(partition.get("GraceTime", "0") or 0)
+        )
         sent = time.time()
         client.signal(job_id, "USR2")
         arrived = _wait(lambda: _records(folder, 0, "SIGUSR2"), SIGNAL_TIMEOUT_S)
@@ -99,15 +123,20 @@ def _preempt(client: SlurmClient, job_id: str, partition: str, folder: Path) -> 
     gpus = gres.split(",")[0].split("(")[0].split(":")[-1] if gres.startswith("gpu") else "1"
     started = time.time()
     try:
-        high = client.submit(["--partition", partition, "--nodelist", node, f"--gres=gpu:{gpus}", "--output=/dev/null",
-                              "--wrap", "sleep 2"])
+        high = client.submit(
+            ["--partition", partition, "--nodelist", node, f"--gres=gpu:{gpus}", "--output=/dev/null", "--wrap", "sleep 2"]
+        )
     except SlurmError as exc:
         return {"by_job": None, "outcome": f"the preempting job was refused: {exc.message}", "seconds": 0.0, "signals_seen": []}
     outcome = _wait(lambda: _canary_fate(client, job_id), 120)
     client.cancel([high])
     signals = [r["signal"] for r in _records(folder, 0, "SIGUSR2") + _records(folder, 0, "SIGTERM")]
-    return {"by_job": high, "outcome": outcome or "unknown (nothing happened within 120 s)",
-            "seconds": round(time.time() - started, 1), "signals_seen": signals}
+    return {
+        "by_job": high,
+        "outcome": outcome or "unknown (nothing happened within 120 s)",
+        "seconds": round(time.time() - started, 1),
+        "signals_seen": signals,
+    }
 
 
 def _canary_fate(client: SlurmClient, job_id: str) -> str | None:

@@ -26,8 +26,13 @@ def submit(bundle_root: Path) -> dict[str, Any]:
     bundle = Bundle(bundle_root)
     manifest = bundle.manifest()
     if bundle.jobs_file.exists():  # an agent restarted after sbatch: answer what was submitted
-        return {"sweep_id": manifest.sweep_id, "job_ids": bundle.read_json(bundle.jobs_file, []),
-                "parent_run_id": manifest.parent_run_id, "experiment_id": manifest.experiment_id, "bundle": str(bundle.root)}
+        return {
+            "sweep_id": manifest.sweep_id,
+            "job_ids": bundle.read_json(bundle.jobs_file, []),
+            "parent_run_id": manifest.parent_run_id,
+            "experiment_id": manifest.experiment_id,
+            "bundle": str(bundle.root),
+        }
     profile = ClusterConfig.model_validate(manifest.cluster)
     assert profile.slurm is not None and profile.remote is not None  # checked by the model validator
     resolved = load_bundle_sweep(bundle)
@@ -50,11 +55,20 @@ def submit(bundle_root: Path) -> dict[str, Any]:
     except Exception as exc:  # nothing half-queued: the parent run goes away with the failed submit
         _discard_parent_run(manifest.tracking_uri, parent_run_id)
         bundle.write_manifest(manifest)
-        raise RemoteError("slurm", f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
-                          "check the profile's slurm section against the cluster", exit_code=1) from None
+        raise RemoteError(
+            "slurm",
+            f"sbatch failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+            "check the profile's slurm section against the cluster",
+            exit_code=1,
+        ) from None
     write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
-    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "parent_run_id": parent_run_id,
-            "experiment_id": experiment_id, "bundle": str(bundle.root)}
+    return {
+        "sweep_id": manifest.sweep_id,
+        "job_ids": [job.job_id for job in jobs],
+        "parent_run_id": parent_run_id,
+        "experiment_id": experiment_id,
+        "bundle": str(bundle.root),
+    }
 
 
 def _fit_time_limit(profile: Any, bundle: Bundle, sweep_id: str) -> Any:
@@ -70,8 +84,12 @@ def _fit_time_limit(profile: Any, bundle: Bundle, sweep_id: str) -> Any:
             return ""  # a limit the cluster refuses is simply not a candidate
 
     fit = fit_time_limit(profile.slurm, test_only)
-    write_atomic(bundle.time_fit_file, json.dumps({"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues,
-                                                            "starts": fit.starts, "reason": fit.reason}))
+    write_atomic(
+        bundle.time_fit_file,
+        json.dumps(
+            {"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues, "starts": fit.starts, "reason": fit.reason}
+        ),
+    )
     return profile.slurm.model_copy(update={"time_limit_min": fit.time_limit_min, "max_requeues": fit.max_requeues})
 
 
@@ -94,17 +112,24 @@ def preflight(profile: Any, sweep_id: str) -> None:
         # SLURM accepts a job longer than its partition allows and leaves it pending forever.
         max_time = client.partition_max_time_min(profile.slurm.partition)
         if max_time is not None and profile.slurm.time_limit_min > max_time:
-            raise RemoteError("slurm.time_limit_min",
-                              f"time limit {profile.slurm.time_limit_min} min is over partition "
-                              f"'{profile.slurm.partition}' MaxTime of {max_time} min",
-                              f"ask for at most {max_time} min; checkpoints and requeues carry longer trials")
+            raise RemoteError(
+                "slurm.time_limit_min",
+                f"time limit {profile.slurm.time_limit_min} min is over partition "
+                f"'{profile.slurm.partition}' MaxTime of {max_time} min",
+                f"ask for at most {max_time} min; checkpoints and requeues carry longer trials",
+            )
         client.test_only(sweep_job(profile.slurm, sweep_id).sbatch_args())
     except SlurmError as exc:
-        raise RemoteError(refused_key(exc.message), f"the cluster refuses this job: {exc.message}",
-                          "ask for what the cluster has (sinfo; scontrol show partition)") from None
+        raise RemoteError(
+            refused_key(exc.message),
+            f"the cluster refuses this job: {exc.message}",
+            "ask for what the cluster has (sinfo; scontrol show partition)",
+        ) from None
 
 
-def _open_parent_run(bundle: Bundle, manifest: BundleManifest, resolved: Any, profile: Any, shards: int | None = None) -> tuple[str, str]:
+def _open_parent_run(
+    bundle: Bundle, manifest: BundleManifest, resolved: Any, profile: Any, shards: int | None = None
+) -> tuple[str, str]:
     """The sweep's parent MLflow run, created before any job exists (jobs attach to it); a submit repeated
     after a crash continues the same one."""
     from cluster.slurm.job_spec import cpus_per_node
@@ -115,18 +140,35 @@ def _open_parent_run(bundle: Bundle, manifest: BundleManifest, resolved: Any, pr
 
     settings = profile.slurm
     held = MachineResources(cpus_per_node(settings) * settings.nodes, settings.gpus_per_node * settings.nodes)
-    identity = SweepIdentity(manifest.sweep_id, manifest.sweep_name, manifest.project, resolved.project.trainable,
-                             str(manifest.code.get("commit", "unknown")), bool(manifest.code.get("dirty", False)), profile.name)
+    identity = SweepIdentity(
+        manifest.sweep_id,
+        manifest.sweep_name,
+        manifest.project,
+        resolved.project.trainable,
+        str(manifest.code.get("commit", "unknown")),
+        bool(manifest.code.get("dirty", False)),
+        profile.name,
+    )
     diff = bundle.diff_file.read_text(errors="replace") if bundle.diff_file.exists() else ""
     try:
-        return open_sweep_run(TrackingClient(manifest.tracking_uri), resolved, identity,
-                              max_concurrent(resolved.sweep, held, shards or 1), shards=shards, diff=diff,
-                              untracked=list(manifest.code.get("untracked", [])), reuse=True)
+        return open_sweep_run(
+            TrackingClient(manifest.tracking_uri),
+            resolved,
+            identity,
+            max_concurrent(resolved.sweep, held, shards or 1),
+            shards=shards,
+            diff=diff,
+            untracked=list(manifest.code.get("untracked", [])),
+            reuse=True,
+        )
     except TrackingError as exc:
         raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None
     except Exception as exc:  # MLflow's own errors: unreachable server, refused request
-        raise RemoteError("tracking.uri", f"MLflow at {manifest.tracking_uri} failed: {str(exc).splitlines()[0][:200]}",
-                          "start the tracking server or fix tracking.uri in the profile") from None
+        raise RemoteError(
+            "tracking.uri",
+            f"MLflow at {manifest.tracking_uri} failed: {str(exc).splitlines()[0][:200]}",
+            "start the tracking server or fix tracking.uri in the profile",
+        ) from None
 
 
 def _discard_parent_run(tracking_uri: str, run_id: str) -> None:
@@ -160,13 +202,19 @@ def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str,
     profile = ClusterConfig.model_validate(manifest.cluster)
     assert profile.slurm is not None and profile.remote is not None
     if config_hash is not None and config_hash != config_hash_of(bundle) and not force:
-        raise RemoteError("sweep", f"the sweep file or its project file changed since sweep {manifest.sweep_id} was submitted",
-                          "resume it as it was with --force, or submit the changed sweep as a new one")
+        raise RemoteError(
+            "sweep",
+            f"the sweep file or its project file changed since sweep {manifest.sweep_id} was submitted",
+            "resume it as it was with --force, or submit the changed sweep as a new one",
+        )
     client = SlurmClient(env=profile.remote.env)
     alive = [j for j in client.queue_snapshot(sweep_job_name(manifest.sweep_id)) if not j.state.is_ended]
     if alive:
-        raise RemoteError("sweep", f"sweep {manifest.sweep_id} still has live jobs ({', '.join(j.job_id for j in alive)})",
-                          "wait for them to end, or stop them with: orch cancel SWEEP")
+        raise RemoteError(
+            "sweep",
+            f"sweep {manifest.sweep_id} still has live jobs ({', '.join(j.job_id for j in alive)})",
+            "wait for them to end, or stop them with: orch cancel SWEEP",
+        )
     shards = None
     if bundle.shards_file.exists():
         from cluster.node.shards import read_plan
@@ -180,8 +228,12 @@ def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str,
     write_atomic(bundle.jobs_file, json.dumps([*earlier, *[job.job_id for job in jobs]]))
     trials = sweep_trials(bundle, earlier)
     unfinished = [t["trial_id"] for t in trials if TrialStatus.parse(t.get("state")) != TrialStatus.TERMINATED]
-    return {"sweep_id": manifest.sweep_id, "job_ids": [job.job_id for job in jobs], "resumed_trials": unfinished,
-            "finished_trials": len(trials) - len(unfinished)}
+    return {
+        "sweep_id": manifest.sweep_id,
+        "job_ids": [job.job_id for job in jobs],
+        "resumed_trials": unfinished,
+        "finished_trials": len(trials) - len(unfinished),
+    }
 
 
 def _reopen_parent(manifest: BundleManifest) -> None:
@@ -214,12 +266,21 @@ def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
         jobs = []
         for j in job_ids[bundle.root.name]:
             record = record_for(j, records)
-            jobs.append(record.__dict__ | {"job_id": j, "state": record.state.value} if record else {"job_id": j, "state": "UNKNOWN"})
-        sweeps.append({
-            "sweep_id": manifest.sweep_id, "project": manifest.project, "submitted_at": manifest.submitted_at,
-            "cancelled": bundle.cancelled_marker.exists(), "jobs": jobs, "trials": sweep_trials(bundle, job_ids[bundle.root.name]),
-            "parent_run_id": manifest.parent_run_id, "code": manifest.code.get("commit"),
-        })
+            jobs.append(
+                record.__dict__ | {"job_id": j, "state": record.state.value} if record else {"job_id": j, "state": "UNKNOWN"}
+            )
+        sweeps.append(
+            {
+                "sweep_id": manifest.sweep_id,
+                "project": manifest.project,
+                "submitted_at": manifest.submitted_at,
+                "cancelled": bundle.cancelled_marker.exists(),
+                "jobs": jobs,
+                "trials": sweep_trials(bundle, job_ids[bundle.root.name]),
+                "parent_run_id": manifest.parent_run_id,
+                "code": manifest.code.get("commit"),
+            }
+        )
     return {"sweeps": sweeps}
 
 
@@ -251,11 +312,21 @@ def sweep_trials(bundle: Bundle, job_ids: list[str]) -> list[dict[str, Any]]:
         for shard in read_plan(bundle.shards_file).shards:
             job_id = job_ids[shard.index] if shard.index < len(job_ids) else None
             for trial in shard.trials:
-                trials[trial.trial_id] = {"trial_id": trial.trial_id, "state": TrialStatus.PENDING.value, "epoch": 0, "metric": None,
-                                          "shard": shard.index, "job_id": job_id}
+                trials[trial.trial_id] = {
+                    "trial_id": trial.trial_id,
+                    "state": TrialStatus.PENDING.value,
+                    "epoch": 0,
+                    "metric": None,
+                    "shard": shard.index,
+                    "job_id": job_id,
+                }
     for shard_index, path in bundle.trials_files().items():
         for trial_id, entry in bundle.read_json(path, {}).get("trials", {}).items():
-            trials[trial_id] = {**trials.get(trial_id, {}), **entry, **({"shard": shard_index} if shard_index is not None else {})}
+            trials[trial_id] = {
+                **trials.get(trial_id, {}),
+                **entry,
+                **({"shard": shard_index} if shard_index is not None else {}),
+            }
     return sorted(trials.values(), key=lambda trial: trial["trial_id"])
 
 
@@ -297,5 +368,7 @@ def close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
     from orchestrator.tracking.client import TrackingClient
 
     ledgers = [bundle.read_json(path, {}) for path in bundle.runs_files()]  # one, or one per shard
-    run_ids = [run_id for ledger in ledgers for run_id in ledger.values()] + ([manifest.parent_run_id] if manifest.parent_run_id else [])
+    run_ids = [run_id for ledger in ledgers for run_id in ledger.values()] + (
+        [manifest.parent_run_id] if manifest.parent_run_id else []
+    )
     return TrackingClient(manifest.tracking_uri).close_running(run_ids, RunStatus.KILLED)

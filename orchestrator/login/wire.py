@@ -48,7 +48,7 @@ def emit_error(error: Problem) -> int:
 
 def find_answer(output: str) -> str | None:
     """The JSON of the last answer line in a command's output (None: the command printed none)."""
-    return next((line[len(RESULT_PREFIX):] for line in reversed(output.splitlines()) if line.startswith(RESULT_PREFIX)), None)
+    return next((line[len(RESULT_PREFIX) :] for line in reversed(output.splitlines()) if line.startswith(RESULT_PREFIX)), None)
 
 
 def printed_lines(output: str) -> list[str]:
@@ -61,18 +61,33 @@ def decode(payload: str, where: Path | str | None) -> dict[str, Any]:
     try:
         answer = json.loads(payload)
     except json.JSONDecodeError:
-        raise RemoteError("remote", f"the login node answered something that is not JSON ({payload[:120]!r})",
-                          "check that the login node runs the same version of orch", where=where, exit_code=1) from None
+        raise RemoteError(
+            "remote",
+            f"the login node answered something that is not JSON ({payload[:120]!r})",
+            "check that the login node runs the same version of orch",
+            where=where,
+            exit_code=1,
+        ) from None
     return checked(answer, where)
 
 
 def checked(answer: Any, where: Path | str | None) -> dict[str, Any]:
     """A decoded answer as a dict; the error side raised as `RemoteError` located at `where`."""
     if not isinstance(answer, dict):
-        raise RemoteError("remote", "the login node's answer is not an object", "check that the login node runs the same version of orch",
-                          where=where, exit_code=1)
+        raise RemoteError(
+            "remote",
+            "the login node's answer is not an object",
+            "check that the login node runs the same version of orch",
+            where=where,
+            exit_code=1,
+        )
     if not answer.get("ok"):
         error = answer.get("error") or {}
-        raise RemoteError(str(error.get("key", "remote")), str(error.get("problem", "the login node failed")),
-                          str(error.get("fix", "see the login node's log")), where=where, exit_code=int(answer.get("code", 2)))
+        raise RemoteError(
+            str(error.get("key", "remote")),
+            str(error.get("problem", "the login node failed")),
+            str(error.get("fix", "see the login node's log")),
+            where=where,
+            exit_code=int(answer.get("code", 2)),
+        )
     return answer

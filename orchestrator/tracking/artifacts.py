@@ -39,8 +39,13 @@ def proxied_s3_location(artifact_uri: str, destination: str) -> str | None:
 class ArtifactRouter:
     """Uploads a folder of artifacts for a run to where it belongs (see module doc)."""
 
-    def __init__(self, client: TrackingClient, proxied_destination: str | None = None,
-                 direct_threshold: int | None = None, uploader: S3Uploader | None = None) -> None:
+    def __init__(
+        self,
+        client: TrackingClient,
+        proxied_destination: str | None = None,
+        direct_threshold: int | None = None,
+        uploader: S3Uploader | None = None,
+    ) -> None:
         self._client = client
         self._destination = proxied_destination
         self._threshold = direct_threshold_bytes() if direct_threshold is None else direct_threshold

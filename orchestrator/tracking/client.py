@@ -44,7 +44,7 @@ def default_artifact_root(tracking_uri: str) -> str | None:
     """For a SQLite store, artifacts next to the database (absolute): MLflow's own default is
     ./mlruns relative to whatever folder the creating process ran in."""
     if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri[len("sqlite:///"):]).expanduser()
+        database = Path(tracking_uri[len("sqlite:///") :]).expanduser()
         if database.is_absolute() or tracking_uri.startswith("sqlite:////"):
             return (database.parent / "mlartifacts").as_uri()
     return None
@@ -124,7 +124,10 @@ class TrackingClient:
             except Exception as exc:  # a locked or missing SQLite file: try again later
                 raise DeliveryError(str(exc), maybe_sent=False) from None
             return
-        body = {"run_id": run_id, "metrics": [{"key": k, "value": _json_number(v), "timestamp": t, "step": s} for k, v, t, s in points]}
+        body = {
+            "run_id": run_id,
+            "metrics": [{"key": k, "value": _json_number(v), "timestamp": t, "step": s} for k, v, t, s in points],
+        }
         self._rest("POST", "/api/2.0/mlflow/runs/log-batch", timeout_s, json=body)
 
     def metric_points(self, run_id: str, key: str, timeout_s: float = 10.0) -> set[MetricPoint]:
@@ -155,8 +158,14 @@ class TrackingClient:
 
         try:
             response = http_request(
-                get_default_host_creds(self.tracking_uri), endpoint, method, max_retries=0, backoff_factor=0,
-                timeout=timeout_s, raise_on_status=False, **kwargs,
+                get_default_host_creds(self.tracking_uri),
+                endpoint,
+                method,
+                max_retries=0,
+                backoff_factor=0,
+                timeout=timeout_s,
+                raise_on_status=False,
+                **kwargs,
             )
         except Exception as exc:  # translated: was the request sent at all?
             raise DeliveryError(f"{endpoint}: {_first_line(exc)}", maybe_sent=not _connection_refused(exc)) from None
@@ -166,8 +175,9 @@ class TrackingClient:
             except ValueError:
                 return {}
         permanent = response.status_code in (400, 404)
-        raise DeliveryError(f"{endpoint}: HTTP {response.status_code} {response.text[:200]}",
-                            maybe_sent=not permanent, permanent=permanent)
+        raise DeliveryError(
+            f"{endpoint}: HTTP {response.status_code} {response.text[:200]}", maybe_sent=not permanent, permanent=permanent
+        )
 
     # --- deferred runs (created by the deliverer, not the node): no client-side retries ------
     def find_run(self, experiment_id: str, tags: Mapping[str, str], timeout_s: float = 10.0) -> str | None:
@@ -185,13 +195,18 @@ class TrackingClient:
             except MlflowException as exc:
                 raise DeliveryError(exc.message, maybe_sent=False) from None
             return runs[0].info.run_id if runs else None
-        answer = self._rest("POST", "/api/2.0/mlflow/runs/search", timeout_s,
-                            json={"experiment_ids": [experiment_id], "filter": clause, "max_results": 1, "order_by": order})
+        answer = self._rest(
+            "POST",
+            "/api/2.0/mlflow/runs/search",
+            timeout_s,
+            json={"experiment_ids": [experiment_id], "filter": clause, "max_results": 1, "order_by": order},
+        )
         found = answer.get("runs") or []
         return str(found[0]["info"]["run_id"]) if found else None
 
-    def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time_ms: int | None,
-                   timeout_s: float = 10.0) -> str:
+    def create_run(
+        self, experiment_id: str, run_name: str, tags: Mapping[str, str], start_time_ms: int | None, timeout_s: float = 10.0
+    ) -> str:
         """One create request, no retries; raises `DeliveryError` (a lost answer: look the run up before creating again)."""
         from mlflow.exceptions import MlflowException
 
@@ -201,26 +216,40 @@ class TrackingClient:
                 return self._client.create_run(experiment_id, start_time=start_time_ms, tags=tags, run_name=run_name).info.run_id
             except MlflowException as exc:
                 raise DeliveryError(exc.message, maybe_sent=True) from None
-        body = {"experiment_id": experiment_id, "run_name": run_name, "tags": [{"key": k, "value": v} for k, v in tags.items()],
-                **({"start_time": start_time_ms} if start_time_ms is not None else {})}
+        body = {
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            **({"start_time": start_time_ms} if start_time_ms is not None else {}),
+        }
         return self._rest("POST", "/api/2.0/mlflow/runs/create", timeout_s, json=body)["run"]["info"]["run_id"]
 
-    def send_params_and_tags(self, run_id: str, params: Mapping[str, str], tags: Mapping[str, str], timeout_s: float = 10.0) -> None:
+    def send_params_and_tags(
+        self, run_id: str, params: Mapping[str, str], tags: Mapping[str, str], timeout_s: float = 10.0
+    ) -> None:
         """Idempotent (the same param value twice is accepted); no retries; raises `DeliveryError`."""
         from mlflow.entities import Param, RunTag
         from mlflow.exceptions import MlflowException
 
         param_items, tag_items = list(scrub_mapping(params).items()), list(scrub_mapping(tags).items())
         for start in range(0, max(len(param_items), len(tag_items)), _MAX_PARAMS_PER_BATCH):
-            chunk_p, chunk_t = param_items[start : start + _MAX_PARAMS_PER_BATCH], tag_items[start : start + _MAX_PARAMS_PER_BATCH]
+            chunk_p, chunk_t = (
+                param_items[start : start + _MAX_PARAMS_PER_BATCH],
+                tag_items[start : start + _MAX_PARAMS_PER_BATCH],
+            )
             if not self.is_remote:
                 try:
-                    self._client.log_batch(run_id, params=[Param(k, v) for k, v in chunk_p], tags=[RunTag(k, v) for k, v in chunk_t])
+                    self._client.log_batch(
+                        run_id, params=[Param(k, v) for k, v in chunk_p], tags=[RunTag(k, v) for k, v in chunk_t]
+                    )
                 except MlflowException as exc:
                     raise DeliveryError(exc.message, maybe_sent=True, permanent=exc.get_http_status_code() == 400) from None
                 continue
-            body = {"run_id": run_id, "params": [{"key": k, "value": v} for k, v in chunk_p],
-                    "tags": [{"key": k, "value": v} for k, v in chunk_t]}
+            body = {
+                "run_id": run_id,
+                "params": [{"key": k, "value": v} for k, v in chunk_p],
+                "tags": [{"key": k, "value": v} for k, v in chunk_t],
+            }
             self._rest("POST", "/api/2.0/mlflow/runs/log-batch", timeout_s, json=body)
 
     def set_status(self, run_id: str, status: RunStatus, end_time_ms: int | None, timeout_s: float = 10.0) -> None:
@@ -237,8 +266,11 @@ class TrackingClient:
             except MlflowException as exc:
                 raise DeliveryError(exc.message, maybe_sent=True) from None
             return
-        body = {"run_id": run_id, "status": status.value,
-                **({"end_time": end_time_ms} if end_time_ms and status != RunStatus.RUNNING else {})}
+        body = {
+            "run_id": run_id,
+            "status": status.value,
+            **({"end_time": end_time_ms} if end_time_ms and status != RunStatus.RUNNING else {}),
+        }
         self._rest("POST", "/api/2.0/mlflow/runs/update", timeout_s, json=body)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -290,7 +322,9 @@ class TrackingClient:
     def experiment_ids(self) -> list[str]:
         return [e.experiment_id for e in self._client.search_experiments(max_results=1000)]
 
-    def search_runs(self, experiment_ids: Iterable[str] | None, tags: Mapping[str, str], max_results: int = 10_000) -> list[RunRecord]:
+    def search_runs(
+        self, experiment_ids: Iterable[str] | None, tags: Mapping[str, str], max_results: int = 10_000
+    ) -> list[RunRecord]:
         """Runs carrying all these tags (exact values), in the given experiments (None: every experiment);
         MLflow's errors become `TrackingError`."""
         from mlflow.exceptions import MlflowException
@@ -299,7 +333,9 @@ class TrackingClient:
             ids = list(experiment_ids) if experiment_ids is not None else self.experiment_ids()
             if not ids:
                 return []
-            return [_record(run) for run in self._client.search_runs(ids, filter_string=tag_filter(tags), max_results=max_results)]
+            return [
+                _record(run) for run in self._client.search_runs(ids, filter_string=tag_filter(tags), max_results=max_results)
+            ]
         except MlflowException as exc:
             raise TrackingError(f"MLflow at {self.tracking_uri}: {exc.message.splitlines()[0]}") from None
 
@@ -323,8 +359,16 @@ class RunRecord:
 
 
 def _record(run: Any) -> RunRecord:
-    return RunRecord(run.info.run_id, run.info.experiment_id, run.info.run_name or "", RunStatus(run.info.status),
-                     (run.info.start_time or 0) / 1000, dict(run.data.tags), dict(run.data.params), dict(run.data.metrics))
+    return RunRecord(
+        run.info.run_id,
+        run.info.experiment_id,
+        run.info.run_name or "",
+        RunStatus(run.info.status),
+        (run.info.start_time or 0) / 1000,
+        dict(run.data.tags),
+        dict(run.data.params),
+        dict(run.data.metrics),
+    )
 
 
 def tag_filter(tags: Mapping[str, str]) -> str:

@@ -28,8 +28,14 @@ def direct_threshold_bytes() -> int:
 class S3Uploader:
     """The one adaptor that writes to S3: boto3 with multipart and retries with backoff."""
 
-    def __init__(self, attempts: int = 4, max_wait_s: float = 8.0, multipart_threshold_mb: int = 16,
-                 multipart_chunk_mb: int = 16, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        attempts: int = 4,
+        max_wait_s: float = 8.0,
+        multipart_threshold_mb: int = 16,
+        multipart_chunk_mb: int = 16,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
         self.attempts = attempts
         self.max_wait_s = max_wait_s
         self._multipart = (multipart_threshold_mb * 1024 * 1024, multipart_chunk_mb * 1024 * 1024)
@@ -42,8 +48,10 @@ class S3Uploader:
             from botocore.config import Config
 
             self._client = boto3.session.Session().client(
-                "s3", config=Config(retries={"max_attempts": 2, "mode": "standard"},
-                                    connect_timeout=self._connect_timeout_s, read_timeout=120),
+                "s3",
+                config=Config(
+                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=self._connect_timeout_s, read_timeout=120
+                ),
             )
         return self._client
 
@@ -56,8 +64,10 @@ class S3Uploader:
         threshold, chunk = self._multipart
         transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunk, max_concurrency=4)
         for attempt in Retrying(
-            stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.5, max=self.max_wait_s),
-            retry=retry_if_exception_type((BotoCoreError, ClientError, OSError)), reraise=True,
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.5, max=self.max_wait_s),
+            retry=retry_if_exception_type((BotoCoreError, ClientError, OSError)),
+            reraise=True,
         ):
             with attempt:
                 self._s3().upload_file(str(local_file), bucket, key, Config=transfer)

@@ -13,10 +13,18 @@ import re
 from collections.abc import Mapping
 
 MASK = "***"
-_SECRET_NAMES = frozenset({
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "DATABRICKS_TOKEN",
-})
+_SECRET_NAMES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "DATABRICKS_TOKEN",
+    }
+)
 _SECRET_PATTERN = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE)
 _MIN_LENGTH = 6
 
@@ -24,8 +32,11 @@ _MIN_LENGTH = 6
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """The values of secret-looking environment variables, longest first."""
     env = os.environ if environ is None else environ
-    values = {value for name, value in env.items() if (name in _SECRET_NAMES or _SECRET_PATTERN.search(name))
-              and len(value) >= _MIN_LENGTH}
+    values = {
+        value
+        for name, value in env.items()
+        if (name in _SECRET_NAMES or _SECRET_PATTERN.search(name)) and len(value) >= _MIN_LENGTH
+    }
     return sorted(values, key=len, reverse=True)
 
 

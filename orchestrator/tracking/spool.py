@@ -76,7 +76,16 @@ class DeliveryReport:
     statuses: int = 0  # run statuses set
 
     def add(self, other: DeliveryReport) -> None:
-        for name in ("delivered", "skipped_duplicates", "rejected", "artifacts", "pending", "runs_created", "runs_found", "statuses"):
+        for name in (
+            "delivered",
+            "skipped_duplicates",
+            "rejected",
+            "artifacts",
+            "pending",
+            "runs_created",
+            "runs_found",
+            "statuses",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -264,8 +273,9 @@ class RunSpool:
         return sorted(p for p in self.artifacts.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     # --- delivery ------------------------------------------------------------------------
-    def deliver(self, client: TrackingClient, timeout_s: float = 10.0, uploader: Any = None,
-                hold_status: bool = False) -> DeliveryReport:
+    def deliver(
+        self, client: TrackingClient, timeout_s: float = 10.0, uploader: Any = None, hold_status: bool = False
+    ) -> DeliveryReport:
         """Send everything pending, batch by batch; stops at the first transient failure.
 
         Order: the run (deferred spools: found or created), tags, metrics, artifacts, and
@@ -311,8 +321,9 @@ class RunSpool:
         # A create whose answer was lost (or a crash before server_run.json) left the run there: find it.
         run_id = client.find_run(experiment_id, identity, timeout_s=timeout_s) if identity else None
         if run_id is None:
-            run_id = client.create_run(experiment_id, str(descriptor["run_name"]), tags, descriptor.get("start_time"),
-                                       timeout_s=timeout_s)
+            run_id = client.create_run(
+                experiment_id, str(descriptor["run_name"]), tags, descriptor.get("start_time"), timeout_s=timeout_s
+            )
             report.runs_created += 1
         else:
             report.runs_found += 1

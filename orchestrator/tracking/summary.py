@@ -49,7 +49,9 @@ def metric_vs_params(rows: Sequence[Mapping[str, Any]], varying: Sequence[str], 
             labels = sorted({str(v) for v in values})
             ax.scatter([labels.index(str(v)) for v in values], metrics, s=36)
             ax.set_xticks(range(len(labels)), labels, rotation=30)
-        for row, x in zip(done, numbers if numbers is not None else [sorted({str(v) for v in values}).index(str(v)) for v in values]):
+        for row, x in zip(
+            done, numbers if numbers is not None else [sorted({str(v) for v in values}).index(str(v)) for v in values]
+        ):
             ax.annotate(str(row["trial_id"])[-5:], (x, row["metric"]), fontsize=7, alpha=0.7)
         ax.set_xlabel(param)
         ax.set_ylabel(metric)

@@ -15,14 +15,24 @@ from orchestrator.kernel.tracking_layout import SweepIdentity
 from orchestrator.tracking.client import TrackingClient
 
 
-def open_sweep_run(client: TrackingClient, resolved: ResolvedSweep, identity: SweepIdentity, max_concurrent_trials: int, *,
-                   shards: int | None = None, diff: str = "", untracked: Sequence[str] = (), reuse: bool = False) -> tuple[str, str]:
+def open_sweep_run(
+    client: TrackingClient,
+    resolved: ResolvedSweep,
+    identity: SweepIdentity,
+    max_concurrent_trials: int,
+    *,
+    shards: int | None = None,
+    diff: str = "",
+    untracked: Sequence[str] = (),
+    reuse: bool = False,
+) -> tuple[str, str]:
     """The sweep's parent run and its experiment: (run id, experiment id). With `reuse`, a parent run of the
     same sweep id that exists already (a submit repeated after a crash) is the one returned."""
     experiment_id = client.ensure_experiment(resolved.project.experiment_name)
     if reuse:
-        existing = client.search_runs([experiment_id], {layout.TAG_SWEEP_ID: identity.sweep_id, layout.TAG_KIND: layout.KIND_SWEEP},
-                                      max_results=1)
+        existing = client.search_runs(
+            [experiment_id], {layout.TAG_SWEEP_ID: identity.sweep_id, layout.TAG_KIND: layout.KIND_SWEEP}, max_results=1
+        )
         if existing:
             return existing[0].run_id, experiment_id
     params = layout.sweep_params(resolved.sweep, resolved.num_trials, max_concurrent_trials, shards)
@@ -32,8 +42,12 @@ def open_sweep_run(client: TrackingClient, resolved: ResolvedSweep, identity: Sw
     client.log_text(run_id, Path(resolved.project_file).read_text(encoding="utf-8"), f"{folder}/project.yaml")
     config = {"sweep": resolved.sweep.model_dump(mode="json"), "project": resolved.project.model_dump(mode="json")}
     client.log_text(run_id, yaml.safe_dump(config, sort_keys=False), f"{folder}/resolved.yaml")
-    client.log_text(run_id, f"commit: {identity.commit}\ndirty: {str(identity.dirty).lower()}\n"
-                    + "".join(f"untracked: {name}\n" for name in untracked), "code/version.txt")
+    client.log_text(
+        run_id,
+        f"commit: {identity.commit}\ndirty: {str(identity.dirty).lower()}\n"
+        + "".join(f"untracked: {name}\n" for name in untracked),
+        "code/version.txt",
+    )
     if identity.dirty:
         client.log_text(run_id, diff or "(untracked files only)\n" + "\n".join(untracked), "code/uncommitted.diff")
     return run_id, experiment_id

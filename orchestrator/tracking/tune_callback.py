@@ -45,9 +45,17 @@ class MLflowTrialTracker(Callback):
     """Creates, feeds and closes one child run per trial under the sweep's parent run."""
 
     def __init__(
-        self, client: TrackingClient | None, experiment_id: str, parent_run_id: str, base_tags: dict[str, str], sweep_name: str,
-        ledger_path: Path | None = None, spool_dir: Path | None = None, artifacts_destination: str | None = None,
-        flush_timeout_s: float = 120.0, deferred: bool = False,
+        self,
+        client: TrackingClient | None,
+        experiment_id: str,
+        parent_run_id: str,
+        base_tags: dict[str, str],
+        sweep_name: str,
+        ledger_path: Path | None = None,
+        spool_dir: Path | None = None,
+        artifacts_destination: str | None = None,
+        flush_timeout_s: float = 120.0,
+        deferred: bool = False,
     ) -> None:
         self._deferred = deferred or client is None  # the node never reaches the server: spool everything
         self._client = None if self._deferred else client
@@ -57,7 +65,9 @@ class MLflowTrialTracker(Callback):
         self._sweep_name = sweep_name
         self._ledger_path = ledger_path
         # The spool sits next to the ledger (the shared job folder) unless told otherwise.
-        default_spool = ledger_path.parent / SPOOL_DIRNAME if ledger_path is not None else Path(tempfile.gettempdir()) / "orch-spool"
+        default_spool = (
+            ledger_path.parent / SPOOL_DIRNAME if ledger_path is not None else Path(tempfile.gettempdir()) / "orch-spool"
+        )
         self._spool_dir = spool_dir or default_spool
         self._artifacts_destination = artifacts_destination
         self._flush_timeout_s = flush_timeout_s
@@ -102,11 +112,17 @@ class MLflowTrialTracker(Callback):
         delivered = self._recorder_instance.close(self._flush_timeout_s if timeout_s is None else timeout_s)
         self._recorder_instance = None
         if self._deferred:
-            log.info("MLflow: runs, metrics and artifacts spooled in %s; the agent or `orch tracking deliver %s` delivers them",
-                     self._spool_dir, self._spool_dir)
+            log.info(
+                "MLflow: runs, metrics and artifacts spooled in %s; the agent or `orch tracking deliver %s` delivers them",
+                self._spool_dir,
+                self._spool_dir,
+            )
         elif not delivered:
-            log.warning("MLflow: some metrics/artifacts are still spooled in %s; deliver them with: orch tracking deliver %s",
-                        self._spool_dir, self._spool_dir)
+            log.warning(
+                "MLflow: some metrics/artifacts are still spooled in %s; deliver them with: orch tracking deliver %s",
+                self._spool_dir,
+                self._spool_dir,
+            )
         return delivered
 
     def __getstate__(self) -> dict[str, Any]:
@@ -161,12 +177,17 @@ class MLflowTrialTracker(Callback):
     def _defer_run(self, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
         """A local run key and its descriptor in the spool: what `start_run` would have sent, for the deliverer."""
         key = f"{DEFERRED_PREFIX}{uuid.uuid4().hex}"
-        RunSpool(self._spool_dir, key).write_descriptor({
-            "experiment_id": self._experiment_id, "run_name": name, "tags": scrub_mapping({**tags, "orch.spool_key": key}),
-            "params": scrub_mapping(params), "start_time": int(time.time() * 1000),
-            # how the deliverer recognises the run if it created it before (answer lost, crash)
-            "identity_tags": [layout.TAG_SWEEP_ID, layout.TAG_TRIAL_ID, layout.TAG_PARENT],
-        })
+        RunSpool(self._spool_dir, key).write_descriptor(
+            {
+                "experiment_id": self._experiment_id,
+                "run_name": name,
+                "tags": scrub_mapping({**tags, "orch.spool_key": key}),
+                "params": scrub_mapping(params),
+                "start_time": int(time.time() * 1000),
+                # how the deliverer recognises the run if it created it before (answer lost, crash)
+                "identity_tags": [layout.TAG_SWEEP_ID, layout.TAG_TRIAL_ID, layout.TAG_PARENT],
+            }
+        )
         return key
 
     def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -214,8 +235,9 @@ class MLflowTrialTracker(Callback):
             data = json.loads(path.read_text()) if path.exists() else []
         except (OSError, ValueError):
             data = []
-        data.append({"trial_id": trial_id, "token": self._fence.token, "redone_steps": steps, "redone_s": seconds,
-                     "resume_s": resume_s})
+        data.append(
+            {"trial_id": trial_id, "token": self._fence.token, "redone_steps": steps, "redone_s": seconds, "resume_s": resume_s}
+        )
         write_atomic(path, json.dumps(data, indent=1))
 
     def _reopen(self, run_id: str) -> None:
@@ -252,8 +274,15 @@ class MLflowTrialTracker(Callback):
             del self._resume_after[trial.trial_id]
             steps, seconds = self.redone.get(trial.trial_id, (0, 0.0))
             resume_s = self._fence.seconds_since_start()
-            self._recorder.log(run_id, {"orch_redone_steps": float(steps), "orch_redone_s": seconds,
-                                        **({"orch_resume_s": resume_s} if resume_s is not None else {})}, step=step)
+            self._recorder.log(
+                run_id,
+                {
+                    "orch_redone_steps": float(steps),
+                    "orch_redone_s": seconds,
+                    **({"orch_resume_s": resume_s} if resume_s is not None else {}),
+                },
+                step=step,
+            )
             self._record_recovery(trial.trial_id, steps, seconds, resume_s)
         placement = layout.placement_tags(result)
         if placement and self._placed.get(trial.trial_id) != placement:  # first result of each attempt
@@ -284,7 +313,11 @@ class MLflowTrialTracker(Callback):
         sources: list[Path] = []
         trial_dir = getattr(getattr(trial, "storage", None), "trial_fs_path", None)
         if trial_dir:
-            sources += [p for p in Path(trial_dir).glob("*") if p.is_file() and (p.name in ("stdout", "stderr") or p.suffix in (".out", ".err"))]
+            sources += [
+                p
+                for p in Path(trial_dir).glob("*")
+                if p.is_file() and (p.name in ("stdout", "stderr") or p.suffix in (".out", ".err"))
+            ]
         if self._ledger_path is not None:
             root = self._ledger_path.parent
             sources += sorted(root.glob("submitit/*/*_log.out")) + sorted(root.glob("submitit/*/*_log.err"))
@@ -371,8 +404,9 @@ class AttemptFence:
                 holder = self.token  # no file yet: nobody newer
             self._current = holder == self.token
             if not self._current and not self._warned:
-                log.warning("a newer attempt (%s) owns this sweep's runs: this attempt (%s) stops writing to MLflow",
-                            holder, self.token)
+                log.warning(
+                    "a newer attempt (%s) owns this sweep's runs: this attempt (%s) stops writing to MLflow", holder, self.token
+                )
                 self._warned = True
         return self._current
 

@@ -37,11 +37,22 @@ def epochs(state: dict[str, Any]) -> list[int]:
     return [int(t.get("epoch") or 0) for t in state["trials"]]
 
 
-def running_past(cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300,
-                 profile: str | Path = "slurm-local") -> dict[str, Any]:
+def running_past(
+    cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300, profile: str | Path = "slurm-local"
+) -> dict[str, Any]:
     """Wait until every trial runs past `epoch`."""
-    return wait_for(cluster, sweep_id, lambda s: s["jobs"][0]["state"] == "RUNNING" and len(s["trials"]) == 2
-                    and min(epochs(s)) > epoch and all(t["state"] == "RUNNING" for t in s["trials"]), timeout_s, profile)
+    return wait_for(
+        cluster,
+        sweep_id,
+        lambda s: (
+            s["jobs"][0]["state"] == "RUNNING"
+            and len(s["trials"]) == 2
+            and min(epochs(s)) > epoch
+            and all(t["state"] == "RUNNING" for t in s["trials"])
+        ),
+        timeout_s,
+        profile,
+    )
 
 
 def resumed(cluster: Any, sweep_id: str, attempts: int, timeout_s: float = 300) -> None:
@@ -53,8 +64,11 @@ def resumed(cluster: Any, sweep_id: str, attempts: int, timeout_s: float = 300) 
         if len(ledger) >= attempts:
             started = ledger[attempts - 1]["started_at"]
             results = list((folder / "ray_results" / sweep_id).glob("*/result.json"))
-            fresh = [r for r in results if any(json.loads(line).get("timestamp", 0) >= started
-                                               for line in r.read_text().splitlines() if line.strip())]
+            fresh = [
+                r
+                for r in results
+                if any(json.loads(line).get("timestamp", 0) >= started for line in r.read_text().splitlines() if line.strip())
+            ]
             if len(results) == 2 and len(fresh) == 2:
                 return
         assert time.monotonic() < deadline, f"attempt {attempts - 1} did not resume training: {ledger}"
@@ -73,17 +87,33 @@ def node_of(cluster: Any, job_id: str) -> str:
 def preempt(cluster: Any, job_id: str) -> None:
     """A job in the high partition that needs every GPU of the sweep's node: SLURM preempts (requeues) ours."""
     node = node_of(cluster, job_id)
-    high = cluster.run(["sbatch", "--parsable", "-p", "high", "-w", node, f"--gres=gpu:{cluster.gpus_per_node}",
-                        "--output=/dev/null", "--wrap", "sleep 3"]).stdout.strip()
+    high = cluster.run(
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "high",
+            "-w",
+            node,
+            f"--gres=gpu:{cluster.gpus_per_node}",
+            "--output=/dev/null",
+            "--wrap",
+            "sleep 3",
+        ]
+    ).stdout.strip()
     deadline = time.monotonic() + 90
-    while cluster.run(["squeue", "--noheader", "--jobs", high, "--format=%T"], check=False).stdout.strip() not in ("", "COMPLETED"):
+    while cluster.run(["squeue", "--noheader", "--jobs", high, "--format=%T"], check=False).stdout.strip() not in (
+        "",
+        "COMPLETED",
+    ):
         assert time.monotonic() < deadline, "the high-partition job never ran"
         time.sleep(1)
     cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip SLURM's requeue delay
 
 
-def assert_exactly_once(cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS,
-                        tracking_uri: str | None = None) -> None:
+def assert_exactly_once(
+    cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS, tracking_uri: str | None = None
+) -> None:
     from mlflow.tracking import MlflowClient
 
     parent, children = mlflow_runs(cluster, sweep_id, tracking_uri)
@@ -121,8 +151,9 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
     state = wait_for(slurm_cluster, sweep_id, finished, 600)
     assert state["jobs"][0]["state"] == "COMPLETED", state
-    attempts = slurm_cluster.run(["sacct", "--noheader", "--allocations", "--duplicates", "--parsable2", "-j", job_id,
-                                  "--format=State"]).stdout.split()
+    attempts = slurm_cluster.run(
+        ["sacct", "--noheader", "--allocations", "--duplicates", "--parsable2", "-j", job_id, "--format=State"]
+    ).stdout.split()
     assert len(attempts) >= 4, attempts  # three interruptions, then the attempt that finished
     assert_exactly_once(slurm_cluster, sweep_id, interruptions=3 + int(corrupted))
     log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.out"))
@@ -162,8 +193,23 @@ def team_tracking(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory):
         s3.client(environment).create_bucket(Bucket=BUCKET)
         host = slurm_cluster.nodes[0]["host_address"]
         port = free_port(host)
-        up = run_orch(["tracking", "up", "--host", host, "--port", str(port), "--artifacts-destination",
-                       f"s3://{BUCKET}/recovery", "--state-dir", str(state)], cwd=state, env=environment, timeout=120)
+        up = run_orch(
+            [
+                "tracking",
+                "up",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--artifacts-destination",
+                f"s3://{BUCKET}/recovery",
+                "--state-dir",
+                str(state),
+            ],
+            cwd=state,
+            env=environment,
+            timeout=120,
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         yield TeamTracking(f"http://{host}:{port}", s3, environment)
     finally:
@@ -172,7 +218,8 @@ def team_tracking(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_node_failure_mid_trial_requeues_on_the_other_node_tracked_on_the_server_with_artifacts_on_s3(
-        slurm_cluster: Any, team_tracking: TeamTracking, tmp_path: Path) -> None:
+    slurm_cluster: Any, team_tracking: TeamTracking, tmp_path: Path
+) -> None:
     """A node taken down under the sweep; the sweep is tracked on the team's server (not the shared SQLite
     file), so the requeued attempt on the OTHER node re-attaches to the same runs over the node network."""
     profile = profile_variant(tmp_path, "slurm-local-team", tracking={"uri": team_tracking.uri})
@@ -253,14 +300,32 @@ def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: An
     assert busy.returncode == 2 and "still has live jobs" in busy.stderr, busy.stdout + busy.stderr
     slurm_cluster.run(["scancel", job_id])  # the job is gone without a word from us: runs stay RUNNING
     deadline = time.monotonic() + 60
-    while slurm_cluster.run(["squeue", "--noheader", "--jobs", job_id, "--format=%T"], check=False).stdout.strip() not in ("", "CANCELLED"):
+    while slurm_cluster.run(["squeue", "--noheader", "--jobs", job_id, "--format=%T"], check=False).stdout.strip() not in (
+        "",
+        "CANCELLED",
+    ):
         assert time.monotonic() < deadline
         time.sleep(1)
     import subprocess
     import sys
 
-    changed = subprocess.run([sys.executable, "-m", "orchestrator.login", "resume", str(Path(slurm_cluster.dir) / "remote"), sweep_id,
-                              "--config-hash", "0" * 64], cwd=REPO, env=slurm_cluster.env(), capture_output=True, text=True, timeout=120)
+    changed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.login",
+            "resume",
+            str(Path(slurm_cluster.dir) / "remote"),
+            sweep_id,
+            "--config-hash",
+            "0" * 64,
+        ],
+        cwd=REPO,
+        env=slurm_cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert changed.returncode == 2 and "changed since sweep" in changed.stdout and "--force" in changed.stdout, changed.stdout
     resumed_run = run_orch(["resume", sweep_id, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
     assert resumed_run.returncode == 0 and "resumed sweep" in resumed_run.stdout, resumed_run.stdout + resumed_run.stderr
@@ -271,13 +336,18 @@ def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: An
 
 
 def test_drill_reports_signal_preemption_and_checkpoint_time(slurm_cluster: Any) -> None:
-    result = run_orch(["drill", "--cluster", "slurm-local", "--sweep", str(RECOVERY), "--preempt-with", "high"], cwd=REPO,
-                      env=orch_env(slurm_cluster), timeout=600)
+    result = run_orch(
+        ["drill", "--cluster", "slurm-local", "--sweep", str(RECOVERY), "--preempt-with", "high"],
+        cwd=REPO,
+        env=orch_env(slurm_cluster),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "signal: delivered in" in out, out
     assert "PreemptMode=REQUEUE, GraceTime=30 s" in out and "preempted by a 'high' job: requeued" in out, out
     assert "checkpoint of avae:" in out and ": fits" in out, out
-    jobs = slurm_cluster.run(["squeue", "--noheader", "--name", "orch-drill.slurm-local", "--states=PENDING,RUNNING",
-                              "--format=%i"], check=False).stdout.split()
+    jobs = slurm_cluster.run(
+        ["squeue", "--noheader", "--name", "orch-drill.slurm-local", "--states=PENDING,RUNNING", "--format=%i"], check=False
+    ).stdout.split()
     assert not jobs, f"the canary is still queued: {jobs}"

@@ -15,10 +15,24 @@ from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from orchestrator.kernel.sweep_folder import Bundle
 
 GOLDEN = Path(__file__).parent / "golden" / "sbatch_allocation.sh"
-SETTINGS = SlurmSettings(partition="low", account="orch", nodes=2, gpus_per_node=2, gpu_type="a100", cpus_per_gpu=3,
-                         mem_per_gpu_gb=1.5, time_limit_min=45, signal_lead_s=90, qos="normal")
-REMOTE = RemoteSettings(workdir="/scratch/orch", python="/opt/venv/bin/python", setup=["module load cuda/12.4"],
-                        env={"SLURM_CONF": "/etc/slurm/test.conf"})
+SETTINGS = SlurmSettings(
+    partition="low",
+    account="orch",
+    nodes=2,
+    gpus_per_node=2,
+    gpu_type="a100",
+    cpus_per_gpu=3,
+    mem_per_gpu_gb=1.5,
+    time_limit_min=45,
+    signal_lead_s=90,
+    qos="normal",
+)
+REMOTE = RemoteSettings(
+    workdir="/scratch/orch",
+    python="/opt/venv/bin/python",
+    setup=["module load cuda/12.4"],
+    env={"SLURM_CONF": "/etc/slurm/test.conf"},
+)
 
 
 def _script(bundle_root: Path, remote: RemoteSettings = REMOTE, sweep_id: str = "avae-tiny-20261123-120000-abcd") -> str:
@@ -45,7 +59,7 @@ def test_parameters_carry_sweep_id_and_resources() -> None:
     assert "--signal=USR2@90" in args and "--requeue" in args
 
 
-HOSTILE = ["a'; touch {marker}; echo '", '$(touch {marker})', "`touch {marker}`", 'x" ; touch {marker} ; "', "a b\tc\nd"]
+HOSTILE = ["a'; touch {marker}; echo '", "$(touch {marker})", "`touch {marker}`", 'x" ; touch {marker} ; "', "a b\tc\nd"]
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -61,7 +75,9 @@ def test_hostile_values_stay_inert(tmp_path: Path, hostile: str) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     srun = bin_dir / "srun"
-    srun.write_text('#!/bin/bash\nprintf "%s\\n" "$ORCH_HOSTILE" > "$RECORD.env"\nprintf "%s\\n" "$PYTHONPATH" > "$RECORD.path"\n')
+    srun.write_text(
+        '#!/bin/bash\nprintf "%s\\n" "$ORCH_HOSTILE" > "$RECORD.env"\nprintf "%s\\n" "$PYTHONPATH" > "$RECORD.path"\n'
+    )
     srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RECORD": str(tmp_path / "record")}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)

@@ -87,7 +87,7 @@ def test_split_deals_every_trial_once_round_robin(count: int, asked: int) -> Non
     assert sorted(dealt) == [t.trial_id for t in trials]  # every trial exactly once
     sizes = [len(s.trials) for s in split]
     assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
-    assert all(list(s.trials) == trials[s.index::len(split)] for s in split)
+    assert all(list(s.trials) == trials[s.index :: len(split)] for s in split)
 
 
 def test_trial_ids_widen_past_ten_thousand() -> None:
@@ -144,7 +144,9 @@ class _Recorder:
     def __getattr__(self, hook: str) -> Any:
         def record(**info: Any) -> None:
             trial = info.get("trial")
-            self.calls.append((hook, trial and trial.trial_id, trial and trial.config, [t.trial_id for t in info.get("trials", [])]))
+            self.calls.append(
+                (hook, trial and trial.trial_id, trial and trial.config, [t.trial_id for t in info.get("trials", [])])
+            )
 
         return record
 
@@ -206,12 +208,18 @@ def test_status_lists_every_trial_of_a_sharded_sweep(conf_tree: Any, tmp_path: P
 
     bundle = Bundle(tmp_path)
     shards.write_plan(bundle.shards_file, shards.plan_shards(_resolved(conf_tree), 2))
-    bundle.trials_file_of(1).write_text(json.dumps({"trials": {
-        "t0001": {"trial_id": "t0001", "state": "TERMINATED", "epoch": 2, "metric": 0.25, "job_id": "123_1"}}}))
+    bundle.trials_file_of(1).write_text(
+        json.dumps(
+            {"trials": {"t0001": {"trial_id": "t0001", "state": "TERMINATED", "epoch": 2, "metric": 0.25, "job_id": "123_1"}}}
+        )
+    )
     trials = sweep_trials(bundle, ["123_0", "123_1"])
     assert [(t["trial_id"], t["state"], t["shard"], t["job_id"]) for t in trials] == [
-        ("t0000", "PENDING", 0, "123_0"), ("t0001", "TERMINATED", 1, "123_1"),
-        ("t0002", "PENDING", 0, "123_0"), ("t0003", "PENDING", 1, "123_1")]
+        ("t0000", "PENDING", 0, "123_0"),
+        ("t0001", "TERMINATED", 1, "123_1"),
+        ("t0002", "PENDING", 0, "123_0"),
+        ("t0003", "PENDING", 1, "123_1"),
+    ]
     assert trials[1]["metric"] == 0.25
 
 

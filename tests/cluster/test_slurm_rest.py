@@ -57,8 +57,10 @@ def test_submit_script_unpacks_and_answers_with_hostile_values(tmp_path: Path, h
     # Stand-ins: a 'python' that answers like orchestrator.login does, an 'scontrol' that records the Comment.
     python = bin_dir / f"py {value}".replace("/", "_")
     answer = {"ok": True, "sweep_id": "s-1", "job_ids": ["7"], "note": value}
-    python.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$RECORD.argv"\nprintf "%s\\n" "$ORCH_HOSTILE" > "$RECORD.env"\n'
-                      "echo 'progress line'\ncat \"$RECORD.answer\"\n")
+    python.write_text(
+        '#!/bin/bash\nprintf "%s\\n" "$@" > "$RECORD.argv"\nprintf "%s\\n" "$ORCH_HOSTILE" > "$RECORD.env"\n'
+        "echo 'progress line'\ncat \"$RECORD.answer\"\n"
+    )
     (tmp_path / "record.answer").write_text("ORCH-RESULT " + json.dumps(answer) + "\n")
     scontrol = bin_dir / "scontrol"
     scontrol.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$RECORD.scontrol"\n')
@@ -118,11 +120,13 @@ def _rest_profile(tmp_path: Path, name: str, **rest: Any) -> Path:
     return path
 
 
-
-
 def test_expired_or_missing_token_is_one_line(tmp_path: Path) -> None:
-    env = {"ORCH_SLURM_DIR": str(tmp_path), "ORCH_PYTHON": "python3", "ORCH_SLURMRESTD_URL": "http://127.0.0.1:1",
-           "ORCH_SLURM_JWT_FILE": str(tmp_path / "token")}
+    env = {
+        "ORCH_SLURM_DIR": str(tmp_path),
+        "ORCH_PYTHON": "python3",
+        "ORCH_SLURMRESTD_URL": "http://127.0.0.1:1",
+        "ORCH_SLURM_JWT_FILE": str(tmp_path / "token"),
+    }
     (tmp_path / "token").write_text(f"SLURM_JWT={_jwt(time.time() - 60)}\n")
     expired = run_orch(["status", "--cluster", str(_rest_profile(tmp_path, "expired"))], cwd=REPO, env=env)
     assert_one_error_line(expired, "rest.token_file", "expired")
@@ -136,8 +140,12 @@ def test_profile_with_both_ssh_and_rest_is_refused(tmp_path: Path) -> None:
     (tmp_path / "clusters").mkdir()
     path = tmp_path / "clusters" / "both.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {"ORCH_SLURM_DIR": str(tmp_path), "ORCH_PYTHON": "python3", "ORCH_SLURMRESTD_URL": "http://127.0.0.1:1",
-           "ORCH_SLURM_JWT_FILE": str(tmp_path / "token")}
+    env = {
+        "ORCH_SLURM_DIR": str(tmp_path),
+        "ORCH_PYTHON": "python3",
+        "ORCH_SLURMRESTD_URL": "http://127.0.0.1:1",
+        "ORCH_SLURM_JWT_FILE": str(tmp_path / "token"),
+    }
     assert_one_error_line(run_orch(["validate", str(path)], cwd=REPO, env=env), "not both")
 
 
@@ -148,7 +156,9 @@ def rest_env(cluster: Any) -> dict[str, str]:
 
 
 def rest_status(cluster: Any, sweep_id: str) -> dict[str, Any]:
-    result = run_orch(["status", sweep_id, "--cluster", "slurm-rest-local", "--json"], cwd=REPO, env=rest_env(cluster), timeout=120)
+    result = run_orch(
+        ["status", sweep_id, "--cluster", "slurm-rest-local", "--json"], cwd=REPO, env=rest_env(cluster), timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)[0]
 
@@ -184,12 +194,16 @@ def test_submit_status_cancel_through_slurmrestd(slurm_cluster: Any) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("case", "slurm", "key", "words"), [
-    ("bad-partition", {"partition": "nope"}, "slurm.partition", "Invalid partition"),
-    ("too-many-gpus", {"gpus_per_node": 8}, "slurm.gpus_per_node", "refuses this job"),
-])
-def test_refused_submit_through_slurmrestd_queues_nothing(slurm_cluster: Any, tmp_path: Path, case: str, slurm: dict,
-                                                         key: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "slurm", "key", "words"),
+    [
+        ("bad-partition", {"partition": "nope"}, "slurm.partition", "Invalid partition"),
+        ("too-many-gpus", {"gpus_per_node": 8}, "slurm.gpus_per_node", "refuses this job"),
+    ],
+)
+def test_refused_submit_through_slurmrestd_queues_nothing(
+    slurm_cluster: Any, tmp_path: Path, case: str, slurm: dict, key: str, words: str
+) -> None:
     data = yaml.safe_load(REST_PROFILE.read_text())
     data["name"] = f"rest-{case}"
     data["slurm"] = {**data["slurm"], **slurm}
@@ -214,5 +228,6 @@ def test_token_signed_with_another_key_is_refused(slurm_cluster: Any, tmp_path: 
     result = run_orch(["status", "--cluster", str(profile)], cwd=REPO, env=rest_env(slurm_cluster))
     assert_one_error_line(result, "rest.token_file", "refused")
     unreachable = _rest_profile(tmp_path, "unreachable", url="http://127.0.0.1:1")
-    assert_one_error_line(run_orch(["status", "--cluster", str(unreachable)], cwd=REPO, env=rest_env(slurm_cluster)),
-                    "rest.url", "cannot reach")
+    assert_one_error_line(
+        run_orch(["status", "--cluster", str(unreachable)], cwd=REPO, env=rest_env(slurm_cluster)), "rest.url", "cannot reach"
+    )

@@ -53,8 +53,9 @@ def status(cluster: Any, sweep_id: str, profile: str | Path = "slurm-local") -> 
     return json.loads(result.stdout)[0]
 
 
-def wait_for(cluster: Any, sweep_id: str, done: Any, timeout_s: float = 420,
-             profile: str | Path = "slurm-local") -> dict[str, Any]:
+def wait_for(
+    cluster: Any, sweep_id: str, done: Any, timeout_s: float = 420, profile: str | Path = "slurm-local"
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         state = status(cluster, sweep_id, profile)
@@ -117,8 +118,9 @@ def test_submit_runs_trials_on_fake_gpu_nodes(slurm_cluster: Any, two_sweeps: di
     assert sorted(r["cuda_visible_devices"] for r in results.values()) == ["0", "1"]
     assert all(r["node_ip"].startswith("10.77.") for r in results.values())
     job_id = state["jobs"][0]["job_id"]
-    sacct = slurm_cluster.run(["sacct", "-j", job_id, "--parsable2", "--noheader", "--allocations",
-                               "--format=JobName,State,AllocTRES"]).stdout
+    sacct = slurm_cluster.run(
+        ["sacct", "-j", job_id, "--parsable2", "--noheader", "--allocations", "--format=JobName,State,AllocTRES"]
+    ).stdout
     assert f"orch.{two_sweeps['one']}|COMPLETED|" in sacct and "gres/gpu=2" in sacct
 
 
@@ -171,8 +173,12 @@ def test_cancel_stops_jobs_and_closes_runs(slurm_cluster: Any, two_sweeps: dict[
 
 
 BAD_PROFILES = [
-    ("unreachable-login", {"login": {"host": "127.0.0.1", "port": 1, "ssh_config": None, "control_persist_s": 0}},
-     "login", "cannot reach the login node"),
+    (
+        "unreachable-login",
+        {"login": {"host": "127.0.0.1", "port": 1, "ssh_config": None, "control_persist_s": 0}},
+        "login",
+        "cannot reach the login node",
+    ),
     ("missing-python", {"remote": {"python": "/nonexistent/python3"}}, "remote.python", "not found"),
     ("bad-partition", {"slurm": {"partition": "nope"}}, "slurm.partition", "invalid partition"),
     ("too-long", {"slurm": {"time_limit_min": 100000}}, "slurm.time_limit_min", "time limit"),
@@ -204,10 +210,19 @@ def test_refused_key(slurm_cluster: Any, tmp_path: Path) -> None:
     key = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     ssh = slurm_cluster.ssh
-    profile = profile_variant(tmp_path, "bad-key", login={
-        "host": "127.0.0.1", "port": int(ssh.get("port", 2222)), "user": "root", "identity_file": str(key),
-        "ssh_config": None, "control_persist_s": 0,
-        "options": {"UserKnownHostsFile": str(tmp_path / "known_hosts"), "StrictHostKeyChecking": "accept-new"}})
+    profile = profile_variant(
+        tmp_path,
+        "bad-key",
+        login={
+            "host": "127.0.0.1",
+            "port": int(ssh.get("port", 2222)),
+            "user": "root",
+            "identity_file": str(key),
+            "ssh_config": None,
+            "control_persist_s": 0,
+            "options": {"UserKnownHostsFile": str(tmp_path / "known_hosts"), "StrictHostKeyChecking": "accept-new"},
+        },
+    )
     result = run_orch(["submit", str(TINY), "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=120)
     assert result.returncode == 2 and "refused our key" in result.stderr and "identity_file" in result.stderr, result.stderr
 
@@ -219,8 +234,12 @@ ARRAY = REPO / "conf" / "sweeps" / "avae-slurm-array.yaml"
 def test_array_layout_runs_shards_as_array_tasks(slurm_cluster: Any, tmp_path: Path) -> None:
     """4 trials, `layout: array, shards: 2`: one job array of 2 tasks, each running its shard's 2 trials."""
     # untracked_files: include, so that a working tree with new modules ships them too
-    profile = profile_variant(tmp_path, "slurm-local-array", slurm={"layout": "array", "shards": 2, "gpus_per_node": 1},
-                              remote={"untracked_files": "include"})
+    profile = profile_variant(
+        tmp_path,
+        "slurm-local-array",
+        slurm={"layout": "array", "shards": 2, "gpus_per_node": 1},
+        remote={"untracked_files": "include"},
+    )
     sweep_id = submit(slurm_cluster, ARRAY, profile)
     folder = sweep_folder(slurm_cluster, sweep_id)
     plan = json.loads((folder / "shards.json").read_text())
@@ -230,8 +249,9 @@ def test_array_layout_runs_shards_as_array_tasks(slurm_cluster: Any, tmp_path: P
     job_ids = [job["job_id"] for job in state["jobs"]]
     base = job_ids[0].split("_")[0]
     assert job_ids == [f"{base}_0", f"{base}_1"] and [job["state"] for job in state["jobs"]] == ["COMPLETED", "COMPLETED"]
-    sacct = slurm_cluster.run(["sacct", "-j", base, "--parsable2", "--noheader", "--allocations",
-                               "--format=JobID,JobName,State,AllocTRES"]).stdout
+    sacct = slurm_cluster.run(
+        ["sacct", "-j", base, "--parsable2", "--noheader", "--allocations", "--format=JobID,JobName,State,AllocTRES"]
+    ).stdout
     tasks = {line.split("|")[0]: line.split("|") for line in sacct.splitlines() if line.strip()}
     assert sorted(tasks) == job_ids and all(t[1] == f"orch.{sweep_id}" and t[2] == "COMPLETED" for t in tasks.values())
     assert all("gres/gpu=1" in t[3] for t in tasks.values())
@@ -240,7 +260,11 @@ def test_array_layout_runs_shards_as_array_tasks(slurm_cluster: Any, tmp_path: P
     assert sorted(trials) == ["t0000", "t0001", "t0002", "t0003"]
     assert all(t["state"] == "TERMINATED" and t["epoch"] == 2 for t in trials.values())
     assert {tid: (t["shard"], t["job_id"]) for tid, t in trials.items()} == {
-        "t0000": (0, job_ids[0]), "t0001": (1, job_ids[1]), "t0002": (0, job_ids[0]), "t0003": (1, job_ids[1])}
+        "t0000": (0, job_ids[0]),
+        "t0001": (1, job_ids[1]),
+        "t0002": (0, job_ids[0]),
+        "t0003": (1, job_ids[1]),
+    }
     # each task ran its own experiment, restorable after a requeue, with trial folders named by stable id
     for shard, expected in ((0, ["t0000", "t0002"]), (1, ["t0001", "t0003"])):
         experiment = folder / "ray_results" / f"{sweep_id}-s{shard}"
@@ -255,9 +279,13 @@ def test_array_layout_runs_shards_as_array_tasks(slurm_cluster: Any, tmp_path: P
         assert child.info.status == "FINISHED" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.run_name == f"avae-slurm-array/{trial['trial_id']}"
         assert not any(key.startswith("orch_trial") for key in child.data.params)
-        assert child.data.params["lr"] == str(trial["config"]["lr"]) and child.data.params["latent_dim"] == str(trial["sampled"]["latent_dim"])
+        assert child.data.params["lr"] == str(trial["config"]["lr"]) and child.data.params["latent_dim"] == str(
+            trial["sampled"]["latent_dim"]
+        )
         assert child.data.params["batch_size"] == "64" and child.data.params["epochs"] == "2"
-        assert child.data.tags["orch.slurm_array_task"] == trials[trial["trial_id"]]["job_id"] and "val_loss" in child.data.metrics
+        assert (
+            child.data.tags["orch.slurm_array_task"] == trials[trial["trial_id"]]["job_id"] and "val_loss" in child.data.metrics
+        )
     # logs of a trial are found in its shard's experiment
     env = orch_env(slurm_cluster)
     trial_log = run_orch(["logs", sweep_id, "t0003", "--cluster", str(profile)], cwd=REPO, env=env)
@@ -265,8 +293,12 @@ def test_array_layout_runs_shards_as_array_tasks(slurm_cluster: Any, tmp_path: P
 
 
 def test_array_layout_cancel_covers_every_task(slurm_cluster: Any, tmp_path: Path) -> None:
-    profile = profile_variant(tmp_path, "slurm-local-array-cancel", slurm={"layout": "array", "shards": 2, "gpus_per_node": 1},
-                              remote={"untracked_files": "include"})
+    profile = profile_variant(
+        tmp_path,
+        "slurm-local-array-cancel",
+        slurm={"layout": "array", "shards": 2, "gpus_per_node": 1},
+        remote={"untracked_files": "include"},
+    )
     sweep_id = submit(slurm_cluster, ARRAY, profile)
     wait_for(slurm_cluster, sweep_id, lambda s: all(job["state"] == "RUNNING" for job in s["jobs"]), 120)
     result = run_orch(["cancel", sweep_id, "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster))

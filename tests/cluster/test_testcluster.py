@@ -62,8 +62,15 @@ def test_nodes_idle_in_both_partitions(slurm_cluster: SlurmCluster) -> None:
 
 def test_gpu_job_sees_its_gpus_and_node_address(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     t0 = time.monotonic()
-    job = sbatch(slurm_cluster, tmp_path, "--gres=gpu:2", "-p", "low",
-                 "--wrap", "echo $CUDA_VISIBLE_DEVICES $SLURM_JOB_GPUS; hostname -I; sleep 1")
+    job = sbatch(
+        slurm_cluster,
+        tmp_path,
+        "--gres=gpu:2",
+        "-p",
+        "low",
+        "--wrap",
+        "echo $CUDA_VISIBLE_DEVICES $SLURM_JOB_GPUS; hostname -I; sleep 1",
+    )
     running = wait_job(slurm_cluster, job, lambda f: f["JobState"] != "PENDING", interval_s=0.02)
     print(f"submit->running {time.monotonic() - t0:.2f} s")
     assert running["JobState"] in {"RUNNING", "COMPLETING", "COMPLETED"}, running
@@ -102,8 +109,7 @@ def test_high_job_preempts_and_requeues_low_job(slurm_cluster: SlurmCluster, tmp
     # A batch-only script: SLURM sends it SIGTERM when the partition's GraceTime (30 s) is over and
     # requeues it. (With `srun` inside, the step gets SIGTERM at once, the script exits 143 and the
     # job ends FAILED without being requeued: job scripts must not exit on that signal.)
-    low = sbatch(slurm_cluster, tmp_path, "-p", "low", "--gres=gpu:1", "--open-mode=append",
-                 "--wrap", "sleep 120")
+    low = sbatch(slurm_cluster, tmp_path, "-p", "low", "--gres=gpu:1", "--open-mode=append", "--wrap", "sleep 120")
     wait_job(slurm_cluster, low, lambda f: f["JobState"] == "RUNNING")
     high = sbatch(slurm_cluster, tmp_path, "-p", "high", "-N", "2", "--exclusive", "--wrap", "sleep 2")
     try:
@@ -127,8 +133,9 @@ def test_login_node_over_ssh(slurm_cluster: SlurmCluster, tmp_path: Path) -> Non
     assert conf == str(slurm_cluster.slurm_conf)
     sinfo = slurm_cluster.run(ssh("sinfo", "-h", "-o", "%P"), timeout_s=20).stdout.split()
     assert {"low*", "high"} <= set(sinfo)
-    job = slurm_cluster.run(ssh("sbatch", "--parsable", f"--chdir={tmp_path}", "--wrap", "'sleep 60'"),
-                            timeout_s=20).stdout.strip()
+    job = slurm_cluster.run(
+        ssh("sbatch", "--parsable", f"--chdir={tmp_path}", "--wrap", "'sleep 60'"), timeout_s=20
+    ).stdout.strip()
     try:
         queue = slurm_cluster.run(ssh("squeue", "-h", "-o", "%i"), timeout_s=20).stdout.split()
         assert job in queue

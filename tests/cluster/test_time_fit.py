@@ -48,8 +48,11 @@ def test_fit_probes_each_candidate_once() -> None:
 def test_submit_with_fitted_time_limit_on_the_real_cluster(slurm_cluster: Any, tmp_path: Path) -> None:
     answer = slurm_cluster.run(["sbatch", "--test-only", "--partition", "low", "--time", "5", "--wrap", "true"]).stderr
     assert predicted_start(answer) is not None, answer  # the format SLURM really prints
-    profile = profile_variant(tmp_path, "slurm-local-fit", slurm={"fit_time_limit": True, "time_limit_min": 30,
-                                                                   "min_time_limit_min": 7, "max_requeues": 1})
+    profile = profile_variant(
+        tmp_path,
+        "slurm-local-fit",
+        slurm={"fit_time_limit": True, "time_limit_min": 30, "min_time_limit_min": 7, "max_requeues": 1},
+    )
     result = run_orch(["submit", str(LONG), "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_id = result.stdout.split("submitted sweep ", 1)[1].split()[0]

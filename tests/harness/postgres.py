@@ -55,11 +55,14 @@ class PostgresError(RuntimeError):
 
 # --- what is installed ------------------------------------------------------------------------------
 
+
 def _bin_dirs() -> list[Path]:
     """Debian's per-version binary directories, newest version first."""
+
     def version(d: str) -> tuple:
         name = Path(d).parent.name
         return tuple(int(p) if p.isdigit() else 0 for p in name.split("."))
+
     return [Path(d) for d in sorted(glob.glob(BIN_GLOB), key=version, reverse=True)]
 
 
@@ -106,7 +109,9 @@ def install() -> None:
         previous = (POLICY_RC_D.read_bytes(), POLICY_RC_D.stat().st_mode & 0o7777)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        POLICY_RC_D.write_text("#!/bin/sh\n# written by tests/harness/postgres.py for the duration of an apt-get install\nexit 101\n")
+        POLICY_RC_D.write_text(
+            "#!/bin/sh\n# written by tests/harness/postgres.py for the duration of an apt-get install\nexit 101\n"
+        )
         POLICY_RC_D.chmod(0o755)
         for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
             print("+", " ".join(argv), flush=True)
@@ -131,6 +136,7 @@ def install() -> None:
 
 # --- the server ---------------------------------------------------------------------------------------
 
+
 def _system_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(SYSTEM_USER)
@@ -154,8 +160,9 @@ def _port_free(port: int) -> bool:
 class PostgresServer:
     """One throw-away PostgreSQL cluster and its postmaster; build it with `PostgresServer.start`."""
 
-    def __init__(self, root: Path, port: int, pid: int, ticks: int, data: Path, socket_dir: Path,
-                 scratch: Path | None, password: str) -> None:
+    def __init__(
+        self, root: Path, port: int, pid: int, ticks: int, data: Path, socket_dir: Path, scratch: Path | None, password: str
+    ) -> None:
         self.root = root
         self.port = port
         self.pid = pid
@@ -171,8 +178,9 @@ class PostgresServer:
     # ---- start
 
     @classmethod
-    def start(cls, root: Path, port: int = DEFAULT_PORT, listen: tuple[str, ...] = (),
-              allow_networks: tuple[str, ...] = ()) -> PostgresServer:
+    def start(
+        cls, root: Path, port: int = DEFAULT_PORT, listen: tuple[str, ...] = (), allow_networks: tuple[str, ...] = ()
+    ) -> PostgresServer:
         """`listen`: addresses besides 127.0.0.1 (e.g. the test cluster's host-side veth addresses, so
         jobs in node namespaces reach it); `allow_networks`: CIDRs allowed to log in as the test role."""
         began = time.monotonic()
@@ -186,8 +194,10 @@ class PostgresServer:
             raise PostgresError("the harness starts postgres as the `postgres` user, which needs root")
         user = _system_user()
         if not _port_free(port):
-            raise PostgresError(f"port {port} on 127.0.0.1 is already in use; stop whatever holds it "
-                                f"(`ss -ltnp 'sport = :{port}'`) or pass another port")
+            raise PostgresError(
+                f"port {port} on 127.0.0.1 is already in use; stop whatever holds it "
+                f"(`ss -ltnp 'sport = :{port}'`) or pass another port"
+            )
         bindir = bin_dir()
         assert bindir is not None
         data, socket_dir, scratch = _layout(root, user)
@@ -198,9 +208,26 @@ class PostgresServer:
         os.chown(pwfile, user.pw_uid, user.pw_gid)
         pwfile.chmod(0o600)
         try:
-            _as_postgres(user, [str(bindir / "initdb"), "-D", str(data), "-U", SYSTEM_USER, "--pwfile", str(pwfile),
-                                "-E", "UTF8", "--locale=C", "--no-sync", "--auth-local=trust",
-                                "--auth-host=scram-sha-256"], log, timeout_s=120)
+            _as_postgres(
+                user,
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    SYSTEM_USER,
+                    "--pwfile",
+                    str(pwfile),
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ],
+                log,
+                timeout_s=120,
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         (data / "pg_hba.conf").write_text(
@@ -210,13 +237,34 @@ class PostgresServer:
             f"host    {DB_NAME:<11} {DB_USER:<11} 127.0.0.1/32   scram-sha-256\n"
             + "".join(f"host    {DB_NAME:<11} {DB_USER:<11} {net:<14} scram-sha-256\n" for net in allow_networks)
         )
-        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-h", ",".join(("127.0.0.1", *listen)), "-k", str(socket_dir),
-                "-c", "fsync=off", "-c", "unix_socket_permissions=0700"]
+        argv = [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            ",".join(("127.0.0.1", *listen)),
+            "-k",
+            str(socket_dir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "unix_socket_permissions=0700",
+        ]
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=str(data),
-                env=_env(user), start_new_session=True, close_fds=True,
-                user=user.pw_uid, group=user.pw_gid, extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=str(data),
+                env=_env(user),
+                start_new_session=True,
+                close_fds=True,
+                user=user.pw_uid,
+                group=user.pw_gid,
+                extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
             )
         proc.returncode = 0  # reaped through is_alive/waitpid, never wait()ed: silence Popen's warning
         ticks = None
@@ -226,11 +274,22 @@ class PostgresServer:
                 break
             time.sleep(0.01)
         server = cls(root, port, proc.pid, ticks or 0, data, socket_dir, scratch, password)
-        (root / PID_FILE).write_text(json.dumps({
-            "pid": server.pid, "start_ticks": server.start_ticks, "port": port, "data": str(data),
-            "socket_dir": str(socket_dir), "scratch": str(scratch) if scratch else None, "argv": argv,
-            "log": str(log),
-        }, indent=2) + "\n")
+        (root / PID_FILE).write_text(
+            json.dumps(
+                {
+                    "pid": server.pid,
+                    "start_ticks": server.start_ticks,
+                    "port": port,
+                    "data": str(data),
+                    "socket_dir": str(socket_dir),
+                    "scratch": str(scratch) if scratch else None,
+                    "argv": argv,
+                    "log": str(log),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         try:
             server._wait_ready(bindir)
             server._create_database(bindir, user)
@@ -246,9 +305,25 @@ class PostgresServer:
             if not is_alive(self.pid, self.start_ticks):
                 raise PostgresError(f"postgres exited during start-up; end of {self.log}:\n{tail(self.log)}")
             # through the socket, as the superuser pg_hba.conf lets in there: no "no pg_hba.conf entry" noise in the log
-            done = subprocess.run([str(bindir / "pg_isready"), "-q", "-h", str(self.socket_dir), "-p", str(self.port),
-                                   "-U", SYSTEM_USER, "-d", "postgres", "-t", "1"],
-                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+            done = subprocess.run(
+                [
+                    str(bindir / "pg_isready"),
+                    "-q",
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    SYSTEM_USER,
+                    "-d",
+                    "postgres",
+                    "-t",
+                    "1",
+                ],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=10,
+            )
             if done.returncode == 0:
                 return
             if time.monotonic() >= deadline:
@@ -257,12 +332,32 @@ class PostgresServer:
 
     def _create_database(self, bindir: Path, user: pwd.struct_passwd) -> None:
         # the password goes in on stdin, never on a command line other users could read in /proc
-        sql = (f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{self.password}';\n"
-               f"CREATE DATABASE {DB_NAME} OWNER {DB_USER};\n"
-               f"\\connect {DB_NAME}\n"
-               f"ALTER SCHEMA public OWNER TO {DB_USER};\n")
-        _as_postgres(user, [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                            "-p", str(self.port), "-U", SYSTEM_USER, "-d", "postgres"], self.log, input_text=sql)
+        sql = (
+            f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{self.password}';\n"
+            f"CREATE DATABASE {DB_NAME} OWNER {DB_USER};\n"
+            f"\\connect {DB_NAME}\n"
+            f"ALTER SCHEMA public OWNER TO {DB_USER};\n"
+        )
+        _as_postgres(
+            user,
+            [
+                str(bindir / "psql"),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SYSTEM_USER,
+                "-d",
+                "postgres",
+            ],
+            self.log,
+            input_text=sql,
+        )
 
     # ---- stop
 
@@ -312,17 +407,32 @@ def stop_leftover(root: Path) -> str:
 
 
 def _env(user: pwd.struct_passwd) -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name,
-            "LC_ALL": "C", "LANG": "C"}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": user.pw_dir,
+        "USER": user.pw_name,
+        "LOGNAME": user.pw_name,
+        "LC_ALL": "C",
+        "LANG": "C",
+    }
 
 
-def _as_postgres(user: pwd.struct_passwd, argv: list[str], log: Path, timeout_s: float = 60,
-                 input_text: str | None = None) -> None:
+def _as_postgres(
+    user: pwd.struct_passwd, argv: list[str], log: Path, timeout_s: float = 60, input_text: str | None = None
+) -> None:
     try:
         done = subprocess.run(
-            argv, input=input_text, stdin=None if input_text is not None else subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=timeout_s, cwd="/", env=_env(user),
-            user=user.pw_uid, group=user.pw_gid, extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+            argv,
+            input=input_text,
+            stdin=None if input_text is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd="/",
+            env=_env(user),
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
         )
     except subprocess.TimeoutExpired as exc:
         raise PostgresError(f"{Path(argv[0]).name} did not finish in {timeout_s:.0f} s") from exc
@@ -334,9 +444,16 @@ def _as_postgres(user: pwd.struct_passwd, argv: list[str], log: Path, timeout_s:
 
 def _reachable(user: pwd.struct_passwd, path: Path) -> bool:
     """Can `user` reach inside `path` (search permission on it and every parent)? Asked as that user."""
-    done = subprocess.run(["/usr/bin/test", "-x", str(path)], cwd="/", env=_env(user),
-                          user=user.pw_uid, group=user.pw_gid, stdin=subprocess.DEVNULL, timeout=10,
-                          extra_groups=os.getgrouplist(user.pw_name, user.pw_gid))
+    done = subprocess.run(
+        ["/usr/bin/test", "-x", str(path)],
+        cwd="/",
+        env=_env(user),
+        user=user.pw_uid,
+        group=user.pw_gid,
+        stdin=subprocess.DEVNULL,
+        timeout=10,
+        extra_groups=os.getgrouplist(user.pw_name, user.pw_gid),
+    )
     return done.returncode == 0
 
 
@@ -372,9 +489,11 @@ def _layout(root: Path, user: pwd.struct_passwd) -> tuple[Path, Path, Path | Non
 
 # --- command line -------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.postgres", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.postgres", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("install", help="apt-get install postgresql without starting Debian's cluster (idempotent)")
     sub.add_parser("missing", help="list the PostgreSQL programs that are not installed")

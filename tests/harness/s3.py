@@ -27,8 +27,13 @@ class S3Server:
 
     def environment(self, access_key: str, secret_key: str) -> dict[str, str]:
         """What a boto3 client (ours, or the MLflow server's artifact proxy) needs to reach this endpoint."""
-        return {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": self.endpoint, "AWS_EC2_METADATA_DISABLED": "true"}
+        return {
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -47,9 +52,13 @@ class S3Server:
 
         if environment is None:
             return boto3.client("s3")
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=environment["AWS_DEFAULT_REGION"],
-                            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"])
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=environment["AWS_DEFAULT_REGION"],
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def keys(self, prefix: str = "", environment: dict[str, str] | None = None) -> list[str]:
         found, token = [], None

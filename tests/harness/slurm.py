@@ -26,7 +26,11 @@ DOWN_TIMEOUT_S = 120
 def _cli(command: str, root: Path, timeout_s: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cluster.testcluster", command, "--dir", str(root)],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -33,19 +33,39 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("malformed-yaml", "name: [unclosed\nproject: avae\n", "line 2", "malformed YAML"),
     ("not-a-mapping", "- a\n- b\n", "sweeps/case.yaml", "expected a YAML mapping"),
     ("empty-file", "", "sweeps/case.yaml", "the file is empty"),
-    ("unknown-key", sweep(nmae="x"), "nmae", "unknown key 'nmae'; fix: use one of: checkpoint, description, max_concurrent_trials"),
+    (
+        "unknown-key",
+        sweep(nmae="x"),
+        "nmae",
+        "unknown key 'nmae'; fix: use one of: checkpoint, description, max_concurrent_trials",
+    ),
     ("missing-key", sweep(metric=DROP), "metric", "required key is missing"),
     ("wrong-type", sweep(num_samples="many"), "num_samples", "valid integer"),
     ("bad-mode", sweep(mode="best"), "mode", "'min' or 'max'"),
-    ("nested-unknown-key", sweep(scheduler={"type": "asha", "grace": 1}), "scheduler.grace", "grace_period_epochs, reduction_factor, type"),
+    (
+        "nested-unknown-key",
+        sweep(scheduler={"type": "asha", "grace": 1}),
+        "scheduler.grace",
+        "grace_period_epochs, reduction_factor, type",
+    ),
     ("unknown-project", sweep(project="nope"), "project", "unknown project 'nope'"),
     ("unknown-metric", sweep(metric="accuracy"), "metric", "does not report 'accuracy'"),
     ("empty-space", sweep(search_space={}), "search_space", "the search space is empty"),
     ("uniform-reversed", sweep(search_space={"lr": {"uniform": [0.1, 0.01]}}), "search_space.lr", "low < high"),
     ("loguniform-zero", sweep(search_space={"lr": {"loguniform": [0, 0.1]}}), "search_space.lr", "0 < low < high"),
     ("choice-empty", sweep(search_space={"latent_dim": {"choice": []}}), "search_space.latent_dim", "no values"),
-    ("unknown-hyperparameter", sweep(search_space={"lr2": {"choice": [1]}}), "search_space.lr2", "unknown key 'lr2'; fix: use one of:"),
-    ("hyperparameter-type", sweep(search_space={"latent_dim": {"choice": [2, "big"]}}), "search_space.latent_dim", "valid integer"),
+    (
+        "unknown-hyperparameter",
+        sweep(search_space={"lr2": {"choice": [1]}}),
+        "search_space.lr2",
+        "unknown key 'lr2'; fix: use one of:",
+    ),
+    (
+        "hyperparameter-type",
+        sweep(search_space={"latent_dim": {"choice": [2, "big"]}}),
+        "search_space.latent_dim",
+        "valid integer",
+    ),
     ("hyperparameter-range", sweep(search_space={"lr": {"uniform": [-1.0, 1.0]}}), "search_space.lr", "greater than 0"),
     ("zero-samples", sweep(num_samples=0), "num_samples", "greater than or equal to 1"),
 ]
@@ -98,7 +118,10 @@ def test_bad_project_default(conf_tree: ConfTree, workdir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("resources", "key", "words"),
-    [({"cpu": 64}, "resources_per_trial.cpu", "asks for 64 CPUs"), ({"cpu": 1, "gpu": 1}, "resources_per_trial.gpu", "asks for 1 GPUs")],
+    [
+        ({"cpu": 64}, "resources_per_trial.cpu", "asks for 64 CPUs"),
+        ({"cpu": 1, "gpu": 1}, "resources_per_trial.gpu", "asks for 1 GPUs"),
+    ],
 )
 def test_resources_the_machine_cannot_give(conf_tree: ConfTree, workdir: Path, resources: dict, key: str, words: str) -> None:
     path = conf_tree.write("sweeps", "case", sweep(resources_per_trial=resources))
@@ -130,8 +153,12 @@ def test_good_files_validate(workdir: Path) -> None:
     from tests.conftest import REPO
 
     files = sorted(str(p) for p in (REPO / "conf").glob("*/*.yaml"))
-    env = {"ORCH_SLURM_DIR": str(workdir / "slurm"), "ORCH_PYTHON": "/usr/bin/python3",  # the test profiles' references
-           "ORCH_SLURMRESTD_URL": "http://127.0.0.1:6921", "ORCH_SLURM_JWT_FILE": str(workdir / "jwt.token")}
+    env = {
+        "ORCH_SLURM_DIR": str(workdir / "slurm"),
+        "ORCH_PYTHON": "/usr/bin/python3",  # the test profiles' references
+        "ORCH_SLURMRESTD_URL": "http://127.0.0.1:6921",
+        "ORCH_SLURM_JWT_FILE": str(workdir / "jwt.token"),
+    }
     result = run_orch(["validate", *files], cwd=workdir, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ok ") == len(files)
@@ -140,7 +167,10 @@ def test_good_files_validate(workdir: Path) -> None:
 
 def test_data_fetch_unknown_dataset_and_unreachable_mirror(workdir: Path) -> None:
     result = run_orch(["data", "fetch", "cifar", "--root", str(workdir / "data")], cwd=workdir)
-    assert result.returncode == 2 and result.stderr.strip() == "error: unknown dataset 'cifar'; fix: use one of: mnist, modelnet10, modelnet40"
+    assert (
+        result.returncode == 2
+        and result.stderr.strip() == "error: unknown dataset 'cifar'; fix: use one of: mnist, modelnet10, modelnet40"
+    )
     # Port 9 (discard) on loopback has no listener here: the download fails at once with one clear line.
     result = run_orch(["data", "fetch", "mnist", "--root", str(workdir / "data"), "--mirror", "http://127.0.0.1:9/"], cwd=workdir)
     lines = result.stderr.strip().splitlines()

@@ -90,9 +90,19 @@ def test_tracking_uri_from_environment(conf_tree: ConfTree, tmp_path: Path) -> N
         "sweeps",
         "one",
         {
-            "name": "one", "project": "avae", "metric": "val_loss", "mode": "min",
-            "search_space": {"latent_dim": {"choice": [2]}, "epochs": 1, "train_subset": 64, "test_subset": 20,
-                             "eval_rotations_deg": [0], "n_candidates": 2, "train_mode": "upright"},
+            "name": "one",
+            "project": "avae",
+            "metric": "val_loss",
+            "mode": "min",
+            "search_space": {
+                "latent_dim": {"choice": [2]},
+                "epochs": 1,
+                "train_subset": 64,
+                "test_subset": 20,
+                "eval_rotations_deg": [0],
+                "n_candidates": 2,
+                "train_mode": "upright",
+            },
         },
     )
     elsewhere = tmp_path / "team.db"

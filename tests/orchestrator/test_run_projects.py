@@ -12,7 +12,9 @@ from tests.conftest import REPO, run_orch
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("sweep", "experiment", "metric"), [("avae3d-tiny", "avae3d", "val_mse"), ("hvae-tiny", "hvae", "val_elbo")])
+@pytest.mark.parametrize(
+    ("sweep", "experiment", "metric"), [("avae3d-tiny", "avae3d", "val_mse"), ("hvae-tiny", "hvae", "val_elbo")]
+)
 def test_tiny_project_sweep(tmp_path: Path, sweep: str, experiment: str, metric: str) -> None:
     from mlflow.tracking import MlflowClient
 

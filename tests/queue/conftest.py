@@ -21,8 +21,9 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """SQLAlchemy URL of the `orch_queue` database on a real PostgreSQL server (127.0.0.1:6930)."""
     absent = missing()
     if absent:
-        pytest.fail(f"the PostgreSQL tests need {', '.join(absent)} (/usr/lib/postgresql/*/bin): "
-                    "run `make postgres-deps`", pytrace=False)
+        pytest.fail(
+            f"the PostgreSQL tests need {', '.join(absent)} (/usr/lib/postgresql/*/bin): run `make postgres-deps`", pytrace=False
+        )
     root = tmp_path_factory.mktemp("postgres")
     try:
         server = PostgresServer.start(root)

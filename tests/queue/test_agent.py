@@ -81,10 +81,31 @@ class FakeCluster:
         return sorted(j.name for j in self.jobs.values())
 
 
-def add(store: QueueStore, sweep_id: str, project: str = "p", priority: int = 0, gpus: int = 1, after: tuple[str, ...] = (),
-        now: float = 0.0) -> None:
-    store.add(NewSweep(sweep_id=sweep_id, project=project, name=sweep_id, cluster="c", bundle=f"/bundles/{sweep_id}",
-                       priority=priority, gpus=gpus, config_hash=sweep_id, metric="m", mode="min", after=after), now=now)
+def add(
+    store: QueueStore,
+    sweep_id: str,
+    project: str = "p",
+    priority: int = 0,
+    gpus: int = 1,
+    after: tuple[str, ...] = (),
+    now: float = 0.0,
+) -> None:
+    store.add(
+        NewSweep(
+            sweep_id=sweep_id,
+            project=project,
+            name=sweep_id,
+            cluster="c",
+            bundle=f"/bundles/{sweep_id}",
+            priority=priority,
+            gpus=gpus,
+            config_hash=sweep_id,
+            metric="m",
+            mode="min",
+            after=after,
+        ),
+        now=now,
+    )
 
 
 @pytest.fixture
@@ -112,7 +133,10 @@ def test_one_cluster_query_per_tick_and_states_follow_slurm(store: QueueStore) -
     report = agent.tick()
     assert cluster.calls["snapshot"] == 2 and cluster.calls["history"] == 0
     assert {s: store.get(s).state for s in ("s0", "s1", "s2")} == {
-        "s0": SweepState.RUNNING, "s1": SweepState.SUCCEEDED, "s2": SweepState.REQUEUED}
+        "s0": SweepState.RUNNING,
+        "s1": SweepState.SUCCEEDED,
+        "s2": SweepState.REQUEUED,
+    }
     assert report.submitted == ["s3"]  # s1 freed its GPU
     assert store.get("s0").gpu_hours == pytest.approx(1.0) and store.get("s1").best_metric == 0.25
     assert cluster.closed == ["s1"] and report.zombies_closed == 1  # runs an ended sweep left RUNNING
@@ -174,8 +198,11 @@ def test_budgets_priorities_and_reasons(store: QueueStore) -> None:
     add(store, "hi-1", "high", priority=10)
     add(store, "hi-2", "high", priority=10)
     add(store, "mid-1", "mid", priority=5)
-    settings = {"global_max_gpus": 3, "aging_per_hour": 0.0,
-                "projects": {"high": ProjectBudgetConfig(max_concurrent_gpus=1), "mid": ProjectBudgetConfig(gpu_hours_per_week=0)}}
+    settings = {
+        "global_max_gpus": 3,
+        "aging_per_hour": 0.0,
+        "projects": {"high": ProjectBudgetConfig(max_concurrent_gpus=1), "mid": ProjectBudgetConfig(gpu_hours_per_week=0)},
+    }
     report = make_agent(store, cluster, **settings).tick()
     assert report.submitted == ["hi-1", "lo-1"]
     assert "would exceed 1 concurrent GPUs" in store.get("hi-2").reason
@@ -226,16 +253,30 @@ def test_second_agent_waits_for_the_lease(store: QueueStore) -> None:
     assert report.skipped and "agent-test" in report.skipped and cluster.calls["submit"] == 1
 
 
-@pytest.mark.parametrize(("states", "restarts", "expected"), [
-    (["PENDING"], 0, SweepState.SUBMITTED), (["PENDING"], 2, SweepState.REQUEUED), (["RUNNING", "PENDING"], 0, SweepState.RUNNING),
-    (["PREEMPTED"], 0, SweepState.PREEMPTED), (["COMPLETED", "COMPLETED"], 0, SweepState.SUCCEEDED),
-    (["COMPLETED", "FAILED"], 0, SweepState.FAILED), (["CANCELLED by 0"], 0, SweepState.CANCELLED),
-    (["TIMEOUT"], 0, SweepState.FAILED), (["NODE_FAIL"], 0, SweepState.FAILED),
-    (["CONFIGURING"], 0, SweepState.RUNNING), (["CF"], 0, SweepState.RUNNING), (["REQUEUE_HOLD"], 1, SweepState.REQUEUED),
-    (["SPECIAL_EXIT"], 1, SweepState.REQUEUED), (["RESIZING"], 0, SweepState.RUNNING), (["SIGNALING"], 0, SweepState.RUNNING),
-    (["STAGE_OUT"], 0, SweepState.RUNNING), (["RESV_DEL_HOLD"], 0, SweepState.SUBMITTED),
-    (["SOMETHING_NEW"], 0, None), (["COMPLETED", "SOMETHING_NEW"], 0, None),
-])
+@pytest.mark.parametrize(
+    ("states", "restarts", "expected"),
+    [
+        (["PENDING"], 0, SweepState.SUBMITTED),
+        (["PENDING"], 2, SweepState.REQUEUED),
+        (["RUNNING", "PENDING"], 0, SweepState.RUNNING),
+        (["PREEMPTED"], 0, SweepState.PREEMPTED),
+        (["COMPLETED", "COMPLETED"], 0, SweepState.SUCCEEDED),
+        (["COMPLETED", "FAILED"], 0, SweepState.FAILED),
+        (["CANCELLED by 0"], 0, SweepState.CANCELLED),
+        (["TIMEOUT"], 0, SweepState.FAILED),
+        (["NODE_FAIL"], 0, SweepState.FAILED),
+        (["CONFIGURING"], 0, SweepState.RUNNING),
+        (["CF"], 0, SweepState.RUNNING),
+        (["REQUEUE_HOLD"], 1, SweepState.REQUEUED),
+        (["SPECIAL_EXIT"], 1, SweepState.REQUEUED),
+        (["RESIZING"], 0, SweepState.RUNNING),
+        (["SIGNALING"], 0, SweepState.RUNNING),
+        (["STAGE_OUT"], 0, SweepState.RUNNING),
+        (["RESV_DEL_HOLD"], 0, SweepState.SUBMITTED),
+        (["SOMETHING_NEW"], 0, None),
+        (["COMPLETED", "SOMETHING_NEW"], 0, None),
+    ],
+)
 def test_sweep_state_from_slurm_job_states(states: list[str], restarts: int, expected: SweepState | None) -> None:
     """Through the parser, as the agent sees them: None (keep the sweep's state) for what we cannot classify."""
     assert sweep_state_from_jobs([JobState.parse(s) for s in states], restarts) == expected

@@ -23,9 +23,15 @@ JOB_PG_PORT = 6931  # the session's postgres_url server has 6930
 
 def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
     hostile = "x'; touch /tmp/PWNED; echo '"
-    profile = ClusterConfig.model_validate({
-        "name": "c", "backend": "slurm", "remote": {"workdir": f"/w/{hostile}", "python": f"/py {hostile}", "env": {"K": hostile}},
-        "slurm": {"partition": f"p\n#SBATCH --x {hostile}"}, "queue": {"store": "postgresql://u@h/db", "agent_as_job": True}})
+    profile = ClusterConfig.model_validate(
+        {
+            "name": "c",
+            "backend": "slurm",
+            "remote": {"workdir": f"/w/{hostile}", "python": f"/py {hostile}", "env": {"K": hostile}},
+            "slurm": {"partition": f"p\n#SBATCH --x {hostile}"},
+            "queue": {"store": "postgresql://u@h/db", "agent_as_job": True},
+        }
+    )
     script = job_script(profile, Path(f"/w/{hostile}/agent/c.json"))
     (tmp_path / "job.sh").write_text(script)
     assert subprocess.run(["bash", "-n", str(tmp_path / "job.sh")], capture_output=True).returncode == 0
@@ -37,7 +43,9 @@ def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_agent_job_runs_the_queue_and_requeues_itself(slurm_cluster: Any, tmp_path: Path) -> None:
     sqlite_profile = make_profile(tmp_path / "sqlite", "queue-job-sqlite", agent_as_job=True)
-    assert_one_error_line(orch(slurm_cluster, "agent", "start", "--cluster", str(sqlite_profile)), "queue.agent_as_job", "PostgreSQL")
+    assert_one_error_line(
+        orch(slurm_cluster, "agent", "start", "--cluster", str(sqlite_profile)), "queue.agent_as_job", "PostgreSQL"
+    )
 
     hosts = tuple(node["host_address"] for node in slurm_cluster.nodes)
     server = PostgresServer.start(tmp_path / "pg", port=JOB_PG_PORT, listen=hosts, allow_networks=("10.77.0.0/16",))
@@ -57,8 +65,11 @@ def test_agent_job_runs_the_queue_and_requeues_itself(slurm_cluster: Any, tmp_pa
         restarts = 0
         try:
             while store.get(sweep_id).state != SweepState.SUCCEEDED or restarts < 1:
-                assert time.monotonic() < deadline, (store.get(sweep_id), restarts,
-                                                     (Path(slurm_cluster.dir) / "remote" / "agent" / "queue-job.log").read_text()[-3000:])
+                assert time.monotonic() < deadline, (
+                    store.get(sweep_id),
+                    restarts,
+                    (Path(slurm_cluster.dir) / "remote" / "agent" / "queue-job.log").read_text()[-3000:],
+                )
                 out = slurm_cluster.run(["squeue", "--noheader", "--jobs", job_id, "--Format=RestartCnt"], check=False).stdout
                 restarts = max(restarts, int(out.strip() or 0)) if out.strip().isdigit() else restarts
                 time.sleep(2)
@@ -66,8 +77,9 @@ def test_agent_job_runs_the_queue_and_requeues_itself(slurm_cluster: Any, tmp_pa
         finally:
             store.close()
         assert holder and '"skipped": null' in holder, holder  # the job agent held the lease and ticked
-        nodes = slurm_cluster.run(["sacct", "--noheader", "--allocations", "--duplicates", "--jobs", job_id,
-                                   "--format=NodeList", "--parsable2"]).stdout.split()
+        nodes = slurm_cluster.run(
+            ["sacct", "--noheader", "--allocations", "--duplicates", "--jobs", job_id, "--format=NodeList", "--parsable2"]
+        ).stdout.split()
         assert nodes and set(nodes) <= set(slurm_cluster.node_names), nodes  # it ran on compute nodes, not the login node
         log = (Path(slurm_cluster.dir) / "remote" / "agent" / "queue-job.log").read_text()
         assert "requeues itself" in log and "restart 1" in log, log[-2000:]

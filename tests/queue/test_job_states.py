@@ -33,10 +33,30 @@ RECORDED = Path(__file__).parent / "recorded"
 
 # Every state squeue's and sacct's man pages list (long names and squeue's compact codes).
 DOCUMENTED = {
-    "BOOT_FAIL": "BF", "CANCELLED": "CA", "COMPLETED": "CD", "CONFIGURING": "CF", "COMPLETING": "CG", "DEADLINE": "DL",
-    "FAILED": "F", "NODE_FAIL": "NF", "OUT_OF_MEMORY": "OOM", "PENDING": "PD", "PREEMPTED": "PR", "RUNNING": "R",
-    "RESV_DEL_HOLD": "RD", "REQUEUE_FED": "RF", "REQUEUE_HOLD": "RH", "REQUEUED": "RQ", "RESIZING": "RS", "REVOKED": "RV",
-    "SIGNALING": "SI", "SPECIAL_EXIT": "SE", "STAGE_OUT": "SO", "STOPPED": "ST", "SUSPENDED": "S", "TIMEOUT": "TO",
+    "BOOT_FAIL": "BF",
+    "CANCELLED": "CA",
+    "COMPLETED": "CD",
+    "CONFIGURING": "CF",
+    "COMPLETING": "CG",
+    "DEADLINE": "DL",
+    "FAILED": "F",
+    "NODE_FAIL": "NF",
+    "OUT_OF_MEMORY": "OOM",
+    "PENDING": "PD",
+    "PREEMPTED": "PR",
+    "RUNNING": "R",
+    "RESV_DEL_HOLD": "RD",
+    "REQUEUE_FED": "RF",
+    "REQUEUE_HOLD": "RH",
+    "REQUEUED": "RQ",
+    "RESIZING": "RS",
+    "REVOKED": "RV",
+    "SIGNALING": "SI",
+    "SPECIAL_EXIT": "SE",
+    "STAGE_OUT": "SO",
+    "STOPPED": "ST",
+    "SUSPENDED": "S",
+    "TIMEOUT": "TO",
 }
 
 
@@ -61,9 +81,11 @@ def test_the_adaptor_parses_recorded_squeue_and_sacct_output(tmp_path: Path) -> 
     slurm.sacct("sacct-completed.txt")
     client = SlurmClient(env=slurm.env)
     jobs = client.queue_snapshot("orch.")  # the agent's job (orch-agent.c) and other users' jobs are not ours
-    assert [(j.job_id, j.name, j.state) for j in jobs] == [("4242", "orch.s-1", JobState.CONFIGURING),
-                                                           ("4250_1", "orch.s-9", JobState.PENDING),
-                                                           ("4250_0", "orch.s-9", JobState.RUNNING)]
+    assert [(j.job_id, j.name, j.state) for j in jobs] == [
+        ("4242", "orch.s-1", JobState.CONFIGURING),
+        ("4250_1", "orch.s-9", JobState.PENDING),
+        ("4250_0", "orch.s-9", JobState.RUNNING),
+    ]
     assert jobs[2].elapsed_s == 31.0 and jobs[1].reason == "Priority"
     records = client.jobs_named(["orch.s-1"])
     assert [(r.job_id, r.state) for r in records] == [("4242", JobState.COMPLETED)]
@@ -109,13 +131,31 @@ def sweep(tmp_path: Path) -> Iterator[dict[str, object]]:
     folder = Bundle(tmp_path / "sweeps" / "s-1")
     folder.root.mkdir(parents=True)
     profile = {"name": "c", "backend": "slurm", "remote": {"workdir": str(tmp_path)}, "slurm": {"partition": "low"}}
-    folder.write_manifest(BundleManifest("s-1", "s", "p", "conf/sweeps/s.yaml", profile, uri, {"commit": "abc"}, time.time(),
-                                         "laptop", parent, experiment))
+    folder.write_manifest(
+        BundleManifest(
+            "s-1", "s", "p", "conf/sweeps/s.yaml", profile, uri, {"commit": "abc"}, time.time(), "laptop", parent, experiment
+        )
+    )
     folder.runs_file.write_text(json.dumps({"t0": trial}))
-    folder.trials_file.write_text(json.dumps({"trials": {"t0": {"trial_id": "t0", "state": "RUNNING", "epoch": 0, "metric": None}}}))
+    folder.trials_file.write_text(
+        json.dumps({"trials": {"t0": {"trial_id": "t0", "state": "RUNNING", "epoch": 0, "metric": None}}})
+    )
     store = QueueStore(f"sqlite:///{tmp_path}/queue.db")
-    store.add(NewSweep(sweep_id="s-1", project="p", name="s", cluster="c", bundle=str(folder.root), priority=0, gpus=1,
-                       config_hash="h", metric="m", mode="min", after=()))
+    store.add(
+        NewSweep(
+            sweep_id="s-1",
+            project="p",
+            name="s",
+            cluster="c",
+            bundle=str(folder.root),
+            priority=0,
+            gpus=1,
+            config_hash="h",
+            metric="m",
+            mode="min",
+            after=(),
+        )
+    )
     assert store.claim_for_submit("s-1")
     store.record_submitted("s-1", ["4242"])
     yield {"store": store, "mlflow": mlflow, "runs": (parent, trial), "tmp": tmp_path}

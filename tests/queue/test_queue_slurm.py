@@ -55,8 +55,6 @@ def queue_json(cluster: Any, profile: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-
-
 def resolved_profile_json(cluster: Any, profile: Path) -> str:
     from orchestrator.kernel.config.loading import load_cluster
 
@@ -83,8 +81,13 @@ class AgentProcess:
     def start(self, crash_at: str | None = None) -> None:
         env = {**self.cluster.env(), "PYTHONPATH": str(REPO), **({"ORCH_AGENT_CRASH_AT": crash_at} if crash_at else {})}
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "orchestrator.login", "agent", "run", "--profile-json",
-                                             self.profile_json], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.login", "agent", "run", "--profile-json", self.profile_json],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.starts += 1
 
     def alive(self) -> bool:
@@ -98,8 +101,17 @@ class AgentProcess:
 
 
 def sacct_jobs(cluster: Any, names: list[str]) -> dict[str, list[dict[str, str]]]:
-    out = cluster.run(["sacct", "--parsable2", "--noheader", "--allocations", "--starttime=now-1days",
-                       "--format=JobID,JobName,State,Start,End", f"--name={','.join(names)}"]).stdout
+    out = cluster.run(
+        [
+            "sacct",
+            "--parsable2",
+            "--noheader",
+            "--allocations",
+            "--starttime=now-1days",
+            "--format=JobID,JobName,State,Start,End",
+            f"--name={','.join(names)}",
+        ]
+    ).stdout
     jobs: dict[str, list[dict[str, str]]] = {}
     for line in out.splitlines():
         job_id, name, state, start, end = line.split("|")
@@ -112,7 +124,9 @@ def test_three_projects_by_policy_while_the_agent_is_killed(slurm_cluster: Any, 
     order = [("avae", 0), ("hvae", 10), ("avae3d", 5), ("avae", 0), ("hvae", 10), ("avae3d", 5)]
     sweeps: dict[str, str] = {}  # sweep id -> project
     for project, priority in order:
-        result = orch(slurm_cluster, "submit", str(SWEEPS[project]), "--cluster", str(profile), "--priority", str(priority), "--yes")
+        result = orch(
+            slurm_cluster, "submit", str(SWEEPS[project]), "--cluster", str(profile), "--priority", str(priority), "--yes"
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         sweeps[result.stdout.split("queued sweep ", 1)[1].split()[0]] = project
     assert {s["state"] for s in queue_json(slurm_cluster, profile)["sweeps"]} == {"queued"}
@@ -139,16 +153,18 @@ def test_three_projects_by_policy_while_the_agent_is_killed(slurm_cluster: Any, 
             states = store.states_of(sweeps)
             if all(state in TERMINAL for state in states.values()):
                 break
-            assert time.monotonic() < deadline, f"sweeps not done after {RUN_TIMEOUT_S} s: {states}\n" + \
-                (tmp_path / "agent.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, (
+                f"sweeps not done after {RUN_TIMEOUT_S} s: {states}\n" + (tmp_path / "agent.log").read_text()[-4000:]
+            )
         rows = {sid: store.get(sid) for sid in sweeps}
         events = store.events(kinds=["submitting", "submitted"])
     finally:
         agent.kill()
         store.close()
     assert kills >= 1 and agent.starts >= 4
-    assert {sid: row.state for sid, row in rows.items()} == dict.fromkeys(sweeps, SweepState.SUCCEEDED), \
-        {sid: (row.state, row.reason) for sid, row in rows.items()}
+    assert {sid: row.state for sid, row in rows.items()} == dict.fromkeys(sweeps, SweepState.SUCCEEDED), {
+        sid: (row.state, row.reason) for sid, row in rows.items()
+    }
 
     # SLURM's own records: exactly one job per sweep, none submitted twice.
     accounting = sacct_jobs(slurm_cluster, [f"orch.{sid}" for sid in sweeps])
@@ -190,19 +206,28 @@ def test_bad_queue_input_is_one_line_and_changes_nothing(slurm_cluster: Any, tmp
     b = second.stdout.split("queued sweep ", 1)[1].split()[0]
     before = queue_json(slurm_cluster, profile)
 
-    assert_one_error_line(orch(slurm_cluster, "priority", "no-such-sweep", "4", "--cluster", str(profile)), "no sweep 'no-such-sweep'")
-    assert_one_error_line(orch(slurm_cluster, "priority", b, "high", "--cluster", str(profile)), "priority 'high' is not a number")
+    assert_one_error_line(
+        orch(slurm_cluster, "priority", "no-such-sweep", "4", "--cluster", str(profile)), "no sweep 'no-such-sweep'"
+    )
+    assert_one_error_line(
+        orch(slurm_cluster, "priority", b, "high", "--cluster", str(profile)), "priority 'high' is not a number"
+    )
     assert_one_error_line(orch(slurm_cluster, "hold", "no-such-sweep", "--cluster", str(profile)), "no sweep")
     assert_one_error_line(orch(slurm_cluster, "release", b, "--cluster", str(profile)), "is queued, not held")
     assert_one_error_line(orch(slurm_cluster, "cancel", "no-such-sweep", "--cluster", str(profile)), "no sweep")
     assert_one_error_line(orch(slurm_cluster, "after", a, b, "--cluster", str(profile)), "cycle", f"{a} -> {b} -> {a}")
-    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile), "--priority", "x1"), "not a number")
-    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae3d"]), "--cluster", str(profile), "--after", "nope"), "no sweep 'nope'")
+    assert_one_error_line(
+        orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile), "--priority", "x1"), "not a number"
+    )
+    assert_one_error_line(
+        orch(slurm_cluster, "submit", str(SWEEPS["avae3d"]), "--cluster", str(profile), "--after", "nope"), "no sweep 'nope'"
+    )
     # The same sweep file, code and cluster again, off a terminal: refused unless --yes.
     assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile)), "queued before", "--yes")
     negative = make_profile(tmp_path, "queue-negative", projects={"avae": {"gpu_hours_per_week": -1}})
-    assert_one_error_line(orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(negative)),
-                   "queue.projects.avae.gpu_hours_per_week")
+    assert_one_error_line(
+        orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(negative)), "queue.projects.avae.gpu_hours_per_week"
+    )
     assert_one_error_line(orch(slurm_cluster, "queue", "--cluster", str(negative)), "greater than or equal to 0")
 
     after = queue_json(slurm_cluster, profile)

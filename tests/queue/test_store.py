@@ -14,10 +14,29 @@ from orchestrator.login.queue.store import JobUpdate, NewSweep, QueueError, Queu
 HOUR = 3600.0
 
 
-def new(sweep_id: str, project: str = "avae", priority: int = 0, gpus: int = 1, after: tuple[str, ...] = (),
-        held: bool = False, config_hash: str = "h") -> NewSweep:
-    return NewSweep(sweep_id=sweep_id, project=project, name=sweep_id.split("-")[0], cluster="c", bundle=f"/b/{sweep_id}",
-                    priority=priority, gpus=gpus, config_hash=config_hash, metric="val_loss", mode="min", after=after, held=held)
+def new(
+    sweep_id: str,
+    project: str = "avae",
+    priority: int = 0,
+    gpus: int = 1,
+    after: tuple[str, ...] = (),
+    held: bool = False,
+    config_hash: str = "h",
+) -> NewSweep:
+    return NewSweep(
+        sweep_id=sweep_id,
+        project=project,
+        name=sweep_id.split("-")[0],
+        cluster="c",
+        bundle=f"/b/{sweep_id}",
+        priority=priority,
+        gpus=gpus,
+        config_hash=config_hash,
+        metric="val_loss",
+        mode="min",
+        after=after,
+        held=held,
+    )
 
 
 @pytest.fixture
@@ -103,8 +122,14 @@ def test_record_and_apply_track_jobs_gpu_hours_and_usage(store: QueueStore) -> N
     store.record_submitted("a-1", ["100"], now=2)
     store.record_submitted("a-1", ["999"], now=3)  # a second record is ignored (already SUBMITTED)
     assert store.get("a-1").job_ids == ("100",)
-    store.apply([SweepUpdate("a-1", state=SweepState.RUNNING, jobs=(JobUpdate("100", "RUNNING", 1800.0),),
-                             trials=(1, 2, 3), best_metric=0.5)], now=4)
+    store.apply(
+        [
+            SweepUpdate(
+                "a-1", state=SweepState.RUNNING, jobs=(JobUpdate("100", "RUNNING", 1800.0),), trials=(1, 2, 3), best_metric=0.5
+            )
+        ],
+        now=4,
+    )
     row = store.get("a-1")
     assert row.state == SweepState.RUNNING and row.gpu_hours == pytest.approx(1.0)
     assert (row.trials_done, row.trials_running, row.trials_pending, row.best_metric) == (1, 2, 3, 0.5)
@@ -153,7 +178,15 @@ def test_schema_is_the_same_on_both_backends(store: QueueStore) -> None:
     import sqlalchemy as sa
 
     tables = sa.inspect(store.engine).get_table_names()
-    assert set(tables) >= {"orch_sweeps", "orch_sweep_after", "orch_jobs", "orch_trials", "orch_events", "orch_agent_lease", "orch_meta"}
+    assert set(tables) >= {
+        "orch_sweeps",
+        "orch_sweep_after",
+        "orch_jobs",
+        "orch_trials",
+        "orch_events",
+        "orch_agent_lease",
+        "orch_meta",
+    }
 
 
 # ---------------------------------------------------------------------------- network filesystems
@@ -165,9 +198,15 @@ tmpfs /home/alice/local tmpfs rw 0 0
 """
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("/home/alice/queue", "nfs4"), ("/scratch/q", "lustre"), ("/var/lib/orch", None), ("/home/alice/local/q", None),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/home/alice/queue", "nfs4"),
+        ("/scratch/q", "lustre"),
+        ("/var/lib/orch", None),
+        ("/home/alice/local/q", None),
+    ],
+)
 def test_network_filesystem_detection(path: str, expected: str | None) -> None:
     assert network_filesystem(Path(path), MOUNTS) == expected
 

@@ -28,8 +28,14 @@ ARTIFACT_PREFIX = f"s3://{BUCKET}/mlflow"
 def run_tracking_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> CliResult:
     """The `orch tracking ...` / `orch compare` commands, through their module entry point."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "orchestrator.laptop.tracking_cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.laptop.tracking_cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
@@ -76,8 +82,19 @@ class TrackingServer:
         return self.state_dir / ".orch" / "tracking" / "mlflow.db"
 
     def up(self) -> CliResult:
-        result = run_tracking_cli(["tracking", "up", "--port", str(self.port), "--artifacts-destination", ARTIFACT_PREFIX,
-                                   "--state-dir", str(self.state_dir)], cwd=self.state_dir)
+        result = run_tracking_cli(
+            [
+                "tracking",
+                "up",
+                "--port",
+                str(self.port),
+                "--artifacts-destination",
+                ARTIFACT_PREFIX,
+                "--state-dir",
+                str(self.state_dir),
+            ],
+            cwd=self.state_dir,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         self.history.append(result.stdout)
         return result
@@ -121,14 +138,23 @@ def finished_sweep(tracking_server: TrackingServer, fake_secrets: dict[str, str]
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     started = time.time()
-    result = run_orch(["run", str(REPO / "conf" / "sweeps" / "avae-tiny.yaml"), "--tracking-uri", tracking_server.uri],
-                      cwd=tracking_server.state_dir, env=env, timeout=600)
+    result = run_orch(
+        ["run", str(REPO / "conf" / "sweeps" / "avae-tiny.yaml"), "--tracking-uri", tracking_server.uri],
+        cwd=tracking_server.state_dir,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     client = MlflowClient(tracking_server.uri)
     experiment = client.get_experiment_by_name("avae")
-    parents = client.search_runs([experiment.experiment_id], filter_string="tags.`orch.kind` = 'sweep'",
-                                 order_by=["attributes.start_time DESC"], max_results=1)
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`orch.kind` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     parent = parents[0]
     assert parent.info.start_time / 1000 >= started - 5
-    return FinishedSweep(tracking_server.state_dir, result, parent.data.tags["orch.sweep_id"], experiment.experiment_id,
-                         parent.info.run_id)
+    return FinishedSweep(
+        tracking_server.state_dir, result, parent.data.tags["orch.sweep_id"], experiment.experiment_id, parent.info.run_id
+    )

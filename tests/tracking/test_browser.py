@@ -31,9 +31,20 @@ def browser(tmp_path: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-                 "--disable-extensions", "--window-size=1600,1300", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--window-size=1600,1300",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(WAIT_S)
@@ -66,8 +77,9 @@ def _close_assistant(driver) -> None:  # noqa: ANN001
             return
 
 
-def test_ui_shows_parent_with_children_and_compares_two_trials(browser, finished_sweep: FinishedSweep,
-                                                               tracking_server: TrackingServer) -> None:
+def test_ui_shows_parent_with_children_and_compares_two_trials(
+    browser, finished_sweep: FinishedSweep, tracking_server: TrackingServer
+) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_server.uri)

@@ -44,9 +44,25 @@ class _NeverCalled(TrackingClient):
         super().__init__(f"http://127.0.0.1:{free_port()}")
 
     def __getattribute__(self, name: str) -> Any:
-        if name in {"start_run", "set_tags", "end_run", "log_params", "log_metrics", "send_metric_points", "log_artifacts",
-                    "log_artifact_file", "artifact_uri", "log_text", "ensure_experiment", "create_run", "find_run",
-                    "send_params_and_tags", "set_status", "metric_points", "raw"}:
+        if name in {
+            "start_run",
+            "set_tags",
+            "end_run",
+            "log_params",
+            "log_metrics",
+            "send_metric_points",
+            "log_artifacts",
+            "log_artifact_file",
+            "artifact_uri",
+            "log_text",
+            "ensure_experiment",
+            "create_run",
+            "find_run",
+            "send_params_and_tags",
+            "set_status",
+            "metric_points",
+            "raw",
+        }:
             raise AssertionError(f"a deferred tracker called TrackingClient.{name}")
         return super().__getattribute__(name)
 
@@ -81,8 +97,15 @@ def _checkpoint(root: Path, step: int) -> _Checkpoint:
 def _feed(tracker: MLflowTrialTracker, trial: _Trial, steps: range, ckpt_root: Path, complete: bool) -> None:
     tracker.on_trial_start(0, [trial], trial)
     for step in steps:
-        result = {"loss": 1.0 / step, "acc": step / 100, "epoch": step, "training_iteration": step,
-                  "hostname": "node-017", "time_this_iter_s": 0.01, "done": False}
+        result = {
+            "loss": 1.0 / step,
+            "acc": step / 100,
+            "epoch": step,
+            "training_iteration": step,
+            "hostname": "node-017",
+            "time_this_iter_s": 0.01,
+            "done": False,
+        }
         tracker.on_trial_result(step, [trial], trial, result)
         if step % 4 == 0:
             tracker.on_checkpoint(step, [trial], trial, _checkpoint(ckpt_root, step))
@@ -101,8 +124,15 @@ def sweep(tracking_server: TrackingServer, tmp_path: Path) -> dict[str, Any]:
     base_tags = {layout.TAG_SWEEP_ID: sweep_id, layout.TAG_SWEEP_NAME: "tiny", layout.TAG_PROJECT: "deferred"}
     ledger = tmp_path / "shared" / "runs.json"
     ledger.parent.mkdir()
-    return {"client": client, "experiment_id": experiment_id, "parent": parent, "base_tags": base_tags, "ledger": ledger,
-            "spool": ledger.parent / "metric_spool", "sweep_id": sweep_id}
+    return {
+        "client": client,
+        "experiment_id": experiment_id,
+        "parent": parent,
+        "base_tags": base_tags,
+        "ledger": ledger,
+        "spool": ledger.parent / "metric_spool",
+        "sweep_id": sweep_id,
+    }
 
 
 def _children(client: TrackingClient, sweep: dict[str, Any]) -> list:
@@ -119,8 +149,15 @@ def _artifacts(client: TrackingClient, run_id: str, path: str) -> list[str]:
 
 def test_deferred_tracker_spools_then_delivers_exactly_once(sweep: dict[str, Any], tmp_path: Path) -> None:
     client = sweep["client"]
-    tracker = MLflowTrialTracker(_NeverCalled(), sweep["experiment_id"], sweep["parent"], sweep["base_tags"], "tiny",
-                                 ledger_path=sweep["ledger"], deferred=True)
+    tracker = MLflowTrialTracker(
+        _NeverCalled(),
+        sweep["experiment_id"],
+        sweep["parent"],
+        sweep["base_tags"],
+        "tiny",
+        ledger_path=sweep["ledger"],
+        deferred=True,
+    )
     trial = _Trial("abc12_00000", {"lr": 0.01, "model": {"width": 32}})
     _feed(tracker, trial, range(1, 21), tmp_path / "ckpt", complete=True)
     tracker.on_experiment_end([trial])
@@ -154,8 +191,9 @@ def test_deferred_tracker_spools_then_delivers_exactly_once(sweep: dict[str, Any
 
 def test_requeue_and_lost_create_answer_keep_one_run(sweep: dict[str, Any], tmp_path: Path) -> None:
     client = sweep["client"]
-    tracker = MLflowTrialTracker(None, sweep["experiment_id"], sweep["parent"], sweep["base_tags"], "tiny",
-                                 ledger_path=sweep["ledger"])
+    tracker = MLflowTrialTracker(
+        None, sweep["experiment_id"], sweep["parent"], sweep["base_tags"], "tiny", ledger_path=sweep["ledger"]
+    )
     trial = _Trial("abc12_00001", {"lr": 0.1})
     _feed(tracker, trial, range(1, 9), tmp_path / "ckpt-a", complete=False)
     tracker.flush()
@@ -191,17 +229,22 @@ def test_requeue_and_lost_create_answer_keep_one_run(sweep: dict[str, Any], tmp_
 
 def test_deliver_cli_concurrently_and_again(sweep: dict[str, Any], tracking_server: TrackingServer, tmp_path: Path) -> None:
     client = sweep["client"]
-    tracker = MLflowTrialTracker(None, sweep["experiment_id"], sweep["parent"], sweep["base_tags"], "tiny",
-                                 ledger_path=sweep["ledger"])
-    trials = [_Trial(f"abc12_0001{n}", {"lr": 10.0 ** -n}) for n in range(3)]
+    tracker = MLflowTrialTracker(
+        None, sweep["experiment_id"], sweep["parent"], sweep["base_tags"], "tiny", ledger_path=sweep["ledger"]
+    )
+    trials = [_Trial(f"abc12_0001{n}", {"lr": 10.0**-n}) for n in range(3)]
     for n, trial in enumerate(trials):
         _feed(tracker, trial, range(1, 13), tmp_path / f"ckpt-{n}", complete=True)
     tracker.on_experiment_end(trials)
 
     env = {"MLFLOW_TRACKING_URI": tracking_server.uri, "COLUMNS": "200"}
     command = [sys.executable, "-m", "orchestrator.laptop.tracking_cli", "tracking", "deliver", str(sweep["spool"])]
-    both = [subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    both = [
+        subprocess.Popen(
+            command, cwd=tmp_path, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=180) for proc in both]
     assert all(proc.returncode in (0, 1) for proc in both), outputs  # 1: the other one held a run's lock
     again = run_tracking_cli(["tracking", "deliver", str(sweep["spool"])], cwd=tmp_path, env=env)

@@ -25,16 +25,21 @@ def _artifact_paths(client, run_id: str, path: str = "") -> list[str]:  # noqa: 
     return found
 
 
-def test_large_artifacts_go_straight_to_s3_and_show_in_the_run(tracking_server: TrackingServer, s3_server: S3Server,
-                                                               tmp_path: Path) -> None:
+def test_large_artifacts_go_straight_to_s3_and_show_in_the_run(
+    tracking_server: TrackingServer, s3_server: S3Server, tmp_path: Path
+) -> None:
     client = TrackingClient(tracking_server.uri)
     run_id = client.start_run(client.ensure_experiment("tracking-tests"), "direct", {}, {})
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "big.bin").write_bytes(b"\0" * (3 * 1024 * 1024))  # multipart with 1 MB parts
     (folder / "small.txt").write_text("tiny")
-    router = ArtifactRouter(client, f"s3://{BUCKET}/mlflow", direct_threshold=1024 * 1024,
-                            uploader=S3Uploader(multipart_threshold_mb=1, multipart_chunk_mb=1))
+    router = ArtifactRouter(
+        client,
+        f"s3://{BUCKET}/mlflow",
+        direct_threshold=1024 * 1024,
+        uploader=S3Uploader(multipart_threshold_mb=1, multipart_chunk_mb=1),
+    )
     router.log_artifacts(run_id, folder, "checkpoint")
     keys = s3_server.keys(prefix="mlflow/")
     assert any(k.endswith(f"{run_id}/artifacts/checkpoint/big.bin") for k in keys), keys
@@ -45,15 +50,20 @@ def test_large_artifacts_go_straight_to_s3_and_show_in_the_run(tracking_server: 
     assert set(_artifact_paths(client.raw, run_id)) == {"checkpoint/big.bin", "checkpoint/small.txt"}
 
 
-def test_checkpoint_arrives_after_s3_refused_uploads(tracking_server: TrackingServer, s3_server: S3Server,
-                                                      tmp_path: Path) -> None:
+def test_checkpoint_arrives_after_s3_refused_uploads(
+    tracking_server: TrackingServer, s3_server: S3Server, tmp_path: Path
+) -> None:
     client = TrackingClient(tracking_server.uri)
     run_id = client.start_run(client.ensure_experiment("tracking-tests"), "s3-outage", {}, {})
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "state.pt").write_bytes(b"weights" * 1000)
-    router = ArtifactRouter(client, f"s3://{BUCKET}/mlflow", direct_threshold=0,
-                            uploader=S3Uploader(attempts=2, max_wait_s=0.5, connect_timeout_s=1.0))
+    router = ArtifactRouter(
+        client,
+        f"s3://{BUCKET}/mlflow",
+        direct_threshold=0,
+        uploader=S3Uploader(attempts=2, max_wait_s=0.5, connect_timeout_s=1.0),
+    )
     logger = AsyncMetricLogger(client, tmp_path / "spool", flush_interval_s=0.2, max_backoff_s=2.0, artifacts=router)
     s3_server.stop()
     try:
@@ -68,8 +78,9 @@ def test_checkpoint_arrives_after_s3_refused_uploads(tracking_server: TrackingSe
     assert [m.step for m in client.raw.get_metric_history(run_id, "loss")] == [1]
 
 
-def test_sweep_children_have_pictures_and_checkpoint_on_s3(finished_sweep: FinishedSweep, tracking_server: TrackingServer,
-                                                           s3_server: S3Server) -> None:
+def test_sweep_children_have_pictures_and_checkpoint_on_s3(
+    finished_sweep: FinishedSweep, tracking_server: TrackingServer, s3_server: S3Server
+) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_server.uri)
@@ -92,7 +103,9 @@ def test_sweep_children_have_pictures_and_checkpoint_on_s3(finished_sweep: Finis
 
 
 def test_compare_sorts_trials_and_shows_differing_params(finished_sweep: FinishedSweep, tracking_server: TrackingServer) -> None:
-    result = run_tracking_cli(["compare", finished_sweep.sweep_id, "--tracking-uri", tracking_server.uri], cwd=finished_sweep.workdir)
+    result = run_tracking_cli(
+        ["compare", finished_sweep.sweep_id, "--tracking-uri", tracking_server.uri], cwd=finished_sweep.workdir
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert finished_sweep.sweep_id in out and "val_loss" in out and "lr" in out
@@ -104,8 +117,9 @@ def test_compare_sorts_trials_and_shows_differing_params(finished_sweep: Finishe
     assert missing.returncode == 1 and "no sweep 'no-such-sweep'" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_no_secret_in_anything_the_sweep_wrote(finished_sweep: FinishedSweep, tracking_server: TrackingServer,
-                                              s3_server: S3Server, fake_secrets: dict[str, str]) -> None:
+def test_no_secret_in_anything_the_sweep_wrote(
+    finished_sweep: FinishedSweep, tracking_server: TrackingServer, s3_server: S3Server, fake_secrets: dict[str, str]
+) -> None:
     needles = [value.encode() for value in fake_secrets.values()]
     leaks: list[str] = []
 
@@ -126,8 +140,9 @@ def test_no_secret_in_anything_the_sweep_wrote(finished_sweep: FinishedSweep, tr
     assert not leaks, leaks
 
 
-def test_secret_values_are_masked_in_params_and_tags(tracking_server: TrackingServer, fake_secrets: dict[str, str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_values_are_masked_in_params_and_tags(
+    tracking_server: TrackingServer, fake_secrets: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", fake_secrets["MLFLOW_TRACKING_PASSWORD"])
     client = TrackingClient(tracking_server.uri)
     leaked = f"--token={fake_secrets['AWS_SECRET_ACCESS_KEY']}"

@@ -32,7 +32,9 @@ def _steps(client: TrackingClient, run_id: str, key: str) -> list[int]:
 def test_status_and_idempotent_up(tracking_server: TrackingServer) -> None:
     assert f"started at {tracking_server.uri}" in tracking_server.up_output.replace("\n", " ")
     pid = tracking_server.pid()
-    status = run_tracking_cli(["tracking", "status", "--state-dir", str(tracking_server.state_dir)], cwd=tracking_server.state_dir)
+    status = run_tracking_cli(
+        ["tracking", "status", "--state-dir", str(tracking_server.state_dir)], cwd=tracking_server.state_dir
+    )
     assert status.returncode == 0 and f"up {tracking_server.uri}" in status.stdout, status.stdout + status.stderr
     again = tracking_server.up()
     assert "already up" in again.stdout and tracking_server.pid() == pid
@@ -143,7 +145,9 @@ def test_spool_without_server_then_deliver_exactly_once(tracking_server: Trackin
 
     env = {"MLFLOW_TRACKING_URI": tracking_server.uri}
     first = run_tracking_cli(["tracking", "deliver", str(shared)], cwd=tmp_path, env=env)
-    assert first.returncode == 0 and "delivered 120 metric points and 1 artifact folders" in first.stdout, first.stdout + first.stderr
+    assert first.returncode == 0 and "delivered 120 metric points and 1 artifact folders" in first.stdout, (
+        first.stdout + first.stderr
+    )
     second = run_tracking_cli(["tracking", "deliver", str(shared)], cwd=tmp_path, env=env)
     assert second.returncode == 0 and "delivered 0 metric points and 0 artifact" in second.stdout, second.stdout + second.stderr
     assert _steps(client, run_id, "val_loss") == list(range(1, 121))

@@ -27,6 +27,4 @@ def ray_results_in_tmp(tmp_path_factory, monkeypatch):
     """A standalone Trainable makes a log dir under ~/ray_results; keep it out of $HOME."""
     from ray.tune.trainable import trainable
 
-    monkeypatch.setattr(
-        trainable, "DEFAULT_STORAGE_PATH", str(tmp_path_factory.mktemp("ray_results"))
-    )
+    monkeypatch.setattr(trainable, "DEFAULT_STORAGE_PATH", str(tmp_path_factory.mktemp("ray_results")))

@@ -55,9 +55,7 @@ def test_grid_action_moves_each_voxel_to_the_matrix_image():
 def test_quarter_turns_are_rot90_and_batched_forms_agree():
     x = torch.rand(3, 2, 6, 6, 6)
     m = cube_rotation_matrices()
-    rot90_images = {
-        tuple(torch.rot90(x, 1, dims).flatten().tolist()) for dims in [(2, 3), (3, 4), (4, 2)]
-    }
+    rot90_images = {tuple(torch.rot90(x, 1, dims).flatten().tolist()) for dims in [(2, 3), (3, 4), (4, 2)]}
     ours = {tuple(rotate_cube(x, r).flatten().tolist()) for r in range(24)}
     assert rot90_images <= ours
     every = all_cube_rotations(x).view(3, 24, 2, 6, 6, 6)

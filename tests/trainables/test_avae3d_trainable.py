@@ -47,9 +47,18 @@ def test_exact_resume_in_a_fresh_process(tmp_path):
     assert [{k: r[k] for k in METRICS} for r in before] == [{k: r[k] for k in METRICS} for r in expected[:2]]
     first.save(str(tmp_path / "ckpt"))
     out = subprocess.run(
-        [sys.executable, "-c", _RESUME_SCRIPT, json.dumps(config), str(tmp_path / "ckpt"),
-         str(tmp_path / "ray_child"), json.dumps(METRICS + ["training_iteration", "done"])],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            _RESUME_SCRIPT,
+            json.dumps(config),
+            str(tmp_path / "ckpt"),
+            str(tmp_path / "ray_child"),
+            json.dumps(METRICS + ["training_iteration", "done"]),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     resumed = json.loads(out.stdout.strip().splitlines()[-1])
@@ -63,9 +72,17 @@ def test_exact_resume_in_a_fresh_process(tmp_path):
     "variant",
     [
         {"augmentation": "none", "optimisation": "none", "posterior": "deterministic"},
-        {"augmentation": "free", "optimisation": "restarts", "max_translation": 0.1,
-         "n_restarts": 1, "n_keep": 1, "opt_steps": 1, "recon_loss": "weighted_bce",
-         "posterior": "learned", "rotation_sampling": "euler"},
+        {
+            "augmentation": "free",
+            "optimisation": "restarts",
+            "max_translation": 0.1,
+            "n_restarts": 1,
+            "n_keep": 1,
+            "opt_steps": 1,
+            "recon_loss": "weighted_bce",
+            "posterior": "learned",
+            "rotation_sampling": "euler",
+        },
     ],
 )
 def test_one_epoch_reports_registered_float_metrics_and_pictures(variant, tmp_path):

@@ -171,9 +171,7 @@ def test_affine_search_leaves_no_gradients_and_restores_mode(model, digits, trai
 def test_affine_batched_search_equals_loop_reference(model, digits):
     kwargs = dict(n_candidates=16, n_steps=0, lr=0.05)
     batched = optimise_transform(model, digits, "affine", generator=torch.Generator().manual_seed(3), **kwargs)
-    looped = optimise_transform(
-        model, digits, "affine", generator=torch.Generator().manual_seed(3), batched=False, **kwargs
-    )
+    looped = optimise_transform(model, digits, "affine", generator=torch.Generator().manual_seed(3), batched=False, **kwargs)
     assert torch.equal(batched[0], looped[0])
     assert torch.allclose(batched[1], looped[1], rtol=1e-5, atol=1e-3)
 
@@ -200,9 +198,7 @@ def test_faithful_objectives(model, digits):
 
 def test_faithful_search_is_never_worse_than_identity(model, digits):
     objective = Objective("mse_sum_faithful", "log_sigma_faithful")
-    _, loss = optimise_rotation(
-        model, digits, 8, 3, 0.05, torch.Generator().manual_seed(0), objective=objective
-    )
+    _, loss = optimise_rotation(model, digits, 8, 3, 0.05, torch.Generator().manual_seed(0), objective=objective)
     with torch.no_grad():
         identity = avae_loss(model, digits, torch.zeros(digits.shape[0]), objective=objective)
     assert torch.all(loss <= identity + 1e-3)
@@ -211,18 +207,20 @@ def test_faithful_search_is_never_worse_than_identity(model, digits):
 @pytest.mark.parametrize("transform", ["rotation", "affine"])
 def test_bf16_screening_is_exact_float32_and_never_worse_than_identity(model, digits, transform):
     params, loss = optimise_transform(
-        model, digits, transform, 16, 0, 0.05, torch.Generator().manual_seed(5),
+        model,
+        digits,
+        transform,
+        16,
+        0,
+        0.05,
+        torch.Generator().manual_seed(5),
         screen_precision="bfloat16",
     )
     assert loss.dtype == torch.float32 and params.dtype == torch.float32
     with torch.no_grad():
         recomputed = avae_loss(model, digits, params, transform=transform)
-        identity = avae_loss(
-            model, digits, candidate_params_identity(transform, digits.shape[0]), transform=transform
-        )
-        full = optimise_transform(
-            model, digits, transform, 16, 0, 0.05, torch.Generator().manual_seed(5)
-        )[1]
+        identity = avae_loss(model, digits, candidate_params_identity(transform, digits.shape[0]), transform=transform)
+        full = optimise_transform(model, digits, transform, 16, 0, 0.05, torch.Generator().manual_seed(5))[1]
     assert torch.allclose(loss, recomputed, rtol=1e-5, atol=1e-4)
     assert torch.all(loss <= identity + 1e-4)
     # bf16 ranking picks (nearly) the float32 winner: within a fraction of a nat on average.

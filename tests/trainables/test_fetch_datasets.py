@@ -34,9 +34,7 @@ def http_dir(tmp_path):
             requests.append(self.path)
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(served))
-    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -59,8 +57,7 @@ def _fake_mnist(folder) -> tuple[RemoteFile, ...]:
     for name, array in arrays.items():
         write_idx(folder / name, array)
         data = (folder / name).read_bytes()
-        files.append(RemoteFile(name, len(data), hashlib.md5(data).hexdigest(),
-                                hashlib.sha256(data).hexdigest()))
+        files.append(RemoteFile(name, len(data), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()))
     return tuple(files)
 
 
@@ -143,8 +140,7 @@ def test_modelnet_zip_is_unpacked_once(tmp_path, http_dir):
     served, base, requests = http_dir
     off = b"OFF\n4 1 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n"
     (served / "ModelNet10.zip").write_bytes(
-        _zip_bytes({"ModelNet10/chair/train/chair_0001.off": off,
-                    "ModelNet10/chair/test/chair_0002.off": off})
+        _zip_bytes({"ModelNet10/chair/train/chair_0001.off": off, "ModelNet10/chair/test/chair_0002.off": off})
     )
     table = _source((RemoteFile("ModelNet10.zip"),), "unzip", "ModelNet10", "modelnet10")
     root = tmp_path / "data"

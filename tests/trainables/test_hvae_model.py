@@ -77,8 +77,12 @@ def test_original_loss_decodes_from_the_global_path_and_matches_his_formula():
     terms = original_terms(out, x, kl_global_weight=0.25, kl_tile_weight=0.05)
     mse = ((torch.sigmoid(out.logits) - x) ** 2).sum()
     kl = lambda mu, h: -0.5 * torch.sum(1 + 2 * h - mu.pow(2) - (2 * h).exp())  # noqa: E731
-    his = (mse + 0.25 * kl(out.global_mu, out.global_logvar)
-           + 0.05 * kl(out.tile_mu, out.tile_logvar) + 0.05 * kl(out.prior_mu, out.prior_logvar))
+    his = (
+        mse
+        + 0.25 * kl(out.global_mu, out.global_logvar)
+        + 0.05 * kl(out.tile_mu, out.tile_logvar)
+        + 0.05 * kl(out.prior_mu, out.prior_logvar)
+    )
     torch.testing.assert_close(terms["loss"].sum(), his)
 
 

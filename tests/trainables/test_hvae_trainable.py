@@ -58,9 +58,18 @@ def test_exact_resume_in_a_fresh_process(tmp_path):
     assert [_pick(r, names) for r in before] == [_pick(r, names) for r in expected[:2]]
     first.save(str(tmp_path / "ckpt"))
     out = subprocess.run(
-        [sys.executable, "-c", _RESUME_SCRIPT, json.dumps(config), str(tmp_path / "ckpt"),
-         str(tmp_path / "ray_results_child"), json.dumps(names + ["training_iteration"])],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            _RESUME_SCRIPT,
+            json.dumps(config),
+            str(tmp_path / "ckpt"),
+            str(tmp_path / "ray_results_child"),
+            json.dumps(names + ["training_iteration"]),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     resumed = json.loads(out.stdout.strip().splitlines()[-1])

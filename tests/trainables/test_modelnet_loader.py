@@ -66,9 +66,7 @@ def test_s3_root_is_mirrored_through_boto3(tree, tmp_path, monkeypatch):
         for path in files:
             client.upload_file(str(path), "shapes", f"mn/{path.relative_to(tree).as_posix()}")
         local = resolve_root("s3://shapes/mn", tmp_path / "s3cache")
-        assert sorted(p.relative_to(local) for p in local.rglob("*.off")) == [
-            p.relative_to(tree) for p in files
-        ]
+        assert sorted(p.relative_to(local) for p in local.rglob("*.off")) == [p.relative_to(tree) for p in files]
         data = load_modelnet_voxels(local, "test", 8, cache_dir=tmp_path / "vox")
         assert data.voxels.shape[0] == len(SHAPE_CLASSES)
     finally:

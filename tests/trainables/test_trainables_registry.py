@@ -23,9 +23,7 @@ def test_registry_and_config_model_do_not_import_torch_or_ray():
         "model()\n"
         "print(json.dumps(sorted(m for m in ('torch', 'ray', 'numpy', 'sklearn') if m in sys.modules)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 
 

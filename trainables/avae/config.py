@@ -59,12 +59,8 @@ class AVAEConfig(TrainableConfig):
         min_length=1,
         description="Test digits are evaluated rotated by each of these angles (degrees).",
     )
-    train_subset: int | None = Field(
-        None, ge=10, description="Stratified subset of the 1,437 training digits (None = all)."
-    )
-    test_subset: int | None = Field(
-        None, ge=10, description="Stratified subset of the 360 test digits (None = all)."
-    )
+    train_subset: int | None = Field(None, ge=10, description="Stratified subset of the 1,437 training digits (None = all).")
+    test_subset: int | None = Field(None, ge=10, description="Stratified subset of the 360 test digits (None = all).")
 
     @field_validator("eval_rotations_deg")
     @classmethod

@@ -65,8 +65,14 @@ def find_transforms(
     for chunk in torch.split(x, _CHUNK):
         if search.enabled:
             params, loss = optimise_transform(
-                model, chunk, search.transform, search.n_candidates, search.n_steps,
-                search.lr, generator, objective=search.objective,
+                model,
+                chunk,
+                search.transform,
+                search.n_candidates,
+                search.n_steps,
+                search.lr,
+                generator,
+                objective=search.objective,
                 screen_precision=search.screen_precision,
             )
         else:
@@ -99,9 +105,7 @@ def rotation_losses(
     return result
 
 
-def affine_losses(
-    model: ConvVAE, x: torch.Tensor, search: InnerSearch, generator: torch.Generator
-) -> torch.Tensor:
+def affine_losses(model: ConvVAE, x: torch.Tensor, search: InnerSearch, generator: torch.Generator) -> torch.Tensor:
     """Per-image loss of the test digits under one random affine perturbation each
     (rotation +-180 deg, shear +-55 deg, scale 0.75-1.5; EXPERIMENTS.md 2.5)."""
     matrices = affine_perturbations(x.shape[0], generator).to(x.device)

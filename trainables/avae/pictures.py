@@ -55,9 +55,7 @@ def plot_reconstructions(
     plt.close(fig)
 
 
-def plot_orientation_histogram(
-    path: Path, psi: torch.Tensor, labels: torch.Tensor, title: str = ""
-) -> None:
+def plot_orientation_histogram(path: Path, psi: torch.Tensor, labels: torch.Tensor, title: str = "") -> None:
     """Per-class histogram of the encoding orientation psi = phi + theta* (degrees)."""
     plt = _pyplot()
     classes = labels.unique().tolist()
@@ -70,7 +68,7 @@ def plot_orientation_histogram(
         ax.set_title(f"digit {label}", fontsize=9)
         ax.set_xticks([0, 90, 180, 270, 360])
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(classes):]:
+    for ax in list(axes.flat)[len(classes) :]:
         ax.axis("off")
     fig.suptitle(title or "encoding orientation ψ = φ + θ* (degrees)", fontsize=10)
     fig.tight_layout()

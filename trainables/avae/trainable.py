@@ -69,12 +69,8 @@ class AVAETrainable(CheckpointableTrainable):
         self.x_test = data.x_test.to(self.device)
         self.y_test = data.y_test
         self.model = ConvVAE(config.latent_dim).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=max(1, config.epochs // 3), gamma=_LR_GAMMA
-        )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, config.epochs // 3), gamma=_LR_GAMMA)
         self.objective = Objective(recon=config.loss, kl=config.kl)
         self.test_search = InnerSearch(
             enabled=config.test_time_opt,
@@ -103,8 +99,15 @@ class AVAETrainable(CheckpointableTrainable):
         if cfg.train_mode == "augmented":
             return avae_loss(self.model, x, None, noise, objective=objective)
         params, _ = optimise_transform(
-            self.model, x, cfg.transform, cfg.n_candidates, cfg.train_opt_steps, cfg.opt_lr, g,
-            objective=objective, screen_precision=cfg.screen_precision,
+            self.model,
+            x,
+            cfg.transform,
+            cfg.n_candidates,
+            cfg.train_opt_steps,
+            cfg.opt_lr,
+            g,
+            objective=objective,
+            screen_precision=cfg.screen_precision,
         )
         return avae_loss(self.model, x, params, noise, transform=cfg.transform, objective=objective)
 
@@ -119,9 +122,7 @@ class AVAETrainable(CheckpointableTrainable):
         )
         # Orientation metrics always use the search: they ask which orientation the
         # model prefers, which theta = 0 cannot tell.
-        found = orientations(
-            self.model, self.x_test, self.y_test, self._orientation_search(), self._eval_generator()
-        )
+        found = orientations(self.model, self.x_test, self.y_test, self._orientation_search(), self._eval_generator())
         self._orientations, self._orientations_epoch = found, self.epoch
         self._history[self.epoch] = found
         metrics = {f"val_loss_rot{deg}": loss for deg, loss in per_rotation.items()}
@@ -140,7 +141,12 @@ class AVAETrainable(CheckpointableTrainable):
     def _orientation_search(self) -> InnerSearch:
         cfg = self.cfg
         return InnerSearch(
-            True, cfg.n_candidates, cfg.test_opt_steps, cfg.opt_lr, cfg.transform, self.objective,
+            True,
+            cfg.n_candidates,
+            cfg.test_opt_steps,
+            cfg.opt_lr,
+            cfg.transform,
+            self.objective,
             cfg.screen_precision,
         )
 
@@ -184,7 +190,10 @@ class AVAETrainable(CheckpointableTrainable):
         if self._orientations is None or self._orientations_epoch != self.epoch:
             # Stale or missing (e.g. right after a restore): same result evaluate() gives.
             self._orientations = orientations(
-                self.model, self.x_test, self.y_test, self._orientation_search(),
+                self.model,
+                self.x_test,
+                self.y_test,
+                self._orientation_search(),
                 self._eval_generator(),
             )
             self._orientations_epoch = self.epoch
@@ -203,8 +212,12 @@ class AVAETrainable(CheckpointableTrainable):
             inputs[deg] = rotate(x, phi)
             thetas[deg], _ = find_transforms(self.model, inputs[deg], self.test_search, generator)
         plot_reconstructions(
-            Path(directory) / "reconstructions.png", self.model, inputs, thetas,
-            transform=self.cfg.transform, objective=self.objective,
+            Path(directory) / "reconstructions.png",
+            self.model,
+            inputs,
+            thetas,
+            transform=self.cfg.transform,
+            objective=self.objective,
         )
         history = self.rotation_history()
         if history:

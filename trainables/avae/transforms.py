@@ -69,9 +69,7 @@ def rotate(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Rotate each image (B, C, H, W) about its centre by theta (B,) radians."""
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(theta)
-    matrix = torch.stack(
-        [torch.stack([cos, -sin, zero], dim=1), torch.stack([sin, cos, zero], dim=1)], dim=1
-    )
+    matrix = torch.stack([torch.stack([cos, -sin, zero], dim=1), torch.stack([sin, cos, zero], dim=1)], dim=1)
     grid = F.affine_grid(matrix.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -167,9 +165,7 @@ def avae_loss(
     if theta is None:
         recon = objective.recon_from_logits(logits, target)
     else:
-        recon = objective.recon_from_probs(
-            inverse_transform(torch.sigmoid(logits), theta, transform), target
-        )
+        recon = objective.recon_from_probs(inverse_transform(torch.sigmoid(logits), theta, transform), target)
     return recon + objective.kl_term(mu, logvar)
 
 
@@ -190,9 +186,7 @@ def frozen(model: torch.nn.Module) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- candidates
-def candidate_angles(
-    n_candidates: int, generator: torch.Generator, device: torch.device | str = "cpu"
-) -> torch.Tensor:
+def candidate_angles(n_candidates: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
     """Identity, then n-1 angles evenly spaced over 2*pi with one random common offset (K,)."""
     n_others = n_candidates - 1
     if n_others == 0:
@@ -214,9 +208,7 @@ def candidate_matrices(
     return torch.cat([torch.eye(2).unsqueeze(0), others]).to(device)
 
 
-def candidate_params(
-    kind: TransformKind, n_candidates: int, generator: torch.Generator, device=None
-) -> torch.Tensor:
+def candidate_params(kind: TransformKind, n_candidates: int, generator: torch.Generator, device=None) -> torch.Tensor:
     """The candidate set of the search, identity first: (K,) or (K, 2, 2)."""
     if kind == "rotation":
         return candidate_angles(n_candidates, generator, device or "cpu")
@@ -259,12 +251,7 @@ def _best_candidates_loop(
     """Reference of :func:`_best_candidates`: one forward pass per candidate (slow loop)."""
     batch = x.shape[0]
     losses = torch.stack(
-        [
-            avae_loss(
-                model, x, c.expand((batch,) + c.shape), transform=kind, objective=objective
-            )
-            for c in candidates
-        ],
+        [avae_loss(model, x, c.expand((batch,) + c.shape), transform=kind, objective=objective) for c in candidates],
         dim=1,
     )
     best_loss, best_index = losses.min(dim=1)
@@ -330,9 +317,7 @@ def _refine(
     return best_params, best_loss
 
 
-def _keep_better(
-    best_params: torch.Tensor, best_loss: torch.Tensor, params: torch.Tensor, loss: torch.Tensor
-) -> None:
+def _keep_better(best_params: torch.Tensor, best_loss: torch.Tensor, params: torch.Tensor, loss: torch.Tensor) -> None:
     better = loss < best_loss
     best_params[better] = params[better]
     best_loss[better] = loss[better]
@@ -368,9 +353,7 @@ def optimise_transform(
     candidates = candidate_params(transform, n_candidates, generator, x.device)
     with frozen(model):
         with torch.inference_mode():
-            params0, loss0 = _screen(
-                search, model, x, candidates, transform, objective, screen_precision
-            )
+            params0, loss0 = _screen(search, model, x, candidates, transform, objective, screen_precision)
         # Leave inference mode: the refinement needs ordinary (autograd-able) tensors.
         params0, loss0 = params0.clone(), loss0.clone()
         return _refine(model, x, params0, loss0, n_steps, lr, transform, objective)
@@ -386,9 +369,7 @@ def optimise_rotation(
     objective: Objective = DEFAULT_OBJECTIVE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`optimise_transform` for rotations: (theta (B,) radians, per-image loss (B,))."""
-    return optimise_transform(
-        model, x, "rotation", n_candidates, n_steps, lr, generator, objective=objective
-    )
+    return optimise_transform(model, x, "rotation", n_candidates, n_steps, lr, generator, objective=objective)
 
 
 def optimise_rotation_loop(
@@ -402,8 +383,15 @@ def optimise_rotation_loop(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference of :func:`optimise_rotation` with a Python loop over candidates (slow)."""
     return optimise_transform(
-        model, x, "rotation", n_candidates, n_steps, lr, generator,
-        objective=objective, batched=False,
+        model,
+        x,
+        "rotation",
+        n_candidates,
+        n_steps,
+        lr,
+        generator,
+        objective=objective,
+        batched=False,
     )
 
 
@@ -417,6 +405,4 @@ def optimise_affine(
     objective: Objective = DEFAULT_OBJECTIVE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`optimise_transform` for general 2x2 matrices: (M (B, 2, 2), loss (B,))."""
-    return optimise_transform(
-        model, x, "affine", n_candidates, n_steps, lr, generator, objective=objective
-    )
+    return optimise_transform(model, x, "affine", n_candidates, n_steps, lr, generator, objective=objective)

@@ -28,12 +28,8 @@ class AVAE3DConfig(TrainableConfig):
 
     # data
     dataset: Literal["synthetic", "modelnet10", "modelnet40"] = "synthetic"
-    data_root: str | None = Field(
-        None, description="ModelNet root: local path or s3://bucket/prefix (fetched and cached)."
-    )
-    cache_dir: str | None = Field(
-        None, description="Voxel (and S3) cache; default ~/.cache/orch/avae3d."
-    )
+    data_root: str | None = Field(None, description="ModelNet root: local path or s3://bucket/prefix (fetched and cached).")
+    cache_dir: str | None = Field(None, description="Voxel (and S3) cache; default ~/.cache/orch/avae3d.")
     classes: list[str] | None = Field(None, description="Class names (default: all).")
     n_classes: int | None = Field(None, gt=0, description="Use only the first n classes.")
     resolution: int = Field(16, ge=4, le=128, description="Voxelisation resolution R.")

@@ -31,7 +31,10 @@ class VoxelSplit:
 
 
 def synthetic_voxels(
-    n_per_class: int, resolution: int, seed: int, classes: tuple[str, ...] = SHAPE_CLASSES,
+    n_per_class: int,
+    resolution: int,
+    seed: int,
+    classes: tuple[str, ...] = SHAPE_CLASSES,
     fill: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(voxels bool (N, R, R, R), labels (N,)) of seeded synthetic shapes, class-interleaved."""
@@ -69,8 +72,10 @@ def load_voxel_split(cfg: AVAE3DConfig) -> VoxelSplit:
         if cfg.data_root is None:  # the config's validator already rejects this
             raise ValueError(f"dataset {cfg.dataset!r} needs data_root")
         root = resolve_root(cfg.data_root, cfg.cache_dir)
-        default = MODELNET10_CLASSES if cfg.dataset == "modelnet10" else tuple(
-            sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
+        default = (
+            MODELNET10_CLASSES
+            if cfg.dataset == "modelnet10"
+            else tuple(sorted(p.name for p in root.iterdir() if (p / "train").is_dir()))
         )
         classes = _classes(cfg, default)
         train = load_modelnet_voxels(root, "train", cfg.resolution, classes, cfg.fill, cfg.cache_dir)

@@ -75,8 +75,15 @@ def reconstruct(
     with frozen(model), torch.no_grad():
         if method == "restarts":
             transform, _ = restarts_search(
-                model, x, search_spec, generator, cfg.n_restarts, cfg.n_keep, cfg.opt_steps,
-                cfg.opt_lr, cfg.max_translation,
+                model,
+                x,
+                search_spec,
+                generator,
+                cfg.n_restarts,
+                cfg.n_keep,
+                cfg.opt_steps,
+                cfg.opt_lr,
+                cfg.max_translation,
             )
             with torch.no_grad():
                 loss, probs = transformed_loss(model, x, transform, loss_spec)

@@ -66,16 +66,23 @@ def main() -> None:
     from ray.tune.trainable import trainable
 
     trainable.DEFAULT_STORAGE_PATH = tempfile.mkdtemp(prefix="avae3d_headline_")
-    print(f"torch threads {torch.get_num_threads()}; exhaustive-24 search: "
-          f"{search_throughput():.0f} objects/s (16^3, batch 16, L=8)", flush=True)
+    print(
+        f"torch threads {torch.get_num_threads()}; exhaustive-24 search: "
+        f"{search_throughput():.0f} objects/s (16^3, batch 16, L=8)",
+        flush=True,
+    )
     table: dict[tuple[int, str], list[dict]] = {}
     for latent in args.latent:
         for name, variant in VARIANTS.items():
             for seed in args.seeds:
                 config = {
-                    **variant, "latent_dim": latent, "seed": seed, "epochs": args.epochs,
+                    **variant,
+                    "latent_dim": latent,
+                    "seed": seed,
+                    "epochs": args.epochs,
                     "synthetic_train_per_class": args.train_per_class,
-                    "synthetic_test_per_class": args.test_per_class, "device": args.device,
+                    "synthetic_test_per_class": args.test_per_class,
+                    "device": args.device,
                 }
                 metrics, samples_per_s = _run(config)
                 table.setdefault((latent, name), []).append(metrics)

@@ -22,9 +22,7 @@ _PROB_EPS = 1e-6
 kl_per_object = kl_per_image  # KL(N(mu, exp(logvar)) || N(0, I)) per row, (B,)
 
 
-def recon_from_logits(
-    logits: torch.Tensor, target: torch.Tensor, kind: ReconLoss = "bce", gamma: float = 0.97
-) -> torch.Tensor:
+def recon_from_logits(logits: torch.Tensor, target: torch.Tensor, kind: ReconLoss = "bce", gamma: float = 0.97) -> torch.Tensor:
     """Reconstruction loss per object (B,) from decoder logits (numerically stable)."""
     logits = logits.float()
     if kind == "bce":
@@ -33,9 +31,7 @@ def recon_from_logits(
     return loss.flatten(1).sum(dim=1)
 
 
-def recon_from_probs(
-    probs: torch.Tensor, target: torch.Tensor, kind: ReconLoss = "bce", gamma: float = 0.97
-) -> torch.Tensor:
+def recon_from_probs(probs: torch.Tensor, target: torch.Tensor, kind: ReconLoss = "bce", gamma: float = 0.97) -> torch.Tensor:
     """Reconstruction loss per object (B,) from (resampled) Bernoulli means."""
     if kind == "bce":
         return bce_probs_per_image(probs.float(), target)

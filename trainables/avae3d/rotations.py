@@ -130,9 +130,15 @@ def _quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     w, x, y, z = q.unbind(-1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     ).view(*q.shape[:-1], 3, 3)
@@ -149,9 +155,7 @@ def _euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def random_rotation_matrices(
-    n: int, generator: torch.Generator, sampling: RotationSampling = "quaternion"
-) -> torch.Tensor:
+def random_rotation_matrices(n: int, generator: torch.Generator, sampling: RotationSampling = "quaternion") -> torch.Tensor:
     """(n, 3, 3) CPU float32 rotations: uniform on SO(3) (unit quaternions), or the
     original's Euler angles ~ U(0, 2π)^3 (``euler``, not uniform on SO(3))."""
     if sampling == "quaternion":

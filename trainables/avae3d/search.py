@@ -94,17 +94,14 @@ def transformed_loss(
     with spec.autocast(x):
         mu, logvar = model.encode(x_t)
         logits = model.decode(sample_z(mu, logvar, noise))
-    probs = affine_transform(torch.sigmoid(logits.float()), transform.rotation,
-                             transform.translation, inverse=True)
+    probs = affine_transform(torch.sigmoid(logits.float()), transform.rotation, transform.translation, inverse=True)
     loss = recon_from_probs(probs, x, spec.recon, spec.gamma)
     if spec.with_kl:
         loss = loss + kl_per_object(mu.float(), logvar.float())
     return loss, probs
 
 
-def exhaustive_search(
-    model: VoxelVAE, x: torch.Tensor, spec: LossSpec
-) -> tuple[torch.Tensor, torch.Tensor]:
+def exhaustive_search(model: VoxelVAE, x: torch.Tensor, spec: LossSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Best cube rotation per object: (index (B,) int64, loss (B,)), one forward pass."""
     with frozen(model), torch.no_grad():
         losses, _, _ = object_loss(model, all_cube_rotations(x), spec)
@@ -141,8 +138,9 @@ def restarts_search(
         rotvec = rotvec.gather(1, keep[..., None].expand(-1, -1, 3)).contiguous()
         if shift is not None:
             shift = shift.gather(1, keep[..., None].expand(-1, -1, 3)).contiguous()
-        best = _Best(rotvec[:, 0].clone(), None if shift is None else shift[:, 0].clone(),
-                     losses.gather(1, keep[:, :1]).squeeze(1))
+        best = _Best(
+            rotvec[:, 0].clone(), None if shift is None else shift[:, 0].clone(), losses.gather(1, keep[:, :1]).squeeze(1)
+        )
         params = [rotvec.requires_grad_(True)] + ([shift.requires_grad_(True)] if shift is not None else [])
         optimiser = torch.optim.Adam(params, lr=lr)
         with torch.enable_grad():
@@ -153,8 +151,9 @@ def restarts_search(
                 loss.sum().backward()  # objects and candidates are independent (eval-mode BN)
                 optimiser.step()
         with torch.no_grad():
-            best.update(rotvec.detach(), None if shift is None else shift.detach(),
-                        _candidate_losses(model, x, rotvec, shift, spec))
+            best.update(
+                rotvec.detach(), None if shift is None else shift.detach(), _candidate_losses(model, x, rotvec, shift, spec)
+            )
     return Transform(rotvec_to_matrix(best.rotvec), best.shift), best.loss
 
 

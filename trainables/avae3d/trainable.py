@@ -56,19 +56,13 @@ class AVAE3DTrainable(CheckpointableTrainable):
         self.x_train = data.x_train.to(self.device)
         self.x_test = data.x_test.to(self.device)
         self.y_test = data.y_test
-        self.model = VoxelVAE(
-            config.latent_dim, config.grid_size, learned_sigma=config.posterior == "learned"
-        ).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self.model = VoxelVAE(config.latent_dim, config.grid_size, learned_sigma=config.posterior == "learned").to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         step = max(1, round(config.epochs * config.lr_step_fraction))
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step, config.lr_gamma)
         bf16 = config.amp == "bf16"
         self.loss_spec = LossSpec(config.recon_loss, config.bce_gamma, True, bf16)
-        self.search_spec = LossSpec(
-            config.recon_loss, config.bce_gamma, config.search_loss == "elbo", bf16
-        )
+        self.search_spec = LossSpec(config.recon_loss, config.bce_gamma, config.search_loss == "elbo", bf16)
 
     # ----------------------------------------------------------------- training
     def batch_loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +74,15 @@ class AVAE3DTrainable(CheckpointableTrainable):
             noise = torch.randn(x.shape[0], cfg.latent_dim, generator=g).to(self.device)
         if cfg.optimisation == "restarts":
             transform, _ = restarts_search(
-                self.model, x, self.search_spec, g, cfg.n_restarts, cfg.n_keep,
-                cfg.opt_steps, cfg.opt_lr, cfg.max_translation,
+                self.model,
+                x,
+                self.search_spec,
+                g,
+                cfg.n_restarts,
+                cfg.n_keep,
+                cfg.opt_steps,
+                cfg.opt_lr,
+                cfg.max_translation,
             )
             return transformed_loss(self.model, x, transform, self.loss_spec, noise)[0]
         if cfg.optimisation == "exhaustive24":
@@ -96,15 +97,17 @@ class AVAE3DTrainable(CheckpointableTrainable):
         sums: dict[str, float] = {}
         for start in range(0, self.x_test.shape[0], cfg.batch_size):
             x = present(self.x_test[start : start + cfg.batch_size], cfg.eval_presentation(), cfg, generator)
-            r = reconstruct(
-                self.model, x, cfg.eval_search(), self.loss_spec, self.search_spec, cfg, generator
-            )
+            r = reconstruct(self.model, x, cfg.eval_search(), self.loss_spec, self.search_spec, cfg, generator)
             for name, values in reconstruction_metrics(r).items():
                 sums[name] = sums.get(name, 0.0) + float(values.sum())
         metrics = {name: total / self.x_test.shape[0] for name, total in sums.items()}
         metrics["orientation_consistency"] = orientation_consistency(
-            self.model, self.x_test, self.y_test, self.search_spec,
-            torch.Generator().manual_seed(cfg.seed + _ORIENTATION_SEED_OFFSET), cfg.batch_size,
+            self.model,
+            self.x_test,
+            self.y_test,
+            self.search_spec,
+            torch.Generator().manual_seed(cfg.seed + _ORIENTATION_SEED_OFFSET),
+            cfg.batch_size,
         )
         return metrics
 
@@ -118,6 +121,8 @@ class AVAE3DTrainable(CheckpointableTrainable):
         x = present(self.x_test[:_PICTURE_OBJECTS], cfg.eval_presentation(), cfg, generator)
         r = reconstruct(self.model, x, cfg.eval_search(), self.loss_spec, self.search_spec, cfg, generator)
         plot_slices(
-            Path(directory) / "slices.png", r.target, r.probs,
+            Path(directory) / "slices.png",
+            r.target,
+            r.probs,
             title=f"3D AVAE {cfg.augmentation}/{cfg.optimisation}, epoch {self.epoch}",
         )

@@ -39,20 +39,14 @@ def _to_images(raw: np.ndarray) -> torch.Tensor:
     return F.pad(x, (pad, pad, pad, pad)).clamp_(0.0, 1.0)
 
 
-def _stratified_subset(
-    x: np.ndarray, y: np.ndarray, size: int | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
     if size is None or size >= len(y):
         return x, y
-    x_sub, _, y_sub, _ = train_test_split(
-        x, y, train_size=size, stratify=y, random_state=_SPLIT_SEED
-    )
+    x_sub, _, y_sub, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=_SPLIT_SEED)
     return x_sub, y_sub
 
 
-def load_digits_split(
-    train_subset: int | None = None, test_subset: int | None = None
-) -> DigitsSplit:
+def load_digits_split(train_subset: int | None = None, test_subset: int | None = None) -> DigitsSplit:
     """The fixed train/test split, optionally subsampled (stratified, deterministic)."""
     digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(

@@ -170,8 +170,7 @@ def _download_one(dataset: str, url: str, remote: RemoteFile, path: Path, root: 
         raise DataFetchError(
             dataset,
             url,
-            f"cannot reach {host}: {_one_line(reason)}; fetch on a machine with internet "
-            f"and copy {root}",
+            f"cannot reach {host}: {_one_line(reason)}; fetch on a machine with internet and copy {root}",
         ) from None
     except BaseException:
         part.unlink(missing_ok=True)
@@ -280,9 +279,7 @@ def _unzip(source: DatasetSource, path: Path, root: Path) -> None:
             archive.extractall(staging)
         unpacked = staging / source.folder
         if not unpacked.is_dir():
-            raise DataFetchError(
-                source.name, str(path), f"archive has no top-level folder {source.folder}/"
-            )
+            raise DataFetchError(source.name, str(path), f"archive has no top-level folder {source.folder}/")
         (unpacked / _UNPACKED_MARKER).write_text(path.name + "\n")
         if target.exists():  # an earlier, interrupted unpack
             shutil.rmtree(target)

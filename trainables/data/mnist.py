@@ -93,9 +93,7 @@ def read_idx(path: os.PathLike | str, expected_magic: int | None = None) -> np.n
     dtype = _DTYPES[type_code]
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise IDXFormatError(
-            path, f"size {len(raw)} bytes, dimensions {list(dims)} need {expected}"
-        )
+        raise IDXFormatError(path, f"size {len(raw)} bytes, dimensions {list(dims)} need {expected}")
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
 
@@ -107,8 +105,7 @@ def write_idx(path: os.PathLike | str, array: np.ndarray) -> Path:
     big_endian = array.dtype.newbyteorder(">")
     code = _CODES.get(big_endian.str)
     if code is None:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; valid: uint8, int8, int16, "
-                         "int32, float32, float64")
+        raise ValueError(f"IDX cannot store dtype {array.dtype}; valid: uint8, int8, int16, int32, float32, float64")
     if array.ndim == 0 or array.ndim > 255:
         raise ValueError(f"IDX needs 1 to 255 dimensions, got {array.ndim}")
     payload = struct.pack(">BBBB", 0, 0, code, array.ndim)
@@ -133,14 +130,10 @@ def find_mnist_file(root: os.PathLike | str, name: str) -> Path:
     for candidate in (root / name, root / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
-        f"{root}: no {name} or {name}.gz; fetch MNIST with `orch data fetch mnist --root DIR`"
-    )
+    raise FileNotFoundError(f"{root}: no {name} or {name}.gz; fetch MNIST with `orch data fetch mnist --root DIR`")
 
 
-def load_mnist_arrays(
-    root: os.PathLike | str, split: Literal["train", "test"] = "train"
-) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist_arrays(root: os.PathLike | str, split: Literal["train", "test"] = "train") -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, H, W), uint8 labels (N,)) of one split, validated."""
     if split not in MNIST_FILES:
         raise ValueError(f"unknown MNIST split {split!r}; valid: {', '.join(MNIST_FILES)}")
@@ -150,9 +143,7 @@ def load_mnist_arrays(
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:
-        raise IDXFormatError(
-            images_path, f"{images.shape[0]} images but {labels_path.name} has {labels.shape[0]} labels"
-        )
+        raise IDXFormatError(images_path, f"{images.shape[0]} images but {labels_path.name} has {labels.shape[0]} labels")
     if labels.size and int(labels.max()) >= N_CLASSES:
         raise IDXFormatError(labels_path, f"label {int(labels.max())} outside 0..{N_CLASSES - 1}")
     return images, labels

@@ -33,7 +33,16 @@ __all__ = [
 
 # The order of the original code (first n_classes are taken from it).
 MODELNET10_CLASSES = (
-    "dresser", "desk", "night_stand", "bathtub", "chair", "sofa", "monitor", "table", "toilet", "bed",
+    "dresser",
+    "desk",
+    "night_stand",
+    "bathtub",
+    "chair",
+    "sofa",
+    "monitor",
+    "table",
+    "toilet",
+    "bed",
 )
 _CACHE_VERSION = 1  # bump when voxelisation changes
 
@@ -66,11 +75,7 @@ def list_modelnet(
     missing = [name for name in classes if not (root / name / split).is_dir()]
     if missing:
         raise FileNotFoundError(f"{root}: no {split}/ folder for classes {missing}")
-    files = [
-        (path, label)
-        for label, name in enumerate(classes)
-        for path in sorted((root / name / split).glob("*.off"))
-    ]
+    files = [(path, label) for label, name in enumerate(classes) for path in sorted((root / name / split).glob("*.off"))]
     return tuple(classes), files
 
 
@@ -99,12 +104,8 @@ def load_modelnet_voxels(
     cache_file = cache / f"{root.name}_{split}_r{resolution}_{'solid' if fill else 'surface'}_{key}.npz"
     if cache_file.exists():
         with np.load(cache_file) as stored:
-            return VoxelDataset(
-                stored["voxels"], stored["labels"], class_names, tuple(stored["names"].tolist())
-            )
-    voxels = np.stack(
-        [_voxelize_file(path, resolution, fill) for path, _ in files]
-    )
+            return VoxelDataset(stored["voxels"], stored["labels"], class_names, tuple(stored["names"].tolist()))
+    voxels = np.stack([_voxelize_file(path, resolution, fill) for path, _ in files])
     labels = np.asarray([label for _, label in files], dtype=np.int64)
     names = tuple(path.name for path, _ in files)
     _save_atomic(cache_file, voxels=voxels, labels=labels, names=np.asarray(names))

@@ -53,9 +53,7 @@ def parse_off(text: str, name: str = "<string>") -> OffMesh:
     except (IndexError, ValueError):
         raise OffFormatError(f"{name}: bad counts line {' '.join(counts)!r}") from None
     if len(body) < n_vertices + n_faces:
-        raise OffFormatError(
-            f"{name}: expected {n_vertices} vertex and {n_faces} face lines, got {len(body)} lines"
-        )
+        raise OffFormatError(f"{name}: expected {n_vertices} vertex and {n_faces} face lines, got {len(body)} lines")
     try:
         vertices = np.asarray([line[:3] for line in body[:n_vertices]], dtype=np.float64)
     except ValueError as error:

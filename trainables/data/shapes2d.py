@@ -79,9 +79,7 @@ def _mask(tile_size: int, shape_type: int, box: tuple[int, int, int, int]) -> np
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with a 4-neighbour outside it."""
     padded = np.pad(mask, 1)
-    interior = (
-        padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
-    )
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
     return mask & ~interior
 
 
@@ -130,7 +128,7 @@ def make_grid_image(
                 tile, kind = make_shape(rng, tile_size, row % N_SHAPE_TYPES, tile_options)
             else:
                 tile, kind = make_shape(rng, tile_size, None, options)
-            image[row * tile_size:(row + 1) * tile_size, col * tile_size:(col + 1) * tile_size] = tile
+            image[row * tile_size : (row + 1) * tile_size, col * tile_size : (col + 1) * tile_size] = tile
             types[row, col] = kind
     return image, types
 

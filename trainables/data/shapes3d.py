@@ -89,10 +89,7 @@ def boxes_to_mesh(boxes: list[Box], quads: bool = False) -> tuple[np.ndarray, li
     """Union of boxes as a mesh: vertices (8 per box) and faces (quads or triangles)."""
     vertices, faces = [], []
     for n, (low, high) in enumerate(boxes):
-        corners = [
-            (high[0] if c & 1 else low[0], high[1] if c & 2 else low[1], high[2] if c & 4 else low[2])
-            for c in range(8)
-        ]
+        corners = [(high[0] if c & 1 else low[0], high[1] if c & 2 else low[1], high[2] if c & 4 else low[2]) for c in range(8)]
         vertices.extend(corners)
         for a, b, c, d in _BOX_QUADS:
             a, b, c, d = (8 * n + i for i in (a, b, c, d))

@@ -60,7 +60,7 @@ def resolve_data_root(root: str, cache_dir: Path) -> Path:
 
 
 def _parse_s3(root: str) -> tuple[str, str]:
-    bucket, _, prefix = root[len("s3://"):].partition("/")
+    bucket, _, prefix = root[len("s3://") :].partition("/")
     if not bucket:
         raise DataRootError(root, "no bucket name")
     prefix = prefix.strip("/")
@@ -68,7 +68,7 @@ def _parse_s3(root: str) -> tuple[str, str]:
 
 
 def _relative_path(root: str, key: str, prefix: str) -> str:
-    relative = PurePosixPath(key[len(prefix):])
+    relative = PurePosixPath(key[len(prefix) :])
     if relative.is_absolute() or ".." in relative.parts or not relative.parts:
         raise DataRootError(root, f"object key {key!r} would leave the cache folder")
     return str(relative)
@@ -115,11 +115,7 @@ def sync_s3_prefix(root: str, cache_dir: Path, client: Any = None) -> SyncReport
                 relative = _relative_path(root, key, prefix)
                 target = local_dir / relative
                 known = manifest.get(relative)
-                if (
-                    target.is_file()
-                    and target.stat().st_size == size
-                    and known == {"size": size, "etag": etag}
-                ):
+                if target.is_file() and target.stat().st_size == size and known == {"size": size, "etag": etag}:
                     report.unchanged.append(relative)
                     continue
                 _download_atomic(client, bucket, key, target)

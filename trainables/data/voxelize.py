@@ -91,8 +91,8 @@ def _numpy_surface(unit: np.ndarray, faces: np.ndarray, resolution: int) -> np.n
     grid = np.zeros((resolution,) * 3, dtype=bool)
     triangles = unit[faces] * resolution  # (M, 3, 3) in voxel units
     edges = np.stack(
-        [triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0],
-         triangles[:, 2] - triangles[:, 1]], axis=1,
+        [triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0], triangles[:, 2] - triangles[:, 1]],
+        axis=1,
     )
     longest = np.linalg.norm(edges, axis=2).max(axis=1)  # (M,)
     # Subdivide 2^d times so that sub-edges are at most half a voxel long.
@@ -108,10 +108,6 @@ def _numpy_surface(unit: np.ndarray, faces: np.ndarray, resolution: int) -> np.n
 
 def _mark(grid: np.ndarray, group: np.ndarray, weights: np.ndarray, resolution: int) -> None:
     v0, e1, e2 = group[:, 0], group[:, 1] - group[:, 0], group[:, 2] - group[:, 0]
-    points = (
-        v0[:, None, :]
-        + weights[None, :, :1] * e1[:, None, :]
-        + weights[None, :, 1:] * e2[:, None, :]
-    ).reshape(-1, 3)
+    points = (v0[:, None, :] + weights[None, :, :1] * e1[:, None, :] + weights[None, :, 1:] * e2[:, None, :]).reshape(-1, 3)
     index = np.clip(np.floor(points).astype(np.int64), 0, resolution - 1)
     grid[index[:, 0], index[:, 1], index[:, 2]] = True

@@ -40,9 +40,7 @@ class HVAEConfig(TrainableConfig):
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-3, gt=0, lt=1, description="Adam learning rate (his 0.01).")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay (his 5e-4).")
-    lr_step_fraction: float = Field(
-        1 / 6, gt=0, le=1, description="StepLR every this fraction of the epochs (his 25/150)."
-    )
+    lr_step_fraction: float = Field(1 / 6, gt=0, le=1, description="StepLR every this fraction of the epochs (his 25/150).")
     lr_gamma: float = Field(0.2, gt=0, le=1, description="StepLR factor (his 0.2).")
 
     @model_validator(mode="after")

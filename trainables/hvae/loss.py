@@ -39,17 +39,14 @@ def _kl_log_sigma_quirk(mu: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     return kl_log_sigma_per_image(mu.flatten(1), head.flatten(1))
 
 
-def original_terms(
-    out: HVAEOutput, x: torch.Tensor, kl_global_weight: float, kl_tile_weight: float
-) -> dict[str, torch.Tensor]:
+def original_terms(out: HVAEOutput, x: torch.Tensor, kl_global_weight: float, kl_tile_weight: float) -> dict[str, torch.Tensor]:
     """His loss per image; ``loss`` is the weighted sum (his units: MSE-sum + KLs)."""
     mse_sum = mse_sum_per_image(torch.sigmoid(out.logits), x)
     kl_global = _kl_log_sigma_quirk(out.global_mu, out.global_logvar)
     kl_tile_enc = _kl_log_sigma_quirk(out.tile_mu, out.tile_logvar)
     kl_tile_dec = _kl_log_sigma_quirk(out.prior_mu, out.prior_logvar)
     loss = mse_sum + kl_global_weight * kl_global + kl_tile_weight * (kl_tile_enc + kl_tile_dec)
-    return {"loss": loss, "mse_sum": mse_sum, "kl_global": kl_global,
-            "kl_tile_enc": kl_tile_enc, "kl_tile_dec": kl_tile_dec}
+    return {"loss": loss, "mse_sum": mse_sum, "kl_global": kl_global, "kl_tile_enc": kl_tile_enc, "kl_tile_dec": kl_tile_dec}
 
 
 def elbo_terms(out: HVAEOutput, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -59,10 +56,6 @@ def elbo_terms(out: HVAEOutput, x: torch.Tensor) -> dict[str, torch.Tensor]:
     # log q(z|x) - log p(z|z_global) at the sample, with E_q log q replaced by -entropy;
     # the log(2 pi) terms cancel.
     kl_tile = 0.5 * (
-        -1.0
-        - out.tile_logvar
-        + out.prior_logvar
-        + (out.z_tile - out.prior_mu).pow(2) * torch.exp(-out.prior_logvar)
+        -1.0 - out.tile_logvar + out.prior_logvar + (out.z_tile - out.prior_mu).pow(2) * torch.exp(-out.prior_logvar)
     ).flatten(1).sum(dim=1)
-    return {"loss": recon + kl_global + kl_tile, "recon": recon,
-            "kl_global": kl_global, "kl_tile": kl_tile}
+    return {"loss": recon + kl_global + kl_tile, "recon": recon, "kl_global": kl_global, "kl_tile": kl_tile}

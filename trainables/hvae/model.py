@@ -123,9 +123,7 @@ class GlobalVAE(nn.Module):
         super().__init__()
         self.grid_shape = (tile_latent_dim, grid_size, grid_size)
         flat = tile_latent_dim * grid_size * grid_size
-        self.encoder = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU()
-        )
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU())
         self.fc_mu = nn.Linear(hidden, latent_dim)
         self.fc_logvar = nn.Linear(hidden, latent_dim)
         self.decoder = nn.Sequential(
@@ -156,8 +154,9 @@ class HVAENoise:
     prior: torch.Tensor  # (B, C, G, G): z_tile ~ p(z_tile | z_global)
 
     @staticmethod
-    def draw(batch: int, tile_shape: tuple[int, int, int], global_dim: int,
-             generator: torch.Generator, device: torch.device) -> HVAENoise:
+    def draw(
+        batch: int, tile_shape: tuple[int, int, int], global_dim: int, generator: torch.Generator, device: torch.device
+    ) -> HVAENoise:
         tile = torch.randn(batch, *tile_shape, generator=generator)
         global_ = torch.randn(batch, global_dim, generator=generator)
         prior = torch.randn(batch, *tile_shape, generator=generator)
@@ -185,8 +184,7 @@ def _sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None) ->
 class HVAE(nn.Module):
     """x -> q(z_tile|x) -> z_tile -> q(z_global|z_tile) -> z_global -> p(z_tile|z_global) -> tiles."""
 
-    def __init__(self, tile_size: int, grid_size: int, tile_latent_dim: int,
-                 global_latent_dim: int, hidden: int) -> None:
+    def __init__(self, tile_size: int, grid_size: int, tile_latent_dim: int, global_latent_dim: int, hidden: int) -> None:
         super().__init__()
         self.tiles = ConvTileVAE(TileVAE(tile_size, tile_latent_dim, hidden), grid_size)
         self.global_vae = GlobalVAE(tile_latent_dim, grid_size, global_latent_dim, hidden)
@@ -207,8 +205,9 @@ class HVAE(nn.Module):
         prior_mu, prior_logvar = self.global_vae.decode(z_global)
         z_prior = _sample(prior_mu, prior_logvar, None if noise is None else noise.prior)
         logits = self.tiles.decode(z_tile if decode_from == "posterior" else z_prior)
-        return HVAEOutput(tile_mu, tile_logvar, z_tile, global_mu, global_logvar, z_global,
-                          prior_mu, prior_logvar, z_prior, logits)
+        return HVAEOutput(
+            tile_mu, tile_logvar, z_tile, global_mu, global_logvar, z_global, prior_mu, prior_logvar, z_prior, logits
+        )
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         """Images in [0, 1] from z_global ~ N(0, I), z_tile = mean of p(z_tile | z_global)."""

@@ -17,9 +17,7 @@ def plot_image_rows(path: Path, rows: list[tuple[str, torch.Tensor]], title: str
     import matplotlib.pyplot as plt
 
     n_cols = rows[0][1].shape[0]
-    fig, axes = plt.subplots(
-        len(rows), n_cols, figsize=(1.8 * n_cols, 1.9 * len(rows)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.8 * n_cols, 1.9 * len(rows)), squeeze=False)
     for r, (name, images) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r, c]

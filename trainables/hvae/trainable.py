@@ -44,29 +44,26 @@ class HVAETrainable(CheckpointableTrainable):
     def build(self, config: TrainableConfig) -> None:
         config = cast(HVAEConfig, config)  # setup() validated it with config_model
         options = ShapeOptions(rand_fill=config.rand_fill, rand_outline=config.rand_outline)
-        shapes = functools.partial(make_shapes, tile_size=config.tile_size, grid_size=config.grid_size,
-                                   options=options, structured=config.structured)
+        shapes = functools.partial(
+            make_shapes, tile_size=config.tile_size, grid_size=config.grid_size, options=options, structured=config.structured
+        )
         x_train, _ = shapes(config.n_train, 2 * config.data_seed)
         x_val, _ = shapes(config.n_val, 2 * config.data_seed + 1)
         self.x_train = torch.from_numpy(x_train).to(self.device)
         self.x_val = torch.from_numpy(x_val).to(self.device)
-        self.model = HVAE(config.tile_size, config.grid_size, config.tile_latent_dim,
-                          config.global_latent_dim, config.hidden).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        self.model = HVAE(config.tile_size, config.grid_size, config.tile_latent_dim, config.global_latent_dim, config.hidden).to(
+            self.device
         )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         step_size = max(1, round(config.epochs * config.lr_step_fraction))
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=step_size, gamma=config.lr_gamma
-        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=step_size, gamma=config.lr_gamma)
 
     # ----------------------------------------------------------------- training
     def batch_loss(self, x: torch.Tensor) -> torch.Tensor:
         return self._loss_terms(x, self.generator)["loss"]
 
     def _noise(self, batch: int, generator: torch.Generator) -> HVAENoise:
-        return HVAENoise.draw(batch, self.model.tile_shape, self.model.global_latent_dim,
-                              generator, self.device)
+        return HVAENoise.draw(batch, self.model.tile_shape, self.model.global_latent_dim, generator, self.device)
 
     def _loss_terms(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         noise = self._noise(x.shape[0], generator)

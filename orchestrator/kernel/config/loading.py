@@ -131,7 +131,9 @@ def _check_trainable(project: ProjectConfig, path: Path) -> TrainableSpec:
     try:
         spec = get_trainable_spec(project.trainable)
     except UnknownTrainableError as exc:
-        raise ConfigError(path, "trainable", f"unknown trainable '{project.trainable}'", f"use one of: {', '.join(exc.valid)}") from None
+        raise ConfigError(
+            path, "trainable", f"unknown trainable '{project.trainable}'", f"use one of: {', '.join(exc.valid)}"
+        ) from None
     parse_model(spec.config_model(), project.defaults, path, prefix="defaults.")
     return spec
 
@@ -147,7 +149,10 @@ def load_sweep(path: Path) -> ResolvedSweep:
     if not project_file.is_file():
         known = sorted(p.stem for p in project_file.parent.glob("*.yaml"))
         raise ConfigError(
-            path, "project", f"unknown project '{sweep.project}' (no {project_file})", f"use one of: {', '.join(known) or 'none found'}"
+            path,
+            "project",
+            f"unknown project '{sweep.project}' (no {project_file})",
+            f"use one of: {', '.join(known) or 'none found'}",
         )
     project = parse_model(ProjectConfig, read_yaml(project_file), project_file)
     spec = _check_trainable(project, project_file)
@@ -161,7 +166,10 @@ def load_sweep(path: Path) -> ResolvedSweep:
             raise _translate(exc, config_model, path, "search_space.") from None
     if not spec.reports_metric(sweep.metric):
         raise ConfigError(
-            path, "metric", f"trainable '{project.trainable}' does not report '{sweep.metric}'", f"use one of: {', '.join(spec.metrics)}"
+            path,
+            "metric",
+            f"trainable '{project.trainable}' does not report '{sweep.metric}'",
+            f"use one of: {', '.join(spec.metrics)}",
         )
     return ResolvedSweep(path, sweep, project_file, project, space, base_config, spec.metrics)
 
@@ -194,6 +202,7 @@ def expand_environment(node: Any, file: Path, key: str = "") -> Any:
     if isinstance(node, list):
         return [expand_environment(v, file, f"{key}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str):
+
         def value(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
@@ -216,7 +225,9 @@ def validate_file(path: Path) -> str:
     if kind == "clusters":
         cluster = parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
         return f"cluster profile '{cluster.name}' ({cluster.backend})"
-    raise ConfigError(path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/")
+    raise ConfigError(
+        path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/"
+    )
 
 
 def sweep_files_hash(resolved: ResolvedSweep) -> str:

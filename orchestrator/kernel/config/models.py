@@ -81,8 +81,10 @@ class TrackingConfig(StrictModel):
     uri: str | None = None
     artifact_location: str | None = None
     nodes_reach_server: bool = Field(
-        default=True, description="false: compute nodes never contact MLflow; runs, metrics and artifacts spool to the "
-        "sweep folder on the shared filesystem and the agent (or `orch tracking deliver`) delivers them")
+        default=True,
+        description="false: compute nodes never contact MLflow; runs, metrics and artifacts spool to the "
+        "sweep folder on the shared filesystem and the agent (or `orch tracking deliver`) delivers them",
+    )
 
 
 class SshLogin(StrictModel):
@@ -146,8 +148,11 @@ class SlurmSettings(StrictModel):
     time_limit_min: int = Field(default=60, ge=1)
     signal_lead_s: int = Field(default=120, ge=1, description="USR2 this long before the time limit or preemption")
     max_requeues: int = Field(default=5, ge=0)
-    fit_time_limit: bool = Field(default=False, description="probe shorter limits with sbatch --test-only; take the one "
-                                 "that starts earliest (backfill), more requeues carry the rest")
+    fit_time_limit: bool = Field(
+        default=False,
+        description="probe shorter limits with sbatch --test-only; take the one "
+        "that starts earliest (backfill), more requeues carry the rest",
+    )
     min_time_limit_min: int = Field(default=15, ge=1, description="the shortest limit fit_time_limit tries")
     layout: Literal["allocation", "array"] = Field(
         default="allocation", description="allocation: one job per sweep; array: trials split into shards as array tasks"
@@ -166,19 +171,27 @@ class ProjectBudgetConfig(StrictModel):
 class QueueSettings(StrictModel):
     """The durable queue of a SLURM profile and its agent (which runs on the login node)."""
 
-    store: str = Field(default="sqlite:///~/.local/state/orch/queue.db",
-                       description="sqlite:////local/disk/queue.db (never on a network filesystem) or postgresql://...")
+    store: str = Field(
+        default="sqlite:///~/.local/state/orch/queue.db",
+        description="sqlite:////local/disk/queue.db (never on a network filesystem) or postgresql://...",
+    )
     tick_s: float = Field(default=10.0, gt=0, le=3600, description="seconds between two reconciliations")
     global_max_gpus: int | None = Field(default=None, ge=0, description="GPUs the whole account may hold at once")
     aging_per_hour: float = Field(default=1.0, ge=0, description="priority a waiting sweep gains per hour waited")
     projects: dict[str, ProjectBudgetConfig] = Field(default_factory=dict)
     agent_dir: str = Field(default="~/.local/state/orch", description="agent pid file and log, on the login node's local disk")
-    agent_as_job: bool = Field(default=False, description="run the agent as a small self-requeuing CPU SLURM job (for "
-                               "clusters that kill long login-node processes); needs a PostgreSQL store")
+    agent_as_job: bool = Field(
+        default=False,
+        description="run the agent as a small self-requeuing CPU SLURM job (for "
+        "clusters that kill long login-node processes); needs a PostgreSQL store",
+    )
     agent_job_partition: str | None = Field(default=None, description="default: slurm.partition")
     agent_job_time_min: int = Field(default=60, ge=2, description="time limit of each agent job; it requeues itself before it")
-    agent_job_run_s: int | None = Field(default=None, ge=5, description="how long each agent job runs before requeueing "
-                                        "itself (default: its time limit less 2 minutes)")
+    agent_job_run_s: int | None = Field(
+        default=None,
+        ge=5,
+        description="how long each agent job runs before requeueing itself (default: its time limit less 2 minutes)",
+    )
 
 
 class ClusterConfig(StrictModel):

@@ -24,13 +24,15 @@ def check_resources(resolved: ResolvedSweep, resources: MachineResources, cluste
     file: Path = resolved.file
     if asked.cpu > resources.cpus:
         raise ResourceError(
-            file, "resources_per_trial.cpu",
+            file,
+            "resources_per_trial.cpu",
             f"a trial asks for {asked.cpu:g} CPUs but cluster '{cluster_name}' has {resources.cpus}",
             f"ask for at most {resources.cpus}",
         )
     if asked.gpu > resources.gpus:
         raise ResourceError(
-            file, "resources_per_trial.gpu",
+            file,
+            "resources_per_trial.gpu",
             f"a trial asks for {asked.gpu:g} GPUs but cluster '{cluster_name}' has {resources.gpus}",
             "set gpu: 0 to run on CPUs here, or submit to a cluster with GPUs",
         )

@@ -151,10 +151,14 @@ def _walk(node: dict[str, Any], prefix: str, where: str) -> Iterator[tuple[str, 
         is_sampler = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SAMPLERS
         if isinstance(value, dict) and not is_sampler:
             if not value:
-                raise SearchSpaceError(f"{where}.{path}", "empty mapping", f"give a value or one of the samplers {', '.join(SAMPLERS)}")
+                raise SearchSpaceError(
+                    f"{where}.{path}", "empty mapping", f"give a value or one of the samplers {', '.join(SAMPLERS)}"
+                )
             if any(k in SAMPLERS for k in value):
                 raise SearchSpaceError(
-                    f"{where}.{path}", f"a sampler mapping takes exactly one key, got {sorted(value)}", "write e.g. {choice: [1, 2]}"
+                    f"{where}.{path}",
+                    f"a sampler mapping takes exactly one key, got {sorted(value)}",
+                    "write e.g. {choice: [1, 2]}",
                 )
             yield from _walk(value, prefix=f"{path}.", where=where)
         else:
@@ -230,4 +234,3 @@ __all__ = [
     "parse_search_space",
     "unflatten",
 ]
-

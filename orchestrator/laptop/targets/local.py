@@ -71,15 +71,22 @@ def run_sweep(
     client = TrackingClient(target.uri, target.artifact_root)
     code = code_version(resolved.file.parent)
     identity = layout.SweepIdentity(sweep_id, sweep.name, project.name, project.trainable, code.commit, code.dirty, cluster.name)
-    parent_run_id, experiment_id = open_sweep_run(client, resolved, identity, concurrency, diff=code.diff, untracked=code.untracked)
+    parent_run_id, experiment_id = open_sweep_run(
+        client, resolved, identity, concurrency, diff=code.diff, untracked=code.untracked
+    )
     base_tags = layout.sweep_tags(identity)
 
     from orchestrator.laptop.tracking_server import recorded_artifacts_destination, tracking_dir
 
     varying = resolved.space.sampled_paths()
     tracker = MLflowTrialTracker(
-        client, experiment_id, parent_run_id, base_tags, sweep.name,
-        spool_dir=tracking_dir(state) / "spool", artifacts_destination=recorded_artifacts_destination(state, target.uri),
+        client,
+        experiment_id,
+        parent_run_id,
+        base_tags,
+        sweep.name,
+        spool_dir=tracking_dir(state) / "spool",
+        artifacts_destination=recorded_artifacts_destination(state, target.uri),
     )
     progress = SweepProgress(sweep_id, sweep.metric, sweep.mode, varying, console)
     plan = ExperimentPlan(sweep_id, resolved, state.ray_results_dir, concurrency)
@@ -135,13 +142,25 @@ def _log_summary(client: TrackingClient, outcome: SweepOutcome, metric: str) -> 
     writer = csv.writer(buffer)
     writer.writerow(["rank", "trial_id", "status", "epoch", *outcome.varying, metric, "run_id"])
     for rank, row in enumerate(outcome.rows, start=1):
-        writer.writerow([rank, row["trial_id"], row["status"], row["epoch"], *(row["params"].get(k) for k in outcome.varying), row["metric"], row["run_id"]])
+        writer.writerow(
+            [
+                rank,
+                row["trial_id"],
+                row["status"],
+                row["epoch"],
+                *(row["params"].get(k) for k in outcome.varying),
+                row["metric"],
+                row["run_id"],
+            ]
+        )
     client.log_text(outcome.parent_run_id, buffer.getvalue(), "summary/results.csv")
     best = outcome.best
     counts = {"trials_finished": float(len(outcome.rows) - len(outcome.failed)), "trials_failed": float(len(outcome.failed))}
     if best is not None:
         counts[f"best_{metric}"] = best["metric"]
-        client.set_tags(outcome.parent_run_id, {layout.TAG_BEST_TRIAL: best["trial_id"], layout.TAG_BEST_RUN: best["run_id"] or ""})
+        client.set_tags(
+            outcome.parent_run_id, {layout.TAG_BEST_TRIAL: best["trial_id"], layout.TAG_BEST_RUN: best["run_id"] or ""}
+        )
         client.log_text(outcome.parent_run_id, yaml.safe_dump(best["params"], sort_keys=True), "summary/best_config.yaml")
     client.log_metrics(outcome.parent_run_id, counts, step=0)
 

@@ -35,8 +35,17 @@ def config_hash(resolved: ResolvedSweep, code_version: str, cluster: str) -> str
     return digest.hexdigest()
 
 
-def enqueue(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str, *, priority: int,
-            after: list[str], hold: bool, confirm_duplicate: Callable[[list[dict[str, Any]]], bool]) -> tuple[dict[str, Any], list[str]]:
+def enqueue(
+    resolved: ResolvedSweep,
+    target: SlurmTarget,
+    tracking_uri: str,
+    sweep_id: str,
+    *,
+    priority: int,
+    after: list[str],
+    hold: bool,
+    confirm_duplicate: Callable[[list[dict[str, Any]]], bool],
+) -> tuple[dict[str, Any], list[str]]:
     """Ship the code and manifest, then queue the sweep on the login node (checked there first)."""
     prepared = prepare_submit(resolved, target.profile, tracking_uri, sweep_id)
     digest = config_hash(resolved, prepared.code_version, target.profile.name)
@@ -46,8 +55,16 @@ def enqueue(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, swe
     try:
         target.upload(f"{prepared.remote_dir}/code", prepared.code_archive)
         target.upload(prepared.remote_dir, prepared.bundle_archive)
-        args = ["enqueue", prepared.remote_dir, "--priority", str(priority), "--config-hash", digest,
-                *(["--hold"] if hold else []), *[part for ref in after for part in ("--after", ref)]]
+        args = [
+            "enqueue",
+            prepared.remote_dir,
+            "--priority",
+            str(priority),
+            "--config-hash",
+            digest,
+            *(["--hold"] if hold else []),
+            *[part for ref in after for part in ("--after", ref)],
+        ]
         answer = service(target, *args)
     except RemoteError:
         target.remove_unsubmitted(prepared.remote_dir)  # nothing half-way: no folder without its queue entry

@@ -47,7 +47,9 @@ class RestTarget:
         try:
             client.check_token()
         except SlurmRestError as exc:
-            raise ConfigError(profile_file, "rest.token_file" if rest.token_file else "rest.token_env", exc.problem, exc.fix) from None
+            raise ConfigError(
+                profile_file, "rest.token_file" if rest.token_file else "rest.token_env", exc.problem, exc.fix
+            ) from None
         return cls(profile, profile_file, client)
 
     @property
@@ -72,13 +74,21 @@ def _read_token(profile_file: Path, token_file: str | None, token_env: str) -> s
         try:
             token = path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(profile_file, "rest.token_file", f"cannot read {path} ({exc.strerror})",
-                              "write the output of `scontrol token` there (mode 600)") from None
+            raise ConfigError(
+                profile_file,
+                "rest.token_file",
+                f"cannot read {path} ({exc.strerror})",
+                "write the output of `scontrol token` there (mode 600)",
+            ) from None
     else:
         token = os.environ.get(token_env, "").strip()
         if not token:
-            raise ConfigError(profile_file, "rest.token_env", f"{token_env} is not set",
-                              f"export {token_env}=... from `scontrol token lifespan=SECONDS`, or set rest.token_file")
+            raise ConfigError(
+                profile_file,
+                "rest.token_env",
+                f"{token_env} is not set",
+                f"export {token_env}=... from `scontrol token lifespan=SECONDS`, or set rest.token_file",
+            )
     return token.partition("SLURM_JWT=")[2].strip() or token
 
 
@@ -90,15 +100,26 @@ def submit(resolved: ResolvedSweep, target: RestTarget, tracking_uri: str, sweep
     prepared = prepare_submit(resolved, profile, tracking_uri, sweep_id)
     script = submit_script(profile.remote, profile.remote.workdir, sweep_id, prepared.code_archive, prepared.bundle_archive)
     if len(script.encode()) > MAX_SCRIPT_BYTES:
-        raise ConfigError(resolved.file, "code", f"the code snapshot makes a {len(script) / 1e6:.1f} MB job script, over what "
-                          f"slurmctld accepts ({MAX_SCRIPT_BYTES / 1e6:.1f} MB)", "keep data and large files out of git, or use the ssh transport")
+        raise ConfigError(
+            resolved.file,
+            "code",
+            f"the code snapshot makes a {len(script) / 1e6:.1f} MB job script, over what "
+            f"slurmctld accepts ({MAX_SCRIPT_BYTES / 1e6:.1f} MB)",
+            "keep data and large files out of git, or use the ssh transport",
+        )
     try:
         job_id = target.client.submit(script, submit_job_fields(profile.slurm, profile.remote, sweep_id))
     except SlurmRestError as exc:
         raise target.error(exc) from None
     answer = _await_answer(target, job_id, profile.rest.submit_wait_s)
     if answer is None:
-        pending: dict[str, Any] = {"sweep_id": sweep_id, "job_ids": [], "submit_job_id": job_id, "parent_run_id": None, "pending": True}
+        pending: dict[str, Any] = {
+            "sweep_id": sweep_id,
+            "job_ids": [],
+            "submit_job_id": job_id,
+            "parent_run_id": None,
+            "pending": True,
+        }
         return pending, prepared.warnings
     return {**wire.checked(answer, target.profile_file), "submit_job_id": job_id}, prepared.warnings
 
@@ -116,9 +137,15 @@ def _await_answer(target: RestTarget, job_id: str, wait_s: float) -> dict[str, A
             if answer is not None:
                 return answer
             if job.state.is_ended:
-                return {"ok": False, "code": 1, "error": {
-                    "key": "remote", "problem": f"the submit job {job_id} ended {job.state.value} ({job.reason}) without an answer",
-                    "fix": f"read {target.workdir}/submit-logs/{job_id}.log on the cluster"}}
+                return {
+                    "ok": False,
+                    "code": 1,
+                    "error": {
+                        "key": "remote",
+                        "problem": f"the submit job {job_id} ended {job.state.value} ({job.reason}) without an answer",
+                        "fix": f"read {target.workdir}/submit-logs/{job_id}.log on the cluster",
+                    },
+                }
         if time.monotonic() >= deadline:
             return None
         time.sleep(POLL_INTERVAL_S)
@@ -138,20 +165,30 @@ def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str
             continue
         kind = "submit job" if match.group(1) == "submit" else "job"
         by_sweep.setdefault(match.group(2), []).append(
-            {"job_id": job.display_id, "state": job.state.value, "node_list": job.nodes, "kind": kind, "restarts": job.restarts})
+            {"job_id": job.display_id, "state": job.state.value, "node_list": job.nodes, "kind": kind, "restarts": job.restarts}
+        )
     runs = _parent_runs(target, sweep_id)
     if sweep_id and sweep_id not in by_sweep and sweep_id not in runs:
-        raise RemoteError("sweep", f"no sweep '{sweep_id}' known to SLURM or MLflow",
-                          f"list sweeps with: orch status --cluster {target.profile.name}", where=target.profile_file)
+        raise RemoteError(
+            "sweep",
+            f"no sweep '{sweep_id}' known to SLURM or MLflow",
+            f"list sweeps with: orch status --cluster {target.profile.name}",
+            where=target.profile_file,
+        )
     sweeps = []
     for sid in sorted(set(by_sweep) | set(runs)):
         parent = runs.get(sid)
-        sweeps.append({
-            "sweep_id": sid, "project": parent["project"] if parent else "?",
-            "submitted_at": parent["start_time"] if parent else time.time(), "cancelled": bool(parent and parent["status"] == RunStatus.KILLED),
-            "jobs": [j for j in by_sweep.get(sid, []) if j["kind"] == "job"],
-            "trials": _trials(target, parent) if parent else [], "parent_run_id": parent["run_id"] if parent else None,
-        })
+        sweeps.append(
+            {
+                "sweep_id": sid,
+                "project": parent["project"] if parent else "?",
+                "submitted_at": parent["start_time"] if parent else time.time(),
+                "cancelled": bool(parent and parent["status"] == RunStatus.KILLED),
+                "jobs": [j for j in by_sweep.get(sid, []) if j["kind"] == "job"],
+                "trials": _trials(target, parent) if parent else [],
+                "parent_run_id": parent["run_id"] if parent else None,
+            }
+        )
     return sweeps
 
 
@@ -176,8 +213,12 @@ def _parent_runs(target: RestTarget, sweep_id: str | None) -> dict[str, dict[str
     found = {}
     for run in tracking.search_runs(None, tags, max_results=1000):
         found[run.tags[layout.TAG_SWEEP_ID]] = {
-            "run_id": run.run_id, "experiment_id": run.experiment_id, "status": run.status,
-            "project": run.tags.get(layout.TAG_PROJECT, "?"), "start_time": run.start_time_s, "metric": run.params.get("metric"),
+            "run_id": run.run_id,
+            "experiment_id": run.experiment_id,
+            "status": run.status,
+            "project": run.tags.get(layout.TAG_PROJECT, "?"),
+            "start_time": run.start_time_s,
+            "metric": run.params.get("metric"),
         }
     return found
 
@@ -190,8 +231,14 @@ def _trials(target: RestTarget, parent: dict[str, Any]) -> list[dict[str, Any]]:
     metric = parent.get("metric")
     for run in tracking.search_runs([parent["experiment_id"]], {layout.TAG_PARENT: parent["run_id"]}):
         history = tracking.metric_history(run.run_id, metric) if metric in run.metrics else []
-        trials.append({"trial_id": run.tags.get(layout.TAG_TRIAL_ID, run.run_id), "state": run.status.value,
-                       "epoch": max((step for step, _ in history), default=0), "metric": run.metrics.get(metric) if metric else None})
+        trials.append(
+            {
+                "trial_id": run.tags.get(layout.TAG_TRIAL_ID, run.run_id),
+                "state": run.status.value,
+                "epoch": max((step for step, _ in history), default=0),
+                "metric": run.metrics.get(metric) if metric else None,
+            }
+        )
     return trials
 
 
@@ -204,8 +251,12 @@ def cancel(target: RestTarget, sweep_id: str) -> dict[str, Any]:
         raise target.error(exc) from None
     runs = _parent_runs(target, sweep_id)
     if not jobs and sweep_id not in runs:
-        raise RemoteError("sweep", f"no sweep '{sweep_id}' known to SLURM or MLflow",
-                          f"list sweeps with: orch status --cluster {target.profile.name}", where=target.profile_file)
+        raise RemoteError(
+            "sweep",
+            f"no sweep '{sweep_id}' known to SLURM or MLflow",
+            f"list sweeps with: orch status --cluster {target.profile.name}",
+            where=target.profile_file,
+        )
     live = sorted({job.job_id if not job.array_job_id else job.array_job_id for job in jobs if not job.state.is_ended})
     try:
         target.client.cancel(live)
@@ -226,5 +277,10 @@ def _close_runs(target: RestTarget, parent: dict[str, Any]) -> int:
 
 
 def logs_unavailable(target: RestTarget) -> OrchError:
-    return RemoteError("rest", "slurmrestd cannot read log files", f"read them on a machine with the cluster's filesystem under "
-                       f"{target.workdir}/sweeps/SWEEP, or give the profile a login: section (ssh)", where=target.profile_file)
+    return RemoteError(
+        "rest",
+        "slurmrestd cannot read log files",
+        f"read them on a machine with the cluster's filesystem under "
+        f"{target.workdir}/sweeps/SWEEP, or give the profile a login: section (ssh)",
+        where=target.profile_file,
+    )

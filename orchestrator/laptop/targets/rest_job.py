@@ -41,9 +41,14 @@ def submit_script(remote: RemoteSettings, workdir: str, sweep_id: str, code_arch
     bundle_root = f"{workdir}/{SWEEPS_DIRNAME}/{sweep_id}"
     q_root, q_logs = shlex.quote(bundle_root), shlex.quote(f"{workdir}/submit-logs")
     python = shlex.quote(remote.python)
-    failure = wire.encode_error(RemoteError("remote.python", "the submit job printed no answer (see its log under "
-                                            "remote.workdir/submit-logs)", "check remote.python and remote.setup of the profile",
-                                            exit_code=1))
+    failure = wire.encode_error(
+        RemoteError(
+            "remote.python",
+            "the submit job printed no answer (see its log under remote.workdir/submit-logs)",
+            "check remote.python and remote.setup of the profile",
+            exit_code=1,
+        )
+    )
     lines = [
         "#!/bin/bash",
         f"# orch: unpack sweep {sweep_id} and submit its jobs (sent through slurmrestd)",
@@ -59,7 +64,7 @@ def submit_script(remote: RemoteSettings, workdir: str, sweep_id: str, code_arch
         f"{python} -m orchestrator.login submit {q_root} | tee {q_root}.submit.out",
         f"answer=$(grep '^{RESULT_PREFIX}' {q_root}.submit.out | tail -n 1)",
         f"rm -f {q_root}.submit.out",
-        f"[ -n \"$answer\" ] || answer={shlex.quote(failure)}",
+        f'[ -n "$answer" ] || answer={shlex.quote(failure)}',
         f'scontrol update JobId="$SLURM_JOB_ID" Comment="${{answer:0:{MAX_COMMENT_CHARS}}}"',
         "",
     ]
@@ -82,6 +87,7 @@ def answer_of(comment: str) -> dict[str, Any] | None:
     try:
         return dict(json.loads(payload))
     except (json.JSONDecodeError, TypeError, ValueError):
-        failed = RemoteError("slurm", f"the submit job failed: {payload[:300]}", "read its log under remote.workdir/submit-logs",
-                             exit_code=1)
+        failed = RemoteError(
+            "slurm", f"the submit job failed: {payload[:300]}", "read its log under remote.workdir/submit-logs", exit_code=1
+        )
         return {"ok": False, "code": failed.exit_code, "error": failed.as_dict()}

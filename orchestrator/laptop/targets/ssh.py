@@ -39,8 +39,12 @@ class SlurmTarget:
     @classmethod
     def of(cls, profile: ClusterConfig, profile_file: Path) -> SlurmTarget:
         if profile.backend != "slurm" or profile.remote is None or profile.slurm is None:
-            raise ConfigError(profile_file, "backend", f"cluster profile '{profile.name}' is not a SLURM profile",
-                              "use --cluster with a profile whose backend is slurm (e.g. slurm-local)")
+            raise ConfigError(
+                profile_file,
+                "backend",
+                f"cluster profile '{profile.name}' is not a SLURM profile",
+                "use --cluster with a profile whose backend is slurm (e.g. slurm-local)",
+            )
         return cls(profile, profile_file, transport_for(profile.login))
 
     @property
@@ -60,8 +64,9 @@ class SlurmTarget:
         assert self.profile.remote is not None
         return self.transport.stream([self.profile.remote.python, "-m", LOGIN_ENTRY, *args], env=self.remote_env(code_dir))
 
-    def call_with_output(self, args: list[str], *, code_dir: str | None = None,
-                         timeout_s: float = 300) -> tuple[dict[str, Any], list[str]]:
+    def call_with_output(
+        self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300
+    ) -> tuple[dict[str, Any], list[str]]:
         """Like `call`, also returning what the command printed before its answer."""
         assert self.profile.remote is not None
         python = self.profile.remote.python
@@ -81,17 +86,34 @@ class SlurmTarget:
         tail = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "no output")
         where = self.profile_file
         if returncode == 127 or "No such file or directory" in stderr and python in stderr:
-            return RemoteError("remote.python", f"'{python}' not found on {self.transport.description}",
-                               "set remote.python to the Python that has this project installed", where=where)
+            return RemoteError(
+                "remote.python",
+                f"'{python}' not found on {self.transport.description}",
+                "set remote.python to the Python that has this project installed",
+                where=where,
+            )
         missing_own = re.search(r"No module named '((?:orchestrator|cluster|trainables)[\w.]*)'", stderr)
         if missing_own:
-            return RemoteError("code", f"the shipped snapshot lacks module {missing_own.group(1)} (an untracked file?)",
-                               "git add it, or set remote.untracked_files: include", where=where)
+            return RemoteError(
+                "code",
+                f"the shipped snapshot lacks module {missing_own.group(1)} (an untracked file?)",
+                "git add it, or set remote.untracked_files: include",
+                where=where,
+            )
         if "No module named" in stderr:
-            return RemoteError("remote.python", f"'{python}' on {self.transport.description} lacks this project's dependencies ({tail})",
-                               "install them in that environment", where=where)
-        return RemoteError("", f"the login node failed ({tail})", "run with the same profile on the login node to see the full error",
-                           where=where, exit_code=1)
+            return RemoteError(
+                "remote.python",
+                f"'{python}' on {self.transport.description} lacks this project's dependencies ({tail})",
+                "install them in that environment",
+                where=where,
+            )
+        return RemoteError(
+            "",
+            f"the login node failed ({tail})",
+            "run with the same profile on the login node to see the full error",
+            where=where,
+            exit_code=1,
+        )
 
     def remove_unsubmitted(self, remote_dir: str) -> None:
         """Remove a sweep folder whose submit failed (only if no job was recorded in it)."""
@@ -108,8 +130,12 @@ class SlurmTarget:
             except TransportError as exc:
                 raise self.login_error(exc) from None
             if result.returncode != 0:
-                raise RemoteError("remote.workdir", f"cannot write {remote_dir} ({result.stderr.strip()[:200]})",
-                                  "choose a writable remote.workdir", where=self.profile_file)
+                raise RemoteError(
+                    "remote.workdir",
+                    f"cannot write {remote_dir} ({result.stderr.strip()[:200]})",
+                    "choose a writable remote.workdir",
+                    where=self.profile_file,
+                )
 
 
 def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
@@ -117,15 +143,21 @@ def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
     assert settings is not None
     asked = resolved.sweep.resources_per_trial
     if asked.gpu > settings.gpus_per_node:
-        raise ResourceError(resolved.file, "resources_per_trial.gpu",
-                            f"a trial asks for {asked.gpu:g} GPUs but a node of '{target.profile.name}' gives {settings.gpus_per_node}",
-                            f"ask for at most {settings.gpus_per_node} or raise slurm.gpus_per_node in {target.profile_file}")
+        raise ResourceError(
+            resolved.file,
+            "resources_per_trial.gpu",
+            f"a trial asks for {asked.gpu:g} GPUs but a node of '{target.profile.name}' gives {settings.gpus_per_node}",
+            f"ask for at most {settings.gpus_per_node} or raise slurm.gpus_per_node in {target.profile_file}",
+        )
     from cluster.slurm.job_spec import cpus_per_node
 
     if asked.cpu > cpus_per_node(settings):
-        raise ResourceError(resolved.file, "resources_per_trial.cpu",
-                            f"a trial asks for {asked.cpu:g} CPUs but a job of '{target.profile.name}' has {cpus_per_node(settings)} per node",
-                            "ask for fewer CPUs or raise slurm.cpus_per_gpu / cpus_per_node in the profile")
+        raise ResourceError(
+            resolved.file,
+            "resources_per_trial.cpu",
+            f"a trial asks for {asked.cpu:g} CPUs but a job of '{target.profile.name}' has {cpus_per_node(settings)} per node",
+            "ask for fewer CPUs or raise slurm.cpus_per_gpu / cpus_per_node in the profile",
+        )
 
 
 def _bundle_archive(manifest: BundleManifest, diff: str) -> bytes:
@@ -161,17 +193,36 @@ def prepare_submit(resolved: ResolvedSweep, profile: ClusterConfig, tracking_uri
     try:
         sweep_rel = resolved.file.resolve().relative_to(snapshot.repo_root)
     except ValueError:
-        raise ConfigError(resolved.file, "", "the sweep file is outside the repository it would run", "keep sweeps under conf/sweeps/ of the repository") from None
+        raise ConfigError(
+            resolved.file,
+            "",
+            "the sweep file is outside the repository it would run",
+            "keep sweeps under conf/sweeps/ of the repository",
+        ) from None
     if str(sweep_rel) not in snapshot.files:
-        raise ConfigError(resolved.file, "", "the sweep file is not tracked by git, so it would not be shipped", f"git add {sweep_rel}")
+        raise ConfigError(
+            resolved.file, "", "the sweep file is not tracked by git, so it would not be shipped", f"git add {sweep_rel}"
+        )
     manifest = BundleManifest(
-        sweep_id=sweep_id, sweep_name=resolved.sweep.name, project=resolved.project.name, sweep_file=str(sweep_rel),
-        cluster=profile.model_dump(mode="json"), tracking_uri=tracking_uri, code=snapshot.describe(),
-        submitted_at=time.time(), submitted_from=socket.gethostname(),
+        sweep_id=sweep_id,
+        sweep_name=resolved.sweep.name,
+        project=resolved.project.name,
+        sweep_file=str(sweep_rel),
+        cluster=profile.model_dump(mode="json"),
+        tracking_uri=tracking_uri,
+        code=snapshot.describe(),
+        submitted_at=time.time(),
+        submitted_from=socket.gethostname(),
     )
     code_version = f"{snapshot.version.commit}+{hashlib.sha256(snapshot.version.diff.encode()).hexdigest()}"
-    return PreparedSubmit(str(sweep_dir(profile.remote.workdir, sweep_id)), snapshot.archive,
-                          _bundle_archive(manifest, snapshot.version.diff), manifest, warnings, code_version)
+    return PreparedSubmit(
+        str(sweep_dir(profile.remote.workdir, sweep_id)),
+        snapshot.archive,
+        _bundle_archive(manifest, snapshot.version.diff),
+        manifest,
+        warnings,
+        code_version,
+    )
 
 
 def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:

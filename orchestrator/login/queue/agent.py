@@ -51,7 +51,7 @@ class TrialCounts:
 class ClusterPort(Protocol):
     """What the agent needs of the cluster (SlurmPort on a real one)."""
 
-    def snapshot(self) -> list[QueueJob]: ...              # ONE squeue call
+    def snapshot(self) -> list[QueueJob]: ...  # ONE squeue call
     def history(self, names: Sequence[str]) -> list[JobRecord]: ...  # ONE sacct call
     def submit(self, bundle: str) -> list[str]: ...
     def submit_in_flight(self, bundle: str) -> bool: ...
@@ -134,7 +134,9 @@ class Agent:
         ttl = self.lease_s or 6 * self.settings.tick_s
         if not self.store.acquire_lease(self.cluster_name, self.holder, ttl, now):
             holder = self.store.lease_holder(self.cluster_name, now)
-            if not (holder and holder_is_dead(holder) and self.store.take_over_lease(self.cluster_name, holder, self.holder, ttl, now)):
+            if not (
+                holder and holder_is_dead(holder) and self.store.take_over_lease(self.cluster_name, holder, self.holder, ttl, now)
+            ):
                 report.skipped = f"another agent holds the lease: {holder}"
                 report.total_s = time.perf_counter() - started
                 return report
@@ -148,7 +150,9 @@ class Agent:
         unseen = [row for row in live if row.sweep_id not in by_sweep]
         history: dict[str, list[JobRecord]] = {}
         if unseen:
-            records: list[JobRecord] = self._timed(report, lambda: self.cluster.history([sweep_job_name(r.sweep_id) for r in unseen]))
+            records: list[JobRecord] = self._timed(
+                report, lambda: self.cluster.history([sweep_job_name(r.sweep_id) for r in unseen])
+            )
             for record in records:
                 sweep_id = sweep_id_of(record.name)
                 if sweep_id:
@@ -165,8 +169,14 @@ class Agent:
             report.delivered += self.cluster.deliver_tracking(row)
         self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
         # A node that failed while the job launched: SLURM requeues the job HELD; ours go on elsewhere.
-        held = sorted({j.job_id.partition("_")[0] for jobs in by_sweep.values() for j in jobs
-                       if j.state.is_waiting and "launch failed requeued held" in j.reason.lower()})
+        held = sorted(
+            {
+                j.job_id.partition("_")[0]
+                for jobs in by_sweep.values()
+                for j in jobs
+                if j.state.is_waiting and "launch failed requeued held" in j.reason.lower()
+            }
+        )
         if held and {sid for sid in by_sweep} & {row.sweep_id for row in live}:
             self._timed(report, lambda: self.cluster.release(held))
             report.released += len(held)
@@ -187,8 +197,9 @@ class Agent:
         return counts.get(SweepState.QUEUED.value, 0) > 0 or counts.get(SweepState.CANCELLED.value, 0) > 0
 
     # ------------------------------------------------------------------ reconcile
-    def _settle_submitting(self, row: SweepRow, jobs: list[QueueJob] | None, records: list[JobRecord] | None,
-                           report: TickReport) -> None:
+    def _settle_submitting(
+        self, row: SweepRow, jobs: list[QueueJob] | None, records: list[JobRecord] | None, report: TickReport
+    ) -> None:
         """A sweep claimed for submit whose submit may or may not have reached SLURM (crash window)."""
         found = [j.job_id for j in jobs] if jobs else [r.job_id for r in records or []]
         if found:
@@ -217,7 +228,9 @@ class Agent:
         state = sweep_state_from_jobs(states, restarts)
         counts = self.cluster.trials(row) if state is not None and (state == SweepState.RUNNING or state.terminal) else None
         return SweepUpdate(
-            row.sweep_id, state=state if state is not None and state != row.state else None, jobs=job_updates,
+            row.sweep_id,
+            state=state if state is not None and state != row.state else None,
+            jobs=job_updates,
             trials=(counts.done, counts.running, counts.pending) if counts else None,
             best_metric=counts.best if counts else None,
             reason=", ".join(reasons) if reasons else ("" if row.reason else None),
@@ -229,8 +242,13 @@ class Agent:
         """Jobs still alive of sweeps the queue says are cancelled (cancel raced with a submit)."""
         others = [sid for sid in by_sweep if sid not in live]
         states = self.store.states_of(others)
-        doomed = [j.job_id for sid, jobs in by_sweep.items() if states.get(sid) == SweepState.CANCELLED
-                  for j in jobs if not j.state.is_ended]
+        doomed = [
+            j.job_id
+            for sid, jobs in by_sweep.items()
+            if states.get(sid) == SweepState.CANCELLED
+            for j in jobs
+            if not j.state.is_ended
+        ]
         if doomed:
             self._timed(report, lambda: self.cluster.cancel(_job_ids(doomed)))
 
@@ -240,15 +258,27 @@ class Agent:
         if not queued:
             return
         waiting_for = self._waiting_for(self.store.after_links({q[0] for q in queued}))
-        budgets = {name: policy.ProjectBudget(b.weight, b.max_concurrent_gpus, b.gpu_hours_per_week)
-                   for name, b in self.settings.projects.items()}
+        budgets = {
+            name: policy.ProjectBudget(b.weight, b.max_concurrent_gpus, b.gpu_hours_per_week)
+            for name, b in self.settings.projects.items()
+        }
         usage = self.store.usage(now)
         plan = policy.plan(
-            [policy.QueuedSweep(sid, project, prio, gpus, at) for sid, project, prio, gpus, at, _ in queued if sid not in waiting_for],
-            policy.Usage(usage.running_gpus, usage.gpu_hours_this_week), budgets,
-            policy.PolicySettings(self.settings.global_max_gpus, self.settings.aging_per_hour), now, MAX_SUBMITS_PER_TICK)
+            [
+                policy.QueuedSweep(sid, project, prio, gpus, at)
+                for sid, project, prio, gpus, at, _ in queued
+                if sid not in waiting_for
+            ],
+            policy.Usage(usage.running_gpus, usage.gpu_hours_this_week),
+            budgets,
+            policy.PolicySettings(self.settings.global_max_gpus, self.settings.aging_per_hour),
+            now,
+            MAX_SUBMITS_PER_TICK,
+        )
         reasons = {**plan.held, **waiting_for}
-        changed = [SweepUpdate(sid, reason=reasons[sid]) for sid, *_, reason in queued if sid in reasons and reasons[sid] != reason]
+        changed = [
+            SweepUpdate(sid, reason=reasons[sid]) for sid, *_, reason in queued if sid in reasons and reasons[sid] != reason
+        ]
         if changed:
             self.store.apply(changed, now)
         for decision in plan.submit:
@@ -265,9 +295,11 @@ class Agent:
             pending = [d for d in deps if states.get(d) != SweepState.SUCCEEDED]
             if pending:
                 broken = [d for d in pending if states.get(d) in (SweepState.FAILED, SweepState.CANCELLED)]
-                waiting[sweep_id] = (f"waits for {', '.join(pending)}" if not broken else
-                                     f"waits for {', '.join(broken)}, which ended {states[broken[0]].value}: "
-                                     "change its `after` or cancel it")
+                waiting[sweep_id] = (
+                    f"waits for {', '.join(pending)}"
+                    if not broken
+                    else f"waits for {', '.join(broken)}, which ended {states[broken[0]].value}: change its `after` or cancel it"
+                )
         return waiting
 
     def _submit(self, row: SweepRow, report: TickReport, resubmit: bool = False) -> None:
@@ -277,7 +309,9 @@ class Agent:
             self.store.fail_submit(row.sweep_id, str(exc), self.clock())
             return
         self._crash_point("submitted")
-        self.store.record_submitted(row.sweep_id, job_ids, self.clock(), "resubmitted: SLURM had no job of it" if resubmit else "")
+        self.store.record_submitted(
+            row.sweep_id, job_ids, self.clock(), "resubmitted: SLURM had no job of it" if resubmit else ""
+        )
         (report.resubmitted if resubmit else report.submitted).append(row.sweep_id)
 
 
@@ -287,8 +321,10 @@ def _per_job(tasks: Iterable[tuple[str, JobState, float]]) -> tuple[JobUpdate, .
     grouped: dict[str, list[tuple[JobState, float]]] = {}
     for job_id, state, elapsed in tasks:
         grouped.setdefault(job_id.partition("_")[0], []).append((state, elapsed))
-    return tuple(JobUpdate(job_id, max((s for s, _ in group), key=_state_rank).value, sum(e for _, e in group) / len(group))
-                 for job_id, group in grouped.items())
+    return tuple(
+        JobUpdate(job_id, max((s for s, _ in group), key=_state_rank).value, sum(e for _, e in group) / len(group))
+        for job_id, group in grouped.items()
+    )
 
 
 def _state_rank(state: JobState) -> int:

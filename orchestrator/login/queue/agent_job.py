@@ -43,9 +43,16 @@ def run_seconds(profile: ClusterConfig) -> int:
 def job_spec(profile: ClusterConfig, log: Path) -> JobSpec:
     """One CPU, requeued by SLURM and by itself, its log appended across pieces."""
     assert profile.queue is not None and profile.slurm is not None
-    return small_job(profile.slurm, agent_job_name(profile), profile.queue.agent_job_time_min,
-                     partition=profile.queue.agent_job_partition, mem_mb=AGENT_JOB_MEM_MB, comment=f"orch-agent={profile.name}",
-                     output=str(log), requeue=True)
+    return small_job(
+        profile.slurm,
+        agent_job_name(profile),
+        profile.queue.agent_job_time_min,
+        partition=profile.queue.agent_job_partition,
+        mem_mb=AGENT_JOB_MEM_MB,
+        comment=f"orch-agent={profile.name}",
+        output=str(log),
+        requeue=True,
+    )
 
 
 def job_script(profile: ClusterConfig, profile_file: Path) -> str:
@@ -69,16 +76,22 @@ def find_jobs(profile: ClusterConfig) -> list[dict[str, Any]]:
     """The agent job(s) SLURM knows, pending or running (one squeue call)."""
     assert profile.remote is not None
     jobs = SlurmClient(env=profile.remote.env).queue_snapshot(agent_job_name(profile))
-    return [{"job_id": j.job_id, "state": j.state.value, "restarts": j.restarts} for j in jobs
-            if j.name == agent_job_name(profile) and not j.state.is_ended]
+    return [
+        {"job_id": j.job_id, "state": j.state.value, "restarts": j.restarts}
+        for j in jobs
+        if j.name == agent_job_name(profile) and not j.state.is_ended
+    ]
 
 
 def start_job(profile: ClusterConfig) -> dict[str, Any]:
     """Submit the agent job unless one is pending or running (idempotent)."""
     assert profile.queue is not None and profile.remote is not None
     if not profile.queue.store.startswith("postgresql"):
-        raise RemoteError("queue.agent_as_job", "an agent job runs on a compute node, which cannot reach a SQLite queue "
-                          "on the login node's disk", "use a PostgreSQL store (queue.store: postgresql://...) for agent_as_job")
+        raise RemoteError(
+            "queue.agent_as_job",
+            "an agent job runs on a compute node, which cannot reach a SQLite queue on the login node's disk",
+            "use a PostgreSQL store (queue.store: postgresql://...) for agent_as_job",
+        )
     running = find_jobs(profile)
     if running:
         return {"job_id": running[0]["job_id"], "already_running": True, "state": running[0]["state"]}
@@ -92,8 +105,11 @@ def start_job(profile: ClusterConfig) -> dict[str, Any]:
     try:
         job_id = SlurmClient(env=profile.remote.env).submit(job_spec(profile, log).sbatch_args(), str(script))
     except SlurmError as exc:
-        raise RemoteError("queue.agent_job_partition", f"sbatch refused the agent job: {exc.message[-300:]}",
-                          "set queue.agent_job_partition to a partition that takes CPU jobs") from None
+        raise RemoteError(
+            "queue.agent_job_partition",
+            f"sbatch refused the agent job: {exc.message[-300:]}",
+            "set queue.agent_job_partition to a partition that takes CPU jobs",
+        ) from None
     return {"job_id": job_id, "already_running": False, "log": str(log)}
 
 

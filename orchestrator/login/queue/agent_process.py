@@ -66,7 +66,11 @@ def start(profile: ClusterConfig, profile_json: str) -> dict[str, Any]:
         with open(log_file(profile), "ab") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.login", "agent", "run", "--profile-json", profile_json],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         ticks = None
@@ -101,8 +105,12 @@ def status(profile: ClusterConfig) -> dict[str, Any]:
         holder = store.lease_holder(profile.name)
     finally:
         store.close()
-    return {"pid": running_pid(profile), "lease_holder": holder, "last_tick": json.loads(last) if last else None,
-            "log": str(log_file(profile))}
+    return {
+        "pid": running_pid(profile),
+        "lease_holder": holder,
+        "last_tick": json.loads(last) if last else None,
+        "log": str(log_file(profile)),
+    }
 
 
 def run(profile: ClusterConfig, max_ticks: int | None = None, max_seconds: float | None = None) -> int:
@@ -129,13 +137,25 @@ def run(profile: ClusterConfig, max_ticks: int | None = None, max_seconds: float
         while not stopping and (max_ticks is None or ticks < max_ticks) and time.monotonic() < ends_at:
             report = agent.tick()
             ticks += 1
-            store.set_meta(f"agent:{profile.name}:last_tick", json.dumps(
-                {"at": time.time(), "holder": holder, "own_ms": round(report.own_s * 1000, 1),
-                 "cluster_calls": report.cluster_calls, "skipped": report.skipped}))
+            store.set_meta(
+                f"agent:{profile.name}:last_tick",
+                json.dumps(
+                    {
+                        "at": time.time(),
+                        "holder": holder,
+                        "own_ms": round(report.own_s * 1000, 1),
+                        "cluster_calls": report.cluster_calls,
+                        "skipped": report.skipped,
+                    }
+                ),
+            )
             if report.submitted or report.resubmitted or report.reconciled or report.changed or report.skipped:
-                print(f"{_now()} submitted {report.submitted} resubmitted {report.resubmitted} reconciled {report.reconciled} "
-                      f"state changes {report.changed} own {report.own_s * 1000:.0f} ms, {report.cluster_calls} cluster call(s)"
-                      + (f"; skipped: {report.skipped}" if report.skipped else ""), flush=True)
+                print(
+                    f"{_now()} submitted {report.submitted} resubmitted {report.resubmitted} reconciled {report.reconciled} "
+                    f"state changes {report.changed} own {report.own_s * 1000:.0f} ms, {report.cluster_calls} cluster call(s)"
+                    + (f"; skipped: {report.skipped}" if report.skipped else ""),
+                    flush=True,
+                )
             deadline = time.monotonic() + profile.queue.tick_s
             while not stopping and time.monotonic() < deadline:
                 time.sleep(min(0.2, profile.queue.tick_s))

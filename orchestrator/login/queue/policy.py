@@ -35,7 +35,7 @@ class QueuedSweep:
 
 @dataclass(frozen=True)
 class Usage:
-    running_gpus: Mapping[str, int] = field(default_factory=dict)        # per project, now
+    running_gpus: Mapping[str, int] = field(default_factory=dict)  # per project, now
     gpu_hours_this_week: Mapping[str, float] = field(default_factory=dict)  # per project
 
 
@@ -119,18 +119,22 @@ def plan(
 
 
 def _project_exhausted(sweep: QueuedSweep, usage: Usage, budget: ProjectBudget) -> bool:
-    return budget.gpu_hours_per_week is not None and usage.gpu_hours_this_week.get(sweep.project, 0.0) >= budget.gpu_hours_per_week
+    return (
+        budget.gpu_hours_per_week is not None and usage.gpu_hours_this_week.get(sweep.project, 0.0) >= budget.gpu_hours_per_week
+    )
 
 
-def _order(sweep: QueuedSweep, running: Mapping[str, int], budgets: Mapping[str, ProjectBudget],
-           settings: PolicySettings, now: float) -> tuple[float, float, float, str]:
+def _order(
+    sweep: QueuedSweep, running: Mapping[str, int], budgets: Mapping[str, ProjectBudget], settings: PolicySettings, now: float
+) -> tuple[float, float, float, str]:
     weight = budgets.get(sweep.project, ProjectBudget()).weight
     share_used = running.get(sweep.project, 0) / weight if weight > 0 else float("inf")
     return (-effective_priority(sweep, now, settings), share_used, sweep.queued_at, sweep.sweep_id)
 
 
-def _why_not(sweep: QueuedSweep, running: Mapping[str, int], total: int, usage: Usage,
-             budget: ProjectBudget, settings: PolicySettings) -> str | None:
+def _why_not(
+    sweep: QueuedSweep, running: Mapping[str, int], total: int, usage: Usage, budget: ProjectBudget, settings: PolicySettings
+) -> str | None:
     if budget.gpu_hours_per_week is not None and usage.gpu_hours_this_week.get(sweep.project, 0.0) >= budget.gpu_hours_per_week:
         return f"project {sweep.project} used its {budget.gpu_hours_per_week:g} GPU-hours this week"
     if budget.max_concurrent_gpus is not None and running.get(sweep.project, 0) + sweep.gpus > budget.max_concurrent_gpus:

@@ -38,7 +38,9 @@ def row_json(row: SweepRow) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- operations
-def enqueue(profile: ClusterConfig, bundle_root: Path, priority: int, after: list[str], held: bool, config_hash: str) -> dict[str, Any]:
+def enqueue(
+    profile: ClusterConfig, bundle_root: Path, priority: int, after: list[str], held: bool, config_hash: str
+) -> dict[str, Any]:
     """Check the sweep and the cluster (nothing queued if either refuses), then queue it."""
     from orchestrator.kernel.sweep_folder import Bundle
     from orchestrator.login.sweeps import load_bundle_sweep, preflight
@@ -50,9 +52,18 @@ def enqueue(profile: ClusterConfig, bundle_root: Path, priority: int, after: lis
     store = open_store(profile)
     try:
         new = NewSweep(
-            sweep_id=manifest.sweep_id, project=manifest.project, name=manifest.sweep_name, cluster=profile.name,
-            bundle=str(bundle.root), priority=priority, gpus=gpus_of(profile), config_hash=config_hash,
-            metric=resolved.sweep.metric, mode=resolved.sweep.mode, after=tuple(store.resolve(a) for a in after), held=held,
+            sweep_id=manifest.sweep_id,
+            project=manifest.project,
+            name=manifest.sweep_name,
+            cluster=profile.name,
+            bundle=str(bundle.root),
+            priority=priority,
+            gpus=gpus_of(profile),
+            config_hash=config_hash,
+            metric=resolved.sweep.metric,
+            mode=resolved.sweep.mode,
+            after=tuple(store.resolve(a) for a in after),
+            held=held,
         )
         row = store.add(new)
         waiting = [r for r in store.sweeps([SweepState.QUEUED]) if r.state == SweepState.QUEUED]
@@ -75,14 +86,20 @@ def listing(profile: ClusterConfig, show_all: bool, limit: int | None) -> dict[s
     store = open_store(profile)
     try:
         active = [s for s in SweepState if s not in TERMINAL]
-        rows = store.sweeps(None if show_all else active, limit=limit,
-                            finished_since=None if show_all else time.time() - RECENT_S)
+        rows = store.sweeps(
+            None if show_all else active, limit=limit, finished_since=None if show_all else time.time() - RECENT_S
+        )
         counts = store.count()
         last = store.meta(f"agent:{profile.name}:last_tick")
         holder = store.lease_holder(profile.name)
     finally:
         store.close()
-    return {"sweeps": [row_json(r) for r in rows], "counts": counts, "shown": len(rows), "agent": {"lease_holder": holder, "last_tick": last}}
+    return {
+        "sweeps": [row_json(r) for r in rows],
+        "counts": counts,
+        "shown": len(rows),
+        "agent": {"lease_holder": holder, "last_tick": last},
+    }
 
 
 def change(profile: ClusterConfig, op: str, ref: str, value: Any = None) -> dict[str, Any]:

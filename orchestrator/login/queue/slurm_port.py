@@ -111,8 +111,19 @@ class SlurmPort:
         states = [TrialState.from_tune(TrialStatus.parse(t.get("state"))) for t in trials]
         metrics = [float(t["metric"]) for t in trials if isinstance(t.get("metric"), (int, float)) and math.isfinite(t["metric"])]
         best = (min(metrics) if row.mode == "min" else max(metrics)) if metrics else None
-        rows = tuple(TrialRow(str(t["trial_id"]), state.value, int(t.get("epoch") or 0),
-                              float(t["metric"]) if isinstance(t.get("metric"), (int, float)) else None)
-                     for t, state in zip(trials, states))
-        return TrialCounts(done=sum(s.done for s in states), running=sum(s == TrialState.RUNNING for s in states),
-                           pending=sum(s in (TrialState.PENDING, TrialState.PAUSED) for s in states), best=best, rows=rows)
+        rows = tuple(
+            TrialRow(
+                str(t["trial_id"]),
+                state.value,
+                int(t.get("epoch") or 0),
+                float(t["metric"]) if isinstance(t.get("metric"), (int, float)) else None,
+            )
+            for t, state in zip(trials, states)
+        )
+        return TrialCounts(
+            done=sum(s.done for s in states),
+            running=sum(s == TrialState.RUNNING for s in states),
+            pending=sum(s in (TrialState.PENDING, TrialState.PAUSED) for s in states),
+            best=best,
+            rows=rows,
+        )

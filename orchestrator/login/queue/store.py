@@ -23,14 +23,38 @@ from orchestrator.kernel.states import SweepState, check_transition
 
 SCHEMA_VERSION = 1
 WEEK_S = 7 * 24 * 3600.0
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph", "cephfs", "glusterfs", "fuse.glusterfs",
-    "fuse.sshfs", "sshfs", "9p", "afs", "panfs", "wekafs", "fuse.beegfs", "fuse.cephfs", "ncpfs", "davfs", "fuse.s3fs",
-})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "cephfs",
+        "glusterfs",
+        "fuse.glusterfs",
+        "fuse.sshfs",
+        "sshfs",
+        "9p",
+        "afs",
+        "panfs",
+        "wekafs",
+        "fuse.beegfs",
+        "fuse.cephfs",
+        "ncpfs",
+        "davfs",
+        "fuse.s3fs",
+    }
+)
 
 metadata = sa.MetaData()
 sweeps_table = sa.Table(
-    "orch_sweeps", metadata,
+    "orch_sweeps",
+    metadata,
     sa.Column("sweep_id", sa.String(200), primary_key=True),
     sa.Column("project", sa.String(100), nullable=False),
     sa.Column("name", sa.String(100), nullable=False),
@@ -58,12 +82,14 @@ sweeps_table = sa.Table(
     sa.Index("ix_orch_sweeps_hash", "config_hash"),
 )
 deps_table = sa.Table(
-    "orch_sweep_after", metadata,
+    "orch_sweep_after",
+    metadata,
     sa.Column("sweep_id", sa.String(200), sa.ForeignKey("orch_sweeps.sweep_id"), primary_key=True),
     sa.Column("after_id", sa.String(200), sa.ForeignKey("orch_sweeps.sweep_id"), primary_key=True),
 )
 jobs_table = sa.Table(
-    "orch_jobs", metadata,
+    "orch_jobs",
+    metadata,
     sa.Column("job_id", sa.String(64), primary_key=True),
     sa.Column("sweep_id", sa.String(200), sa.ForeignKey("orch_sweeps.sweep_id"), nullable=False, index=True),
     sa.Column("project", sa.String(100), nullable=False),
@@ -74,7 +100,8 @@ jobs_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 trials_table = sa.Table(
-    "orch_trials", metadata,
+    "orch_trials",
+    metadata,
     sa.Column("sweep_id", sa.String(200), sa.ForeignKey("orch_sweeps.sweep_id"), primary_key=True),
     sa.Column("trial_id", sa.String(100), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
@@ -83,7 +110,8 @@ trials_table = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 events_table = sa.Table(
-    "orch_events", metadata,
+    "orch_events",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("sweep_id", sa.String(200), nullable=False, index=True),
@@ -91,13 +119,15 @@ events_table = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, default=""),
 )
 lease_table = sa.Table(
-    "orch_agent_lease", metadata,
+    "orch_agent_lease",
+    metadata,
     sa.Column("cluster", sa.String(100), primary_key=True),
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 meta_table = sa.Table(
-    "orch_meta", metadata,
+    "orch_meta",
+    metadata,
     sa.Column("key", sa.String(50), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
@@ -106,7 +136,8 @@ meta_table = sa.Table(
 _PG_UPDATE_JOBS = sa.text(
     "UPDATE orch_jobs SET state = v.state, elapsed_s = v.elapsed_s, updated_at = :now "
     "FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:elapsed AS double precision[])) "
-    "AS v(job_id, state, elapsed_s) WHERE orch_jobs.job_id = v.job_id")
+    "AS v(job_id, state, elapsed_s) WHERE orch_jobs.job_id = v.job_id"
+)
 
 
 @dataclass(frozen=True)
@@ -222,7 +253,11 @@ def network_filesystem(path: Path, mounts_text: str | None = None) -> str | None
 
 
 def _sqlite_file(url: sa.engine.URL) -> Path | None:
-    return Path(os.path.expanduser(url.database)) if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") else None
+    return (
+        Path(os.path.expanduser(url.database))
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        else None
+    )
 
 
 class QueueStore:
@@ -232,7 +267,9 @@ class QueueStore:
         try:
             parsed = sa.engine.make_url(url)
         except sa.exc.ArgumentError:
-            raise QueueError("queue.store", f"'{url}' is not a database URL", "use sqlite:////local/path/queue.db or postgresql://...") from None
+            raise QueueError(
+                "queue.store", f"'{url}' is not a database URL", "use sqlite:////local/path/queue.db or postgresql://..."
+            ) from None
         backend = parsed.get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise QueueError("queue.store", f"'{backend}' databases are not supported", "use SQLite (local disk) or PostgreSQL")
@@ -242,9 +279,12 @@ class QueueStore:
             sqlite_file.parent.mkdir(parents=True, exist_ok=True)
             fstype = network_filesystem(sqlite_file.parent) if check_filesystem else None
             if fstype:
-                raise QueueError("queue.store", f"{sqlite_file} is on a network filesystem ({fstype}), where SQLite's "
-                                 "locking is unreliable and the queue could be corrupted",
-                                 "put the SQLite file on the login node's local disk, or use PostgreSQL (postgresql://...)")
+                raise QueueError(
+                    "queue.store",
+                    f"{sqlite_file} is on a network filesystem ({fstype}), where SQLite's "
+                    "locking is unreliable and the queue could be corrupted",
+                    "put the SQLite file on the login node's local disk, or use PostgreSQL (postgresql://...)",
+                )
         if backend == "postgresql" and parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg2")
         connect_args = {"timeout": 30} if backend == "sqlite" else {"connect_timeout": 10}
@@ -258,8 +298,11 @@ class QueueStore:
                 if conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema")).scalar() is None:
                     conn.execute(meta_table.insert().values(key="schema", value=str(SCHEMA_VERSION)))
         except sa.exc.OperationalError as exc:
-            raise QueueError("queue.store", f"cannot open the queue database ({str(exc.orig).strip().splitlines()[0]})",
-                             "check queue.store: the server, user and password, or the file's folder") from None
+            raise QueueError(
+                "queue.store",
+                f"cannot open the queue database ({str(exc.orig).strip().splitlines()[0]})",
+                "check queue.store: the server, user and password, or the file's folder",
+            ) from None
 
     @property
     def backend(self) -> str:
@@ -281,11 +324,30 @@ class QueueStore:
                 raise QueueError("sweep", f"sweep {new.sweep_id} is already queued", "submit it under a new id")
             self._check_after(conn, new.sweep_id, new.after)
             state = SweepState.HELD if new.held else SweepState.QUEUED
-            conn.execute(sweeps_table.insert().values(
-                sweep_id=new.sweep_id, project=new.project, name=new.name, cluster=new.cluster, bundle=new.bundle,
-                priority=new.priority, state=state.value, gpus=new.gpus, config_hash=new.config_hash, metric=new.metric,
-                mode=new.mode, queued_at=now, updated_at=now, job_ids="[]", submit_count=0, trials_done=0,
-                trials_running=0, trials_pending=0, gpu_seconds=0.0, reason=""))
+            conn.execute(
+                sweeps_table.insert().values(
+                    sweep_id=new.sweep_id,
+                    project=new.project,
+                    name=new.name,
+                    cluster=new.cluster,
+                    bundle=new.bundle,
+                    priority=new.priority,
+                    state=state.value,
+                    gpus=new.gpus,
+                    config_hash=new.config_hash,
+                    metric=new.metric,
+                    mode=new.mode,
+                    queued_at=now,
+                    updated_at=now,
+                    job_ids="[]",
+                    submit_count=0,
+                    trials_done=0,
+                    trials_running=0,
+                    trials_pending=0,
+                    gpu_seconds=0.0,
+                    reason="",
+                )
+            )
             for after in new.after:
                 conn.execute(deps_table.insert().values(sweep_id=new.sweep_id, after_id=after))
             self._event(conn, now, new.sweep_id, "queued", f"priority {new.priority}" + (" held" if new.held else ""))
@@ -294,8 +356,15 @@ class QueueStore:
     def duplicates(self, config_hash: str) -> list[SweepRow]:
         """Sweeps queued before from the same sweep file, project file, profile and code."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(sweeps_table).where(sweeps_table.c.config_hash == config_hash)
-                                .where(sweeps_table.c.state != SweepState.CANCELLED.value)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(sweeps_table)
+                    .where(sweeps_table.c.config_hash == config_hash)
+                    .where(sweeps_table.c.state != SweepState.CANCELLED.value)
+                )
+                .mappings()
+                .all()
+            )
         return [SweepRow.of(r) for r in rows]
 
     def resolve(self, ref: str) -> str:
@@ -303,8 +372,12 @@ class QueueStore:
         with self.engine.connect() as conn:
             if conn.execute(sa.select(sweeps_table.c.sweep_id).where(sweeps_table.c.sweep_id == ref)).first():
                 return ref
-            newest = conn.execute(sa.select(sweeps_table.c.sweep_id).where(sweeps_table.c.name == ref)
-                                  .order_by(sweeps_table.c.queued_at.desc()).limit(1)).scalar()
+            newest = conn.execute(
+                sa.select(sweeps_table.c.sweep_id)
+                .where(sweeps_table.c.name == ref)
+                .order_by(sweeps_table.c.queued_at.desc())
+                .limit(1)
+            ).scalar()
         if newest is None:
             raise QueueError("sweep", f"no sweep '{ref}' in the queue", "list them with: orch queue --cluster NAME")
         return newest
@@ -314,8 +387,12 @@ class QueueStore:
         with self._tx() as conn:
             row = self._row(conn, sweep_id)
             if row.state.terminal:
-                raise QueueError("sweep", f"sweep {sweep_id} has {row.state.value}; its priority no longer matters", "queue it again")
-            conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id).values(priority=priority, updated_at=now))
+                raise QueueError(
+                    "sweep", f"sweep {sweep_id} has {row.state.value}; its priority no longer matters", "queue it again"
+                )
+            conn.execute(
+                sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id).values(priority=priority, updated_at=now)
+            )
             self._event(conn, now, sweep_id, "priority", f"{row.priority} -> {priority}")
         return self.get(sweep_id)
 
@@ -324,8 +401,11 @@ class QueueStore:
         with self._tx() as conn:
             row = self._row(conn, sweep_id)
             if row.state not in (SweepState.QUEUED, SweepState.HELD):
-                raise QueueError("sweep", f"sweep {sweep_id} is {row.state.value}; only a waiting sweep can wait for another",
-                                 "set `after` before it starts")
+                raise QueueError(
+                    "sweep",
+                    f"sweep {sweep_id} is {row.state.value}; only a waiting sweep can wait for another",
+                    "set `after` before it starts",
+                )
             self._check_after(conn, sweep_id, after)
             conn.execute(deps_table.delete().where(deps_table.c.sweep_id == sweep_id))
             for dep in after:
@@ -346,8 +426,11 @@ class QueueStore:
             row = self._row(conn, sweep_id)
             if row.state.terminal:
                 raise QueueError("sweep", f"sweep {sweep_id} has already {row.state.value}", "nothing to cancel")
-            conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id)
-                         .values(state=SweepState.CANCELLED.value, updated_at=now, finished_at=now, reason="cancelled by the user"))
+            conn.execute(
+                sweeps_table.update()
+                .where(sweeps_table.c.sweep_id == sweep_id)
+                .values(state=SweepState.CANCELLED.value, updated_at=now, finished_at=now, reason="cancelled by the user")
+            )
             self._event(conn, now, sweep_id, "cancelled", f"was {row.state.value}")
         return row
 
@@ -356,10 +439,15 @@ class QueueStore:
         with self._tx() as conn:
             row = self._row(conn, sweep_id)
             if row.state != old:
-                raise QueueError("sweep", f"sweep {sweep_id} is {row.state.value}, not {old.value}",
-                                 f"only a {old.value} sweep can be {kind}")
-            conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id)
-                         .where(sweeps_table.c.state == old.value).values(state=new.value, updated_at=now))
+                raise QueueError(
+                    "sweep", f"sweep {sweep_id} is {row.state.value}, not {old.value}", f"only a {old.value} sweep can be {kind}"
+                )
+            conn.execute(
+                sweeps_table.update()
+                .where(sweeps_table.c.sweep_id == sweep_id)
+                .where(sweeps_table.c.state == old.value)
+                .values(state=new.value, updated_at=now)
+            )
             self._event(conn, now, sweep_id, kind, "")
         return self.get(sweep_id)
 
@@ -368,10 +456,14 @@ class QueueStore:
         """QUEUED -> SUBMITTING, committed BEFORE sbatch; False when someone else moved it first."""
         now = time.time() if now is None else now
         with self._tx() as conn:
-            done = conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id)
-                                .where(sweeps_table.c.state == SweepState.QUEUED.value)
-                                .values(state=SweepState.SUBMITTING.value, updated_at=now,
-                                        submit_count=sweeps_table.c.submit_count + 1, reason=""))
+            done = conn.execute(
+                sweeps_table.update()
+                .where(sweeps_table.c.sweep_id == sweep_id)
+                .where(sweeps_table.c.state == SweepState.QUEUED.value)
+                .values(
+                    state=SweepState.SUBMITTING.value, updated_at=now, submit_count=sweeps_table.c.submit_count + 1, reason=""
+                )
+            )
             if done.rowcount != 1:
                 return False
             self._event(conn, now, sweep_id, "submitting", detail)
@@ -384,21 +476,37 @@ class QueueStore:
             row = self._row(conn, sweep_id)
             if row.state != SweepState.SUBMITTING:
                 return  # cancelled meanwhile, or already recorded by an earlier tick
-            conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id)
-                         .where(sweeps_table.c.state == SweepState.SUBMITTING.value)
-                         .values(state=SweepState.SUBMITTED.value, job_ids=json.dumps(list(job_ids)), submitted_at=now, updated_at=now))
+            conn.execute(
+                sweeps_table.update()
+                .where(sweeps_table.c.sweep_id == sweep_id)
+                .where(sweeps_table.c.state == SweepState.SUBMITTING.value)
+                .values(state=SweepState.SUBMITTED.value, job_ids=json.dumps(list(job_ids)), submitted_at=now, updated_at=now)
+            )
             for job_id in job_ids:
                 if not conn.execute(sa.select(jobs_table.c.job_id).where(jobs_table.c.job_id == job_id)).first():
-                    conn.execute(jobs_table.insert().values(job_id=job_id, sweep_id=sweep_id, project=row.project, state="PENDING",
-                                                            gpus=row.gpus, elapsed_s=0.0, submitted_at=now, updated_at=now))
+                    conn.execute(
+                        jobs_table.insert().values(
+                            job_id=job_id,
+                            sweep_id=sweep_id,
+                            project=row.project,
+                            state="PENDING",
+                            gpus=row.gpus,
+                            elapsed_s=0.0,
+                            submitted_at=now,
+                            updated_at=now,
+                        )
+                    )
             self._event(conn, now, sweep_id, "submitted", ",".join(job_ids) + (f" ({detail})" if detail else ""))
 
     def fail_submit(self, sweep_id: str, reason: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._tx() as conn:
-            conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id == sweep_id)
-                         .where(sweeps_table.c.state == SweepState.SUBMITTING.value)
-                         .values(state=SweepState.FAILED.value, reason=reason[:2000], updated_at=now, finished_at=now))
+            conn.execute(
+                sweeps_table.update()
+                .where(sweeps_table.c.sweep_id == sweep_id)
+                .where(sweeps_table.c.state == SweepState.SUBMITTING.value)
+                .values(state=SweepState.FAILED.value, reason=reason[:2000], updated_at=now, finished_at=now)
+            )
             self._event(conn, now, sweep_id, "submit-failed", reason[:2000])
 
     def apply(self, updates: Iterable[SweepUpdate], now: float | None = None) -> None:
@@ -415,7 +523,9 @@ class QueueStore:
             for update in updates:
                 row = rows.get(update.sweep_id)
                 if row is None:
-                    raise QueueError("sweep", f"no sweep '{update.sweep_id}' in the queue", "list them with: orch queue --cluster NAME")
+                    raise QueueError(
+                        "sweep", f"no sweep '{update.sweep_id}' in the queue", "list them with: orch queue --cluster NAME"
+                    )
                 values: dict[str, Any] = {}
                 if update.state is not None and update.state != row.state and not row.state.terminal:
                     check_transition(row.sweep_id, row.state, update.state)
@@ -438,48 +548,87 @@ class QueueStore:
             if job_params:
                 self._update_jobs(conn, job_params, now)
                 touched = sorted({u.sweep_id for u in updates if u.jobs})
-                used = (sa.select(sa.func.coalesce(sa.func.sum(jobs_table.c.gpus * jobs_table.c.elapsed_s), 0.0))
-                        .where(jobs_table.c.sweep_id == sweeps_table.c.sweep_id).scalar_subquery())
+                used = (
+                    sa.select(sa.func.coalesce(sa.func.sum(jobs_table.c.gpus * jobs_table.c.elapsed_s), 0.0))
+                    .where(jobs_table.c.sweep_id == sweeps_table.c.sweep_id)
+                    .scalar_subquery()
+                )
                 conn.execute(sweeps_table.update().where(sweeps_table.c.sweep_id.in_(touched)).values(gpu_seconds=used))
 
     def _update_jobs(self, conn: sa.Connection, params: list[dict[str, Any]], now: float) -> None:
         """Every job's state and elapsed time: one UPDATE ... FROM (VALUES ...) on PostgreSQL (one round
         trip instead of one per job); an executemany on SQLite, which runs in-process."""
         if self.backend == "postgresql":  # three array parameters: the statement text never changes
-            conn.execute(_PG_UPDATE_JOBS, {"ids": [p["b_job"] for p in params], "states": [p["b_state"] for p in params],
-                                           "elapsed": [float(p["b_elapsed"]) for p in params], "now": now})
+            conn.execute(
+                _PG_UPDATE_JOBS,
+                {
+                    "ids": [p["b_job"] for p in params],
+                    "states": [p["b_state"] for p in params],
+                    "elapsed": [float(p["b_elapsed"]) for p in params],
+                    "now": now,
+                },
+            )
             return
-        conn.execute(jobs_table.update().where(jobs_table.c.job_id == sa.bindparam("b_job"))
-                     .values(state=sa.bindparam("b_state"), elapsed_s=sa.bindparam("b_elapsed"), updated_at=now), params)
+        conn.execute(
+            jobs_table.update()
+            .where(jobs_table.c.job_id == sa.bindparam("b_job"))
+            .values(state=sa.bindparam("b_state"), elapsed_s=sa.bindparam("b_elapsed"), updated_at=now),
+            params,
+        )
 
     @staticmethod
     def _upsert_trials(conn: sa.Connection, sweep_id: str, rows: Sequence[TrialRow], now: float) -> None:
         """Insert new trials, update changed ones (one read of the sweep's trials first)."""
-        known = {r.trial_id: (r.state, r.epoch, r.metric) for r in conn.execute(
-            sa.select(trials_table.c.trial_id, trials_table.c.state, trials_table.c.epoch, trials_table.c.metric)
-            .where(trials_table.c.sweep_id == sweep_id))}
+        known = {
+            r.trial_id: (r.state, r.epoch, r.metric)
+            for r in conn.execute(
+                sa.select(trials_table.c.trial_id, trials_table.c.state, trials_table.c.epoch, trials_table.c.metric).where(
+                    trials_table.c.sweep_id == sweep_id
+                )
+            )
+        }
         fresh = [r for r in rows if r.trial_id not in known]
         if fresh:
-            conn.execute(trials_table.insert(), [{"sweep_id": sweep_id, "trial_id": r.trial_id, "state": r.state, "epoch": r.epoch,
-                                                  "metric": r.metric, "updated_at": now} for r in fresh])
+            conn.execute(
+                trials_table.insert(),
+                [
+                    {
+                        "sweep_id": sweep_id,
+                        "trial_id": r.trial_id,
+                        "state": r.state,
+                        "epoch": r.epoch,
+                        "metric": r.metric,
+                        "updated_at": now,
+                    }
+                    for r in fresh
+                ],
+            )
         for r in rows:
             if r.trial_id in known and known[r.trial_id] != (r.state, r.epoch, r.metric):
-                conn.execute(trials_table.update().where(trials_table.c.sweep_id == sweep_id)
-                             .where(trials_table.c.trial_id == r.trial_id)
-                             .values(state=r.state, epoch=r.epoch, metric=r.metric, updated_at=now))
+                conn.execute(
+                    trials_table.update()
+                    .where(trials_table.c.sweep_id == sweep_id)
+                    .where(trials_table.c.trial_id == r.trial_id)
+                    .values(state=r.state, epoch=r.epoch, metric=r.metric, updated_at=now)
+                )
 
     # ------------------------------------------------------------------ reads
     def trials(self, sweep_id: str) -> list[TrialRow]:
         with self.engine.connect() as conn:
-            return [TrialRow(r.trial_id, r.state, r.epoch, r.metric) for r in conn.execute(
-                sa.select(trials_table).where(trials_table.c.sweep_id == sweep_id).order_by(trials_table.c.trial_id))]
+            return [
+                TrialRow(r.trial_id, r.state, r.epoch, r.metric)
+                for r in conn.execute(
+                    sa.select(trials_table).where(trials_table.c.sweep_id == sweep_id).order_by(trials_table.c.trial_id)
+                )
+            ]
 
     def get(self, sweep_id: str) -> SweepRow:
         with self.engine.connect() as conn:
             return self._row(conn, sweep_id)
 
-    def sweeps(self, states: Iterable[SweepState] | None = None, limit: int | None = None,
-               finished_since: float | None = None) -> list[SweepRow]:
+    def sweeps(
+        self, states: Iterable[SweepState] | None = None, limit: int | None = None, finished_since: float | None = None
+    ) -> list[SweepRow]:
         """Sweeps in `states` (default all), highest priority first, then oldest; ONE query (+ one for `after`)."""
         query = sa.select(sweeps_table)
         if states is not None:
@@ -502,9 +651,19 @@ class QueueStore:
         """The QUEUED sweeps as the policy needs them, lean (no row objects): (sweep_id, project,
         priority, gpus, queued_at, reason). ONE query; 10,000 rows in a few milliseconds."""
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(
-                sa.select(sweeps_table.c.sweep_id, sweeps_table.c.project, sweeps_table.c.priority, sweeps_table.c.gpus,
-                          sweeps_table.c.queued_at, sweeps_table.c.reason).where(sweeps_table.c.state == SweepState.QUEUED.value))]
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    sa.select(
+                        sweeps_table.c.sweep_id,
+                        sweeps_table.c.project,
+                        sweeps_table.c.priority,
+                        sweeps_table.c.gpus,
+                        sweeps_table.c.queued_at,
+                        sweeps_table.c.reason,
+                    ).where(sweeps_table.c.state == SweepState.QUEUED.value)
+                )
+            ]
 
     def after_links(self, sweep_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
         query = sa.select(deps_table.c.sweep_id, deps_table.c.after_id)
@@ -517,28 +676,47 @@ class QueueStore:
 
     def count(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return {state: n for state, n in conn.execute(sa.select(sweeps_table.c.state, sa.func.count()).group_by(sweeps_table.c.state))}
+            return {
+                state: n
+                for state, n in conn.execute(sa.select(sweeps_table.c.state, sa.func.count()).group_by(sweeps_table.c.state))
+            }
 
     def states_of(self, sweep_ids: Iterable[str]) -> dict[str, SweepState]:
         ids = list(sweep_ids)
         if not ids:
             return {}
         with self.engine.connect() as conn:
-            return {sid: SweepState(state) for sid, state in
-                    conn.execute(sa.select(sweeps_table.c.sweep_id, sweeps_table.c.state).where(sweeps_table.c.sweep_id.in_(ids)))}
+            return {
+                sid: SweepState(state)
+                for sid, state in conn.execute(
+                    sa.select(sweeps_table.c.sweep_id, sweeps_table.c.state).where(sweeps_table.c.sweep_id.in_(ids))
+                )
+            }
 
     def usage(self, now: float | None = None) -> Usage:
         """GPUs of live jobs and GPU-hours used in the last 7 days, per project."""
         now = time.time() if now is None else now
-        live = [s.value for s in (SweepState.SUBMITTING, SweepState.SUBMITTED, SweepState.RUNNING, SweepState.PREEMPTED,
-                                  SweepState.REQUEUED)]
+        live = [
+            s.value
+            for s in (SweepState.SUBMITTING, SweepState.SUBMITTED, SweepState.RUNNING, SweepState.PREEMPTED, SweepState.REQUEUED)
+        ]
         with self.engine.connect() as conn:
-            running = {p: int(n) for p, n in conn.execute(
-                sa.select(sweeps_table.c.project, sa.func.sum(sweeps_table.c.gpus)).where(sweeps_table.c.state.in_(live))
-                .group_by(sweeps_table.c.project))}
-            week = {p: float(s) / 3600.0 for p, s in conn.execute(
-                sa.select(jobs_table.c.project, sa.func.sum(jobs_table.c.gpus * jobs_table.c.elapsed_s))
-                .where(jobs_table.c.updated_at >= now - WEEK_S).group_by(jobs_table.c.project))}
+            running = {
+                p: int(n)
+                for p, n in conn.execute(
+                    sa.select(sweeps_table.c.project, sa.func.sum(sweeps_table.c.gpus))
+                    .where(sweeps_table.c.state.in_(live))
+                    .group_by(sweeps_table.c.project)
+                )
+            }
+            week = {
+                p: float(s) / 3600.0
+                for p, s in conn.execute(
+                    sa.select(jobs_table.c.project, sa.func.sum(jobs_table.c.gpus * jobs_table.c.elapsed_s))
+                    .where(jobs_table.c.updated_at >= now - WEEK_S)
+                    .group_by(jobs_table.c.project)
+                )
+            }
         return Usage(running, week)
 
     def events(self, sweep_id: str | None = None, kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -563,17 +741,24 @@ class QueueStore:
                     return True
                 except sa.exc.IntegrityError:
                     return False
-            done = conn.execute(lease_table.update().where(lease_table.c.cluster == cluster)
-                                .where(sa.or_(lease_table.c.holder == holder, lease_table.c.expires_at < now))
-                                .values(holder=holder, expires_at=now + ttl_s))
+            done = conn.execute(
+                lease_table.update()
+                .where(lease_table.c.cluster == cluster)
+                .where(sa.or_(lease_table.c.holder == holder, lease_table.c.expires_at < now))
+                .values(holder=holder, expires_at=now + ttl_s)
+            )
             return done.rowcount == 1
 
     def take_over_lease(self, cluster: str, dead_holder: str, holder: str, ttl_s: float, now: float | None = None) -> bool:
         """Take the lease from a holder known to be dead (compare-and-set on its name)."""
         now = time.time() if now is None else now
         with self._tx() as conn:
-            done = conn.execute(lease_table.update().where(lease_table.c.cluster == cluster)
-                                .where(lease_table.c.holder == dead_holder).values(holder=holder, expires_at=now + ttl_s))
+            done = conn.execute(
+                lease_table.update()
+                .where(lease_table.c.cluster == cluster)
+                .where(lease_table.c.holder == dead_holder)
+                .values(holder=holder, expires_at=now + ttl_s)
+            )
             return done.rowcount == 1
 
     def release_lease(self, cluster: str, holder: str) -> None:
@@ -600,7 +785,9 @@ class QueueStore:
         ids = sorted(sweep_ids)
         found: dict[str, SweepRow] = {}
         for start in range(0, len(ids), 500):
-            for row in conn.execute(sa.select(sweeps_table).where(sweeps_table.c.sweep_id.in_(ids[start:start + 500]))).mappings():
+            for row in conn.execute(
+                sa.select(sweeps_table).where(sweeps_table.c.sweep_id.in_(ids[start : start + 500]))
+            ).mappings():
                 found[row["sweep_id"]] = SweepRow.of(row)
         return found
 
@@ -617,7 +804,9 @@ class QueueStore:
         known = {a for (a,) in conn.execute(sa.select(sweeps_table.c.sweep_id).where(sweeps_table.c.sweep_id.in_(list(after))))}
         missing = [a for a in after if a not in known]
         if missing:
-            raise QueueError("after", f"no sweep {', '.join(missing)} in the queue", "name a queued sweep (orch queue lists them)")
+            raise QueueError(
+                "after", f"no sweep {', '.join(missing)} in the queue", "name a queued sweep (orch queue lists them)"
+            )
         graph: dict[str, set[str]] = {}
         for sid, dep in conn.execute(sa.select(deps_table.c.sweep_id, deps_table.c.after_id)):
             graph.setdefault(sid, set()).add(dep)
