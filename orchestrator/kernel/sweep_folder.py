@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import SlurmProfile, parse_profile
 from orchestrator.kernel.files import write_atomic
 
 SWEEPS_DIRNAME = "sweeps"
@@ -56,9 +56,12 @@ class BundleManifest:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
-    def profile(self) -> ClusterConfig:
-        """The cluster profile the sweep was submitted with, typed (validated as it was at submit)."""
-        return ClusterConfig.model_validate(self.cluster)
+    def profile(self) -> SlurmProfile:
+        """The SLURM profile the sweep was submitted with, typed (validated as it was at submit)."""
+        profile = parse_profile(self.cluster)
+        if profile.backend != "slurm":
+            raise ValueError(f"the sweep {self.sweep_id} was not submitted to SLURM (profile {profile.name})")
+        return profile
 
     @classmethod
     def from_json(cls, text: str) -> BundleManifest:

@@ -61,20 +61,28 @@ def run(
 
     loopback_ray_environment()  # before the first import of ray
     from orchestrator.kernel.config.loading import cluster_file, conf_root_of, load_cluster, load_sweep
+    from orchestrator.kernel.config.models import LocalProfile
     from orchestrator.kernel.config.resources import check_resources, max_concurrent
-    from orchestrator.kernel.errors import SweepFailedError
+    from orchestrator.kernel.errors import ConfigError, SweepFailedError
     from orchestrator.laptop.progress import results_table
     from orchestrator.laptop.state import LocalState
     from orchestrator.laptop.targets.local import run_sweep
     from orchestrator.laptop.tracking_uri import resolve_tracking
 
     resolved = load_sweep(sweep_file)
-    profile = load_cluster(cluster, conf_root_of(sweep_file))
+    profile, profile_file = load_cluster(cluster, conf_root_of(sweep_file)), cluster_file(cluster, conf_root_of(sweep_file))
+    if not isinstance(profile, LocalProfile):
+        raise ConfigError(
+            profile_file,
+            "backend",
+            f"orch run runs the sweep on this machine; '{profile.name}' is a SLURM profile",
+            f"send it there with: orch submit {sweep_file} --cluster {cluster}",
+        )
     resources = machine_resources(profile.cpus, profile.gpus)
     check_resources(resolved, resources, profile.name)
     # Validation is complete: only now is anything written.
     state = LocalState.in_directory().ensure()
-    target = resolve_tracking(tracking_uri, profile.tracking, cluster_file(cluster, conf_root_of(sweep_file)), state)
+    target = resolve_tracking(tracking_uri, profile.tracking, profile_file, state)
     outcome = run_sweep(resolved, profile, resources, max_concurrent(resolved.sweep, resources), state, target, console)
 
     console.print(results_table(outcome.rows, resolved.sweep.metric, outcome.varying, f"sweep {outcome.sweep_id}"))
@@ -124,10 +132,11 @@ ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding
 def _slurm_target(cluster: str, conf: Path) -> Any:
     """The profile's way to the cluster: ssh (or this machine) to a login node, or slurmrestd."""
     from orchestrator.kernel.config.loading import cluster_file, load_cluster
+    from orchestrator.kernel.config.models import RestSlurmProfile
     from orchestrator.laptop.targets.ssh import SlurmTarget
 
     profile, profile_file = load_cluster(cluster, conf), cluster_file(cluster, conf)
-    if profile.backend == "slurm" and profile.rest is not None:
+    if isinstance(profile, RestSlurmProfile):
         from orchestrator.laptop.targets.rest import RestTarget
 
         return RestTarget.of(profile, profile_file)
@@ -180,20 +189,20 @@ def submit(
         answer, warnings = submit_sweep(resolved, target, uri, new_sweep_id(resolved.sweep.name))
     for warning in warnings:
         err_console.print(f"warning: {warning}", style="yellow", highlight=False)
-    if answer.get("pending"):
+    if answer.pending:
         console.print(
-            f"sweep [bold]{answer['sweep_id']}[/]: its submit job {answer['submit_job_id']} is queued on "
+            f"sweep [bold]{answer.sweep_id}[/]: its submit job {answer.submit_job_id} is queued on "
             f"'{target.profile.name}' and will submit the sweep when it runs",
             highlight=False,
         )
-        console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
+        console.print(f"follow it with: orch status {answer.sweep_id} --cluster {cluster}", highlight=False)
         return
     console.print(
-        f"submitted sweep [bold]{answer['sweep_id']}[/] to '{target.profile.name}' as SLURM job(s) "
-        f"{', '.join(answer['job_ids'])}; MLflow parent run {answer['parent_run_id']}",
+        f"submitted sweep [bold]{answer.sweep_id}[/] to '{target.profile.name}' as SLURM job(s) "
+        f"{', '.join(answer.job_ids)}; MLflow parent run {answer.parent_run_id}",
         highlight=False,
     )
-    console.print(f"follow it with: orch status {answer['sweep_id']} --cluster {cluster}", highlight=False)
+    console.print(f"follow it with: orch status {answer.sweep_id} --cluster {cluster}", highlight=False)
 
 
 @app.command()
@@ -206,6 +215,7 @@ def status(
     """Show the sweeps on a cluster: their SLURM jobs and trials."""
 
     from orchestrator.laptop.status_view import status_tables
+    from orchestrator.login.wire import StatusAnswer
 
     target = _slurm_target(cluster, conf)
     if _is_rest(target):
@@ -214,9 +224,9 @@ def status(
         sweeps = sweeps_on_cluster(target, sweep)
     else:
         args = ["status", target.workdir, *(["--sweep", sweep] if sweep else [])]
-        sweeps = target.call(args, code_dir=_code_dir(target, sweep))["sweeps"]
+        sweeps = target.ask(StatusAnswer, args, code_dir=_code_dir(target, sweep)).sweeps
     if as_json:
-        console.print_json(json.dumps(sweeps))
+        console.print_json(json.dumps([s.model_dump(mode="json") for s in sweeps]))
         return
     for renderable in status_tables(sweeps):
         console.print(renderable)
@@ -251,6 +261,8 @@ def cancel(
     conf: Path = ConfOption,
 ) -> None:
     """Cancel a sweep's SLURM jobs and close its MLflow runs as KILLED."""
+    from orchestrator.login.wire import CancelAnswer
+
     target = _slurm_target(cluster, conf)
     if _is_rest(target):
         from orchestrator.laptop.targets.rest import cancel as cancel_sweep
@@ -259,18 +271,13 @@ def cancel(
     elif target.profile.queue is not None:
         from orchestrator.laptop.targets.queue import service
 
-        answer = service(target, "cancel", sweep)
-        console.print(
-            f"cancelled sweep {answer['sweep_id']} (was {answer['was']}): jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
-            f"{answer['closed_runs']} MLflow runs closed as KILLED",
-            highlight=False,
-        )
-        return
+        answer = service(target, CancelAnswer, "cancel", sweep)
     else:
-        answer = target.call(["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
+        answer = target.ask(CancelAnswer, ["cancel", target.workdir, sweep], code_dir=_code_dir(target, sweep))
+    was = f" (was {answer.was})" if answer.was else ""
     console.print(
-        f"cancelled sweep {sweep}: jobs {', '.join(answer['cancelled_jobs']) or 'none'}; "
-        f"{answer['closed_runs']} MLflow runs closed as KILLED",
+        f"cancelled sweep {answer.sweep_id}{was}: jobs {', '.join(answer.cancelled_jobs) or 'none'}; "
+        f"{answer.closed_runs} MLflow runs closed as KILLED",
         highlight=False,
     )
 
@@ -284,6 +291,7 @@ def resume(
 ) -> None:
     """Finish a sweep whose jobs ended early (killed, cancelled, failed): same trial ids, same MLflow runs."""
     from orchestrator.laptop.targets.ssh import local_config_hash
+    from orchestrator.login.wire import ResumeAnswer
 
     target = _slurm_target(cluster, conf)
     if _is_rest(target):
@@ -292,10 +300,10 @@ def resume(
     digest = local_config_hash(target, sweep)
     if digest:
         args += ["--config-hash", digest]
-    answer = target.call(args, code_dir=_code_dir(target, sweep))
+    answer = target.ask(ResumeAnswer, args, code_dir=_code_dir(target, sweep))
     console.print(
-        f"resumed sweep {answer['sweep_id']} as SLURM job(s) {', '.join(answer['job_ids'])}: "
-        f"{len(answer['resumed_trials'])} trial(s) continue from their checkpoints, {answer['finished_trials']} finished "
+        f"resumed sweep {answer.sweep_id} as SLURM job(s) {', '.join(answer.job_ids)}: "
+        f"{len(answer.resumed_trials)} trial(s) continue from their checkpoints, {answer.finished_trials} finished "
         "stay as they are",
         highlight=False,
     )
@@ -310,6 +318,7 @@ def drill(
     """Preemption drill: a canary job is signalled (and preempted); report what the cluster does."""
     from cluster.node.shards import materialise
     from orchestrator.kernel.config.loading import conf_root_of, load_sweep
+    from orchestrator.login.wire import DrillReport
 
     resolved = load_sweep(sweep_file)
     target = _slurm_target(cluster, conf_root_of(sweep_file))
@@ -331,29 +340,26 @@ def drill(
         f"of {resolved.project.trainable}, then signalling it ...",
         highlight=False,
     )
-    r = target.call(args, timeout_s=900)
-    console.print(
-        f"signal: {'delivered in {:.1f} s'.format(r['signal_latency_s']) if r['signal_delivered'] else 'NOT delivered'} "
-        f"(USR2 to the job's processes, job {r['job_id']} on {r['node'] or '?'})",
-        highlight=False,
+    r = target.ask(DrillReport, args, timeout_s=900)
+    delivered = (
+        f"delivered in {r.signal_latency_s:.1f} s" if r.signal_delivered and r.signal_latency_s is not None else "NOT delivered"
+    )
+    console.print(f"signal: {delivered} (USR2 to the job's processes, job {r.job_id} on {r.node or '?'})", highlight=False)
+    preempted = (
+        f"; preempted by a '{preempt_with}' job: {r.preemption.outcome} after {r.preemption.seconds} s" if r.preemption else ""
     )
     console.print(
-        f"preemption in partition {r['partition']}: PreemptMode={r['preempt_mode']}, GraceTime={r['grace_time_s']:g} s"
-        + (
-            f"; preempted by a '{preempt_with}' job: {r['preemption']['outcome']} after {r['preemption']['seconds']} s"
-            if r.get("preemption")
-            else ""
-        ),
+        f"preemption in partition {r.partition}: PreemptMode={r.preempt_mode}, GraceTime={r.grace_time_s:g} s{preempted}",
         highlight=False,
     )
-    verdict = "fits" if r["fits"] else "does NOT fit: checkpoint less often or ask for a longer signal lead"
+    verdict = "fits" if r.fits else "does NOT fit: checkpoint less often or ask for a longer signal lead"
+    on_signal = r.checkpoint_on_signal_s if r.checkpoint_on_signal_s is not None else "?"
     console.print(
-        f"checkpoint of {resolved.project.trainable}: {r['checkpoint_s']:.2f} s ({r['checkpoint_bytes'] / 1e6:.1f} MB; "
-        f"{r['checkpoint_on_signal_s'] if r['checkpoint_on_signal_s'] is not None else '?'} s when signalled) against "
-        f"{r['budget_s']:g} s of grace/lead: {verdict}",
+        f"checkpoint of {resolved.project.trainable}: {r.checkpoint_s:.2f} s ({r.checkpoint_bytes / 1e6:.1f} MB; {on_signal} s when "
+        f"signalled) against {r.budget_s:g} s of grace/lead: {verdict}",
         highlight=False,
     )
-    console.print(f"canary files: {r['folder']}", highlight=False)
+    console.print(f"canary files: {r.folder}", highlight=False)
 
 
 def _code_dir(target: Any, sweep: str | None) -> str | None:

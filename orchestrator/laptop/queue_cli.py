@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.kernel.errors import UsageError
+from orchestrator.login.wire import QueuedSweep, QueueListing, SweepChanged
 
 console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=True)
 err_console = Console(stderr=True)
@@ -44,11 +45,12 @@ def parse_priority(text: str) -> int:
 
 def _queue_target(cluster: str, conf: Path) -> Any:
     from orchestrator.kernel.config.loading import cluster_file, load_cluster
+    from orchestrator.kernel.config.models import SshSlurmProfile
     from orchestrator.kernel.errors import ConfigError
     from orchestrator.laptop.targets.ssh import SlurmTarget
 
     profile, path = load_cluster(cluster, conf), cluster_file(cluster, conf)
-    if profile.queue is None or profile.rest is not None:
+    if not isinstance(profile, SshSlurmProfile) or profile.queue is None:
         raise ConfigError(
             path,
             "queue",
@@ -63,8 +65,8 @@ def submit_to_queue(
 ) -> None:
     from orchestrator.laptop.targets.queue import enqueue
 
-    def confirm(earlier: list[dict[str, Any]]) -> bool:
-        names = ", ".join(f"{d['sweep_id']} ({d['state']})" for d in earlier[:3])
+    def confirm(earlier: list[QueuedSweep]) -> bool:
+        names = ", ".join(f"{d.sweep_id} ({d.state})" for d in earlier[:3])
         if yes:
             return True
         if not sys.stdin.isatty():
@@ -79,13 +81,13 @@ def submit_to_queue(
     )
     for warning in warnings:
         err_console.print(f"warning: {warning}", style="yellow", highlight=False)
-    if answer.get("declined"):
+    if answer is None:
         console.print("not queued", highlight=False)
         raise typer.Exit(1)
-    sweep = answer["sweep"]
-    where = f"position {answer['position']} of {answer['queued']}" if answer.get("position") else sweep["state"]
+    sweep = answer.sweep
+    where = f"position {answer.position} of {answer.queued}" if answer.position else sweep.state
     console.print(
-        f"queued sweep [bold]{sweep['sweep_id']}[/] on '{target.profile.name}' with priority {sweep['priority']} "
+        f"queued sweep [bold]{sweep.sweep_id}[/] on '{target.profile.name}' with priority {sweep.priority} "
         f"({where}); the agent submits it when the policy allows",
         highlight=False,
     )
@@ -103,45 +105,40 @@ def queue(
     from orchestrator.laptop.targets.queue import service
 
     target = _queue_target(cluster, conf)
-    answer = service(target, "list", *(["--all"] if show_all else []), *(["--limit", str(limit)] if limit else []))
+    answer = service(target, QueueListing, "list", *(["--all"] if show_all else []), *(["--limit", str(limit)] if limit else []))
     if as_json:
-        console.print_json(json.dumps(answer))
+        console.print_json(answer.model_dump_json())
         return
     console.print(queue_table(answer))
 
 
-def queue_table(answer: dict[str, Any]) -> Table:
-    counts = answer["counts"]
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
-    agent = answer.get("agent") or {}
-    last = json.loads(agent["last_tick"]) if agent.get("last_tick") else None
+def queue_table(answer: QueueListing) -> Table:
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(answer.counts.items())) or "empty"
+    agent = answer.agent
+    last = json.loads(agent.last_tick) if agent.last_tick else None
     agent_line = (
-        f"agent {agent['lease_holder']}, last tick {time.time() - last['at']:.0f} s ago"
-        if agent.get("lease_holder") and last
+        f"agent {agent.lease_holder}, last tick {time.time() - last['at']:.0f} s ago"
+        if agent.lease_holder and last
         else "no agent running: orch agent start --cluster NAME"
     )
     table = Table(
         title=f"queue: {summary}",
-        caption=f"{agent_line}; showing {answer['shown']}",
+        caption=f"{agent_line}; showing {answer.shown}",
         title_justify="left",
         caption_justify="left",
     )
     for column in ("project", "sweep", "prio", "state", "trials done/run/pend", "GPU-h", "best", "why / jobs"):
         table.add_column(column, overflow="fold")
-    for s in answer["sweeps"]:
-        why = (
-            s["reason"]
-            or (", ".join(s["job_ids"]) if s["job_ids"] else "")
-            or (f"after {', '.join(s['after'])}" if s["after"] else "")
-        )
-        best = "-" if s["best_metric"] is None else f"{s['best_metric']:.4g} ({s['metric']})"
+    for s in answer.sweeps:
+        why = s.reason or (", ".join(s.job_ids) if s.job_ids else "") or (f"after {', '.join(s.after)}" if s.after else "")
+        best = "-" if s.best_metric is None else f"{s.best_metric:.4g} ({s.metric})"
         cells = [
-            s["project"],
-            s["sweep_id"],
-            str(s["priority"]),
-            s["state"],
-            f"{s['trials_done']}/{s['trials_running']}/{s['trials_pending']}",
-            f"{s['gpu_hours']:.2f}",
+            s.project,
+            s.sweep_id,
+            str(s.priority),
+            s.state,
+            f"{s.trials_done}/{s.trials_running}/{s.trials_pending}",
+            f"{s.gpu_hours:.2f}",
             best,
             why,
         ]
@@ -159,8 +156,8 @@ def priority(
     from orchestrator.laptop.targets.queue import service
 
     level = parse_priority(value)
-    row = service(_queue_target(cluster, conf), "priority", sweep, str(level))["sweep"]
-    console.print(f"sweep {row['sweep_id']}: priority {row['priority']}", highlight=False)
+    row = service(_queue_target(cluster, conf), SweepChanged, "priority", sweep, str(level)).sweep
+    console.print(f"sweep {row.sweep_id}: priority {row.priority}", highlight=False)
 
 
 def hold(
@@ -169,8 +166,8 @@ def hold(
     """Keep a queued sweep from starting until `orch release`."""
     from orchestrator.laptop.targets.queue import service
 
-    row = service(_queue_target(cluster, conf), "hold", sweep)["sweep"]
-    console.print(f"sweep {row['sweep_id']}: {row['state']}", highlight=False)
+    row = service(_queue_target(cluster, conf), SweepChanged, "hold", sweep).sweep
+    console.print(f"sweep {row.sweep_id}: {row.state}", highlight=False)
 
 
 def release(
@@ -179,8 +176,8 @@ def release(
     """Let a held sweep start again."""
     from orchestrator.laptop.targets.queue import service
 
-    row = service(_queue_target(cluster, conf), "release", sweep)["sweep"]
-    console.print(f"sweep {row['sweep_id']}: {row['state']}", highlight=False)
+    row = service(_queue_target(cluster, conf), SweepChanged, "release", sweep).sweep
+    console.print(f"sweep {row.sweep_id}: {row.state}", highlight=False)
 
 
 def after(
@@ -192,8 +189,8 @@ def after(
     """Make a waiting sweep start only after other sweeps succeeded."""
     from orchestrator.laptop.targets.queue import service
 
-    row = service(_queue_target(cluster, conf), "after", sweep, *(deps or []))["sweep"]
-    console.print(f"sweep {row['sweep_id']}: waits for {', '.join(row['after']) or 'nothing'}", highlight=False)
+    row = service(_queue_target(cluster, conf), SweepChanged, "after", sweep, *(deps or [])).sweep
+    console.print(f"sweep {row.sweep_id}: waits for {', '.join(row.after) or 'nothing'}", highlight=False)
 
 
 COMMANDS: dict[str, Callable[..., None]] = {
@@ -213,11 +210,11 @@ def agent_start(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
     from orchestrator.laptop.targets.queue import agent
 
     answer = agent(_queue_target(cluster, conf), "start")
-    state = "already running" if answer["already_running"] else "started"
-    if "job_id" in answer:
-        console.print(f"agent {state} as SLURM job {answer['job_id']} (it requeues itself)", highlight=False)
+    state = "already running" if answer.already_running else "started"
+    if answer.job_id is not None:
+        console.print(f"agent {state} as SLURM job {answer.job_id} (it requeues itself)", highlight=False)
         return
-    console.print(f"agent {state} on the login node (pid {answer['pid']}); log: {answer['log']}", highlight=False)
+    console.print(f"agent {state} on the login node (pid {answer.pid}); log: {answer.log}", highlight=False)
 
 
 @agent_app.command("stop")
@@ -226,13 +223,13 @@ def agent_stop(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
     from orchestrator.laptop.targets.queue import agent
 
     answer = agent(_queue_target(cluster, conf), "stop")
-    if "job_ids" in answer:
+    if answer.job_ids is not None:
         console.print(
-            f"agent job(s) {', '.join(answer['job_ids'])} cancelled" if answer["stopped"] else "no agent job was queued",
+            f"agent job(s) {', '.join(answer.job_ids)} cancelled" if answer.stopped else "no agent job was queued",
             highlight=False,
         )
         return
-    console.print(f"agent pid {answer['pid']} stopped" if answer["stopped"] else "no agent was running", highlight=False)
+    console.print(f"agent pid {answer.pid} stopped" if answer.stopped else "no agent was running", highlight=False)
 
 
 @agent_app.command("status")
@@ -241,15 +238,10 @@ def agent_status(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
     from orchestrator.laptop.targets.queue import agent
 
     answer = agent(_queue_target(cluster, conf), "status")
-    last = answer.get("last_tick")
+    last = answer.last_tick
     ago = f"{time.time() - last['at']:.0f} s ago ({last['own_ms']} ms of its own work)" if last else "never"
-    where = (
-        "job " + ", ".join(f"{j['job_id']} {j['state']} ({j['restarts']} restarts)" for j in answer["jobs"])
-        if answer.get("jobs")
-        else f"running, pid {answer['pid']}"
-        if answer["pid"]
-        else "not running"
-    )
-    console.print(
-        f"agent: {where}; lease: {answer['lease_holder'] or 'free'}; last tick {ago}; log: {answer['log']}", highlight=False
-    )
+    if answer.jobs:
+        where = "job " + ", ".join(f"{j.job_id} {j.state} ({j.restarts} restarts)" for j in answer.jobs)
+    else:
+        where = f"running, pid {answer.pid}" if answer.pid else "not running"
+    console.print(f"agent: {where}; lease: {answer.lease_holder or 'free'}; last tick {ago}; log: {answer.log}", highlight=False)

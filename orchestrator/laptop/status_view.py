@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rich.table import Table
 
+from orchestrator.login.wire import SweepStatus
 
-def status_tables(sweeps: list[dict[str, Any]]) -> Iterator[Any]:
+
+def status_tables(sweeps: Sequence[SweepStatus]) -> Iterator[Any]:
     if not sweeps:
         yield "no sweeps on this cluster yet"
         return
     for sweep in sweeps:
-        jobs = (
-            ", ".join(
-                f"{job['job_id']} {job['state']}" + (f" on {job.get('node_list')}" if job.get("node_list") else "")
-                for job in sweep["jobs"]
-            )
-            or "no jobs"
-        )
-        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep["submitted_at"]))
-        title = f"{sweep['sweep_id']} ({sweep['project']}, submitted {age}){' CANCELLED' if sweep['cancelled'] else ''}"
-        table = Table(title=title, caption=f"jobs: {jobs}", title_justify="left", caption_justify="left")
+        jobs = ", ".join(f"{job.job_id} {job.state}" + (f" on {job.node_list}" if job.node_list else "") for job in sweep.jobs)
+        age = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep.submitted_at))
+        title = f"{sweep.sweep_id} ({sweep.project}, submitted {age}){' CANCELLED' if sweep.cancelled else ''}"
+        table = Table(title=title, caption=f"jobs: {jobs or 'no jobs'}", title_justify="left", caption_justify="left")
         for column in ("trial", "state", "epoch", "metric"):
             table.add_column(column)
-        for trial in sorted(sweep["trials"], key=lambda t: t["trial_id"]):
-            metric = trial.get("metric")
-            table.add_row(
-                trial["trial_id"], trial["state"], str(trial.get("epoch", 0)), "-" if metric is None else f"{metric:.4g}"
-            )
+        for trial in sorted(sweep.trials, key=lambda t: t.trial_id):
+            metric = "-" if trial.metric is None else f"{trial.metric:.4g}"
+            table.add_row(trial.trial_id, trial.state, str(trial.epoch), metric)
         yield table

@@ -17,11 +17,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
+from orchestrator.kernel.config.models import SlurmProfile
 from orchestrator.kernel.errors import Problem, QueueError, RemoteError
 from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME, Bundle
 from orchestrator.login import sweeps, wire
+from orchestrator.login.wire import Answer, LogsAnswer, ManifestAnswer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,18 +85,18 @@ def _queue_parser(parser: argparse.ArgumentParser) -> None:
     p_after.add_argument("deps", nargs="*")
 
 
-def _queue_profile(profile_json: str) -> Any:
-    from orchestrator.kernel.config.models import ClusterConfig
+def _queue_profile(profile_json: str) -> SlurmProfile:
+    from orchestrator.kernel.config.models import profile_from_json
 
-    profile = ClusterConfig.model_validate_json(profile_json)
-    if profile.queue is None:
+    profile = profile_from_json(profile_json)
+    if profile.backend != "slurm" or profile.queue is None:
         raise QueueError(
             "queue", f"profile '{profile.name}' has no queue section", "add a `queue:` section to the cluster profile"
         )
     return profile
 
 
-def _queue(args: argparse.Namespace) -> dict[str, Any]:
+def _queue(args: argparse.Namespace) -> Answer:
     from orchestrator.login.queue import service
 
     profile = _queue_profile(args.profile_json)
@@ -114,17 +115,17 @@ def _queue(args: argparse.Namespace) -> dict[str, Any]:
     return service.change(profile, args.op, args.sweep)
 
 
-def _agent(args: argparse.Namespace) -> dict[str, Any]:
+def _agent(args: argparse.Namespace) -> Answer:
     from orchestrator.login.queue import agent_job, agent_process
 
     profile_json = args.profile_json or Path(args.profile_file).read_text()
     profile = _queue_profile(profile_json)
-    if profile.queue.agent_as_job:
+    if profile.queue is not None and profile.queue.agent_as_job:
         if args.op == "start":
             return agent_job.start_job(profile)
         if args.op == "stop":
             return agent_job.stop_job(profile)
-        return {**agent_process.status(profile), "jobs": agent_job.find_jobs(profile)}
+        return agent_process.status(profile).model_copy(update={"jobs": agent_job.find_jobs(profile)})
     if args.op == "start":
         return agent_process.start(profile, profile_json)
     if args.op == "stop":
@@ -132,7 +133,7 @@ def _agent(args: argparse.Namespace) -> dict[str, Any]:
     return agent_process.status(profile)
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
+def _run(args: argparse.Namespace) -> Answer:
     if args.command == "queue":
         return _queue(args)
     if args.command == "agent":
@@ -144,16 +145,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "cancel":
         return sweeps.cancel(Path(args.workdir), args.sweep)
     if args.command == "drill":
-        from orchestrator.kernel.config.models import ClusterConfig
+        from orchestrator.kernel.config.models import profile_from_json
         from orchestrator.login.drill import run_drill
 
-        return run_drill(
-            ClusterConfig.model_validate_json(args.profile_json), args.trainable, json.loads(args.config_json), args.preempt_with
-        )
+        profile = profile_from_json(args.profile_json)
+        if profile.backend != "slurm":
+            raise RemoteError("backend", f"profile '{profile.name}' is not a SLURM profile", "drill a SLURM profile")
+        return run_drill(profile, args.trainable, json.loads(args.config_json), args.preempt_with)
     if args.command == "manifest":
         if not (Path(args.bundle) / "bundle.json").exists():
             raise RemoteError("sweep", f"no sweep in {args.bundle}", "list sweeps with: orch status --cluster NAME")
-        return {"manifest": Bundle(Path(args.bundle)).manifest().__dict__}
+        return ManifestAnswer(manifest=Bundle(Path(args.bundle)).manifest().__dict__)
     if args.command == "resume":
         return sweeps.resume(Path(args.workdir) / SWEEPS_DIRNAME / args.sweep, args.config_hash, args.force)
     files = sweeps.log_files(Path(args.workdir), args.sweep, args.trial)
@@ -162,7 +164,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         os.execvp("tail", ["tail", "-n", "+1", "-F", *map(str, files)])
     for path in files:
         sys.stdout.write(f"==> {path.name} <==\n{path.read_text(errors='replace')}\n")
-    return {"files": [str(p) for p in files]}
+    return LogsAnswer(files=[str(p) for p in files])
 
 
 def main(argv: list[str] | None = None) -> int:

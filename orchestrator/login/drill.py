@@ -20,8 +20,10 @@ from typing import Any
 
 from cluster.adaptors.slurm import SlurmClient, SlurmError, parse_duration_s
 from cluster.slurm.job_spec import DRILL_JOB_PREFIX, setup_lines, small_job
+from orchestrator.kernel.config.models import SlurmProfile
 from orchestrator.kernel.errors import RemoteError
 from orchestrator.kernel.states import JobState
+from orchestrator.login.wire import DrillReport
 
 READY_TIMEOUT_S = 300.0
 SIGNAL_TIMEOUT_S = 60.0
@@ -38,7 +40,7 @@ def _wait(condition: Any, timeout_s: float) -> Any:
     return None
 
 
-def run_drill(profile: Any, trainable: str, config: dict[str, Any], preempt_with: str | None = None) -> dict[str, Any]:
+def run_drill(profile: SlurmProfile, trainable: str, config: dict[str, Any], preempt_with: str | None = None) -> DrillReport:
     settings, remote = profile.slurm, profile.remote
     client = SlurmClient(env=remote.env)
     folder = Path(remote.workdir) / "drill" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
@@ -106,7 +108,7 @@ def run_drill(profile: Any, trainable: str, config: dict[str, Any], preempt_with
         report["budget_s"] = budget
     finally:
         client.cancel([job_id])
-    return report
+    return DrillReport.model_validate(report)
 
 
 def _records(folder: Path, restart: int, kind: str) -> list[dict[str, Any]]:

@@ -11,30 +11,38 @@ from typing import Any
 
 from cluster.adaptors.slurm import SlurmClient, SlurmError
 from cluster.slurm.job_spec import refused_key, sweep_job, sweep_job_name
+from orchestrator.kernel.config.models import SlurmProfile, SlurmSettings
 from orchestrator.kernel.errors import RemoteError
 from orchestrator.kernel.files import write_atomic
-from orchestrator.kernel.states import RunStatus, TrialStatus
+from orchestrator.kernel.states import JobState, RunStatus, TrialStatus
 from orchestrator.kernel.sweep_folder import Bundle, BundleManifest
+from orchestrator.login.wire import (
+    CancelAnswer,
+    JobStatus,
+    ResumeAnswer,
+    StatusAnswer,
+    SubmitAnswer,
+    SweepStatus,
+    TrialRecord,
+)
 
 
 # ---------------------------------------------------------------------------- submit
-def submit(bundle_root: Path) -> dict[str, Any]:
+def submit(bundle_root: Path) -> SubmitAnswer:
     """Submit the sweep unpacked in `bundle_root`; a sweep whose jobs.json exists is not submitted twice."""
     from cluster.slurm.submitit_backend import submit_sweep
-    from orchestrator.kernel.config.models import ClusterConfig
 
     bundle = Bundle(bundle_root)
     manifest = bundle.manifest()
     if bundle.jobs_file.exists():  # an agent restarted after sbatch: answer what was submitted
-        return {
-            "sweep_id": manifest.sweep_id,
-            "job_ids": bundle.read_json(bundle.jobs_file, []),
-            "parent_run_id": manifest.parent_run_id,
-            "experiment_id": manifest.experiment_id,
-            "bundle": str(bundle.root),
-        }
-    profile = ClusterConfig.model_validate(manifest.cluster)
-    assert profile.slurm is not None and profile.remote is not None  # checked by the model validator
+        return SubmitAnswer(
+            sweep_id=manifest.sweep_id,
+            job_ids=bundle.read_json(bundle.jobs_file, []),
+            parent_run_id=manifest.parent_run_id,
+            experiment_id=manifest.experiment_id,
+            bundle=str(bundle.root),
+        )
+    profile = manifest.profile()
     resolved = load_bundle_sweep(bundle)
     preflight(profile, manifest.sweep_id)
     settings = profile.slurm
@@ -62,16 +70,16 @@ def submit(bundle_root: Path) -> dict[str, Any]:
             exit_code=1,
         ) from None
     write_atomic(bundle.jobs_file, json.dumps([job.job_id for job in jobs]))
-    return {
-        "sweep_id": manifest.sweep_id,
-        "job_ids": [job.job_id for job in jobs],
-        "parent_run_id": parent_run_id,
-        "experiment_id": experiment_id,
-        "bundle": str(bundle.root),
-    }
+    return SubmitAnswer(
+        sweep_id=manifest.sweep_id,
+        job_ids=[job.job_id for job in jobs],
+        parent_run_id=parent_run_id,
+        experiment_id=experiment_id,
+        bundle=str(bundle.root),
+    )
 
 
-def _fit_time_limit(profile: Any, bundle: Bundle, sweep_id: str) -> Any:
+def _fit_time_limit(profile: SlurmProfile, bundle: Bundle, sweep_id: str) -> SlurmSettings:
     """The profile's SLURM settings with the time limit that starts earliest; the choice is kept in time_fit.json."""
     from cluster.slurm.time_fit import fit_time_limit
 
@@ -104,7 +112,7 @@ def load_bundle_sweep(bundle: Bundle) -> Any:
         raise RemoteError(exc.key, f"{exc.file}: {exc.problem}", exc.fix) from None
 
 
-def preflight(profile: Any, sweep_id: str) -> None:
+def preflight(profile: SlurmProfile, sweep_id: str) -> None:
     """Ask the cluster before anything is queued: the partition, its MaxTime, and `sbatch --test-only` of
     the very job the sweep will submit."""
     client = SlurmClient(env=profile.remote.env)
@@ -128,7 +136,7 @@ def preflight(profile: Any, sweep_id: str) -> None:
 
 
 def _open_parent_run(
-    bundle: Bundle, manifest: BundleManifest, resolved: Any, profile: Any, shards: int | None = None
+    bundle: Bundle, manifest: BundleManifest, resolved: Any, profile: SlurmProfile, shards: int | None = None
 ) -> tuple[str, str]:
     """The sweep's parent MLflow run, created before any job exists (jobs attach to it); a submit repeated
     after a crash continues the same one."""
@@ -188,19 +196,17 @@ def config_hash_of(bundle: Bundle) -> str:
     return sweep_files_hash(load_bundle_sweep(bundle))
 
 
-def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str, Any]:
+def resume(bundle_root: Path, config_hash: str | None, force: bool) -> ResumeAnswer:
     """Submit the sweep again under the same trial ids and MLflow runs: its job restores the Tune
     experiment (finished trials stay finished, unfinished and failed ones continue from their last
     checkpoints). Refused while a job of the sweep is alive, and if the sweep's config changed."""
     from cluster.slurm.submitit_backend import submit_sweep
-    from orchestrator.kernel.config.models import ClusterConfig
 
     bundle = Bundle(bundle_root)
     if not bundle.manifest_file.exists():
         raise RemoteError("sweep", f"no sweep in {bundle_root}", "list sweeps with: orch status --cluster NAME")
     manifest = bundle.manifest()
-    profile = ClusterConfig.model_validate(manifest.cluster)
-    assert profile.slurm is not None and profile.remote is not None
+    profile = manifest.profile()
     if config_hash is not None and config_hash != config_hash_of(bundle) and not force:
         raise RemoteError(
             "sweep",
@@ -228,12 +234,12 @@ def resume(bundle_root: Path, config_hash: str | None, force: bool) -> dict[str,
     write_atomic(bundle.jobs_file, json.dumps([*earlier, *[job.job_id for job in jobs]]))
     trials = sweep_trials(bundle, earlier)
     unfinished = [t["trial_id"] for t in trials if TrialStatus.parse(t.get("state")) != TrialStatus.TERMINATED]
-    return {
-        "sweep_id": manifest.sweep_id,
-        "job_ids": [job.job_id for job in jobs],
-        "resumed_trials": unfinished,
-        "finished_trials": len(trials) - len(unfinished),
-    }
+    return ResumeAnswer(
+        sweep_id=manifest.sweep_id,
+        job_ids=[job.job_id for job in jobs],
+        resumed_trials=unfinished,
+        finished_trials=len(trials) - len(unfinished),
+    )
 
 
 def _reopen_parent(manifest: BundleManifest) -> None:
@@ -248,7 +254,7 @@ def _reopen_parent(manifest: BundleManifest) -> None:
 
 
 # ---------------------------------------------------------------------------- status
-def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
+def status(workdir: Path, sweep_id: str | None) -> StatusAnswer:
     from cluster.adaptors.slurm import SlurmClient
     from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
 
@@ -258,7 +264,7 @@ def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
         raise RemoteError("sweep", f"no sweep '{sweep_id}' under {root}", "list sweeps with: orch status --cluster NAME")
     bundles = [Bundle(folder) for folder in folders]
     job_ids = {b.root.name: b.read_json(b.jobs_file, []) for b in bundles}
-    env = bundles[0].manifest().cluster.get("remote", {}).get("env", {}) if bundles else {}
+    env = bundles[0].manifest().profile().remote.env if bundles else {}
     records = SlurmClient(env=env).jobs(j for ids in job_ids.values() for j in ids)  # ONE sacct call
     sweeps = []
     for bundle in bundles:
@@ -266,22 +272,32 @@ def status(workdir: Path, sweep_id: str | None) -> dict[str, Any]:
         jobs = []
         for j in job_ids[bundle.root.name]:
             record = record_for(j, records)
-            jobs.append(
-                record.__dict__ | {"job_id": j, "state": record.state.value} if record else {"job_id": j, "state": "UNKNOWN"}
+            known = (
+                {
+                    "name": record.name,
+                    "node_list": record.node_list,
+                    "elapsed": record.elapsed,
+                    "restarts": record.restarts,
+                    "reason": record.reason,
+                    "alloc_tres": record.alloc_tres,
+                }
+                if record
+                else {}
             )
+            jobs.append(JobStatus(job_id=j, state=record.state if record else JobState.UNKNOWN, **known))
         sweeps.append(
-            {
-                "sweep_id": manifest.sweep_id,
-                "project": manifest.project,
-                "submitted_at": manifest.submitted_at,
-                "cancelled": bundle.cancelled_marker.exists(),
-                "jobs": jobs,
-                "trials": sweep_trials(bundle, job_ids[bundle.root.name]),
-                "parent_run_id": manifest.parent_run_id,
-                "code": manifest.code.get("commit"),
-            }
+            SweepStatus(
+                sweep_id=manifest.sweep_id,
+                project=manifest.project,
+                submitted_at=manifest.submitted_at,
+                cancelled=bundle.cancelled_marker.exists(),
+                jobs=jobs,
+                trials=[TrialRecord.model_validate(t) for t in sweep_trials(bundle, job_ids[bundle.root.name])],
+                parent_run_id=manifest.parent_run_id,
+                code=manifest.code.get("commit"),
+            )
         )
-    return {"sweeps": sweeps}
+    return StatusAnswer(sweeps=sweeps)
 
 
 def record_for(job_id: str, records: dict[str, Any]) -> Any:
@@ -348,7 +364,7 @@ def log_files(workdir: Path, sweep_id: str, trial_id: str | None) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------- cancel
-def cancel(workdir: Path, sweep_id: str) -> dict[str, Any]:
+def cancel(workdir: Path, sweep_id: str) -> CancelAnswer:
     from cluster.adaptors.slurm import SlurmClient
     from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
 
@@ -358,9 +374,9 @@ def cancel(workdir: Path, sweep_id: str) -> dict[str, Any]:
     manifest = bundle.manifest()
     write_atomic(bundle.cancelled_marker, "")
     job_ids = bundle.read_json(bundle.jobs_file, [])
-    SlurmClient(env=manifest.cluster.get("remote", {}).get("env", {})).cancel(job_ids)
+    SlurmClient(env=manifest.profile().remote.env).cancel(job_ids)
     closed = close_runs(manifest, bundle)
-    return {"sweep_id": sweep_id, "cancelled_jobs": job_ids, "closed_runs": closed}
+    return CancelAnswer(sweep_id=sweep_id, cancelled_jobs=job_ids, closed_runs=closed)
 
 
 def close_runs(manifest: BundleManifest, bundle: Bundle) -> int:

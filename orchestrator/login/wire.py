@@ -7,8 +7,10 @@ with the prefix is its answer:
     ORCH-RESULT {"ok": true, ...}                                                  the answer
     ORCH-RESULT {"ok": false, "code": 2, "error": {"key": ..., "problem": ..., "fix": ...}}
 
-`emit`/`emit_error` write it on the login node; `read_answer` finds and decodes it on the laptop,
-raising the error side as a `RemoteError` (where: the profile file that named the cluster).
+Each command's answer is a typed model below; the login node builds it, the laptop reads it back with
+`read(Model, ...)` (`emit`/`emit_error` write the line, `find_answer` + `decode` read it; the error side
+is raised as a `RemoteError` located at the profile file that named the cluster). Models ignore fields
+they do not know, so a newer login node still answers an older laptop.
 """
 
 from __future__ import annotations
@@ -17,11 +19,201 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from orchestrator.kernel.errors import Problem, RemoteError
+from orchestrator.kernel.states import JobState
 
 RESULT_PREFIX = "ORCH-RESULT "
+A = TypeVar("A", bound="Answer")
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# ---------------------------------------------------------------------------- the sweep service
+class SubmitAnswer(Answer):
+    sweep_id: str
+    job_ids: list[str]
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    bundle: str | None = None
+    submit_job_id: str | None = None  # the REST transport's submit job
+    pending: bool = False  # REST: the submit job has not run yet; it submits the sweep when it does
+
+
+class ResumeAnswer(Answer):
+    sweep_id: str
+    job_ids: list[str]
+    resumed_trials: list[str]
+    finished_trials: int
+
+
+class CancelAnswer(Answer):
+    sweep_id: str
+    cancelled_jobs: list[str]
+    closed_runs: int
+    was: str | None = None  # the queue's state of the sweep before it was cancelled
+
+
+class JobStatus(Answer):
+    job_id: str
+    state: JobState
+    name: str = ""
+    node_list: str = ""
+    elapsed: str = ""
+    restarts: int = 0
+    reason: str = ""
+    alloc_tres: str = ""
+    kind: str = "job"
+
+
+class TrialRecord(Answer):
+    trial_id: str
+    state: str  # Tune's trial status (trials.json), or the MLflow run status where only MLflow is readable
+    epoch: int = 0
+    metric: float | None = None
+    shard: int | None = None
+    job_id: str | None = None
+
+    @field_validator("epoch", mode="before")
+    @classmethod
+    def _no_epoch_yet(cls, value: Any) -> Any:
+        return 0 if value is None else value
+
+
+class SweepStatus(Answer):
+    sweep_id: str
+    project: str
+    submitted_at: float
+    cancelled: bool
+    jobs: list[JobStatus]
+    trials: list[TrialRecord]
+    parent_run_id: str | None = None
+    code: str | None = None
+
+
+class StatusAnswer(Answer):
+    sweeps: list[SweepStatus]
+
+
+class LogsAnswer(Answer):
+    files: list[str]
+
+
+class ManifestAnswer(Answer):
+    manifest: dict[str, Any]
+
+
+class Preemption(Answer):
+    by_job: str | None
+    outcome: str
+    seconds: float
+    signals_seen: list[str]
+
+
+class DrillReport(Answer):
+    job_id: str
+    folder: str
+    partition: str
+    node: str = ""
+    checkpoint_s: float
+    checkpoint_bytes: int
+    first_step_s: float | None = None
+    preempt_mode: str
+    grace_time_s: float
+    signal_delivered: bool
+    signal_latency_s: float | None
+    checkpoint_on_signal_s: float | None
+    preemption: Preemption | None = None
+    fits: bool
+    budget_s: float
+
+
+# ---------------------------------------------------------------------------- the queue and its agent
+class QueuedSweep(Answer):
+    """One sweep of the queue (a row of the store)."""
+
+    sweep_id: str
+    project: str
+    name: str
+    cluster: str
+    bundle: str
+    priority: int
+    state: str
+    gpus: int
+    config_hash: str
+    metric: str
+    mode: str
+    queued_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    job_ids: list[str]
+    submit_count: int
+    trials_done: int
+    trials_running: int
+    trials_pending: int
+    gpu_seconds: float
+    gpu_hours: float
+    best_metric: float | None
+    reason: str
+    after: list[str]
+
+
+class EnqueueAnswer(Answer):
+    sweep: QueuedSweep
+    position: int | None
+    queued: int
+
+
+class DuplicatesAnswer(Answer):
+    duplicates: list[QueuedSweep]
+
+
+class AgentLease(Answer):
+    lease_holder: str | None
+    last_tick: str | None  # JSON: {"at", "holder", "own_ms", "cluster_calls", "skipped"}
+
+
+class QueueListing(Answer):
+    sweeps: list[QueuedSweep]
+    counts: dict[str, int]
+    shown: int
+    agent: AgentLease
+
+
+class SweepChanged(Answer):
+    sweep: QueuedSweep
+
+
+class AgentJob(Answer):
+    job_id: str
+    state: str
+    restarts: int
+
+
+class AgentAnswer(Answer):
+    """What `agent start|stop|status` says, for the agent as a process (pid) or as a SLURM job (job_id)."""
+
+    pid: int | None = None
+    already_running: bool | None = None
+    stopped: bool | None = None
+    log: str | None = None
+    job_id: str | None = None
+    job_ids: list[str] | None = None
+    state: str | None = None
+    lease_holder: str | None = None
+    last_tick: dict[str, Any] | None = None
+    jobs: list[AgentJob] | None = None
+
+
+def dump(answer: Answer) -> dict[str, Any]:
+    """The answer as the JSON-ready mapping `emit` sends."""
+    return answer.model_dump(mode="json")
 
 
 def encode(answer: Mapping[str, Any]) -> str:
@@ -34,8 +226,8 @@ def encode_error(error: Problem) -> str:
     return RESULT_PREFIX + json.dumps({"ok": False, "code": error.exit_code, "error": error.as_dict()})
 
 
-def emit(answer: Mapping[str, Any]) -> None:
-    sys.stdout.write(encode(answer) + "\n")
+def emit(answer: Answer | Mapping[str, Any]) -> None:
+    sys.stdout.write(encode(dump(answer) if isinstance(answer, Answer) else answer) + "\n")
     sys.stdout.flush()
 
 
@@ -91,3 +283,18 @@ def checked(answer: Any, where: Path | str | None) -> dict[str, Any]:
             exit_code=int(answer.get("code", 2)),
         )
     return answer
+
+
+def read(model: type[A], answer: Mapping[str, Any], where: Path | str | None) -> A:
+    """A checked answer as its typed model; an answer of another shape is the login node's failure."""
+    try:
+        return model.model_validate(dict(answer))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RemoteError(
+            "remote",
+            f"the login node's answer lacks {'.'.join(map(str, first['loc']))} ({first['msg']})",
+            "check that the login node runs the same version of orch",
+            where=where,
+            exit_code=1,
+        ) from None

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import parse_profile
 from orchestrator.kernel.states import SweepState
 from orchestrator.login.queue.agent_job import job_script, job_spec
 from orchestrator.login.queue.store import QueueStore
@@ -23,7 +23,7 @@ JOB_PG_PORT = 6931  # the session's postgres_url server has 6930
 
 def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
     hostile = "x'; touch /tmp/PWNED; echo '"
-    profile = ClusterConfig.model_validate(
+    profile = parse_profile(
         {
             "name": "c",
             "backend": "slurm",

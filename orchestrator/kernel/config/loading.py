@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.kernel.config.models import ClusterConfig, ProjectConfig, SweepConfig
+from orchestrator.kernel.config.models import BACKENDS, ClusterProfile, ProjectConfig, SweepConfig, profile_class
 from orchestrator.kernel.config.search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -30,7 +30,7 @@ from orchestrator.kernel.errors import ConfigError
 if typing.TYPE_CHECKING:
     from trainables.registry import TrainableSpec
 
-KINDS = {"projects": ProjectConfig, "sweeps": SweepConfig, "clusters": ClusterConfig}
+KINDS = ("projects", "sweeps", "clusters")
 DEFAULT_CLUSTER = "local"
 
 
@@ -181,12 +181,21 @@ def cluster_file(name_or_path: str, conf_root: Path) -> Path:
     return conf_root / "clusters" / f"{name_or_path}.yaml"
 
 
-def load_cluster(name_or_path: str, conf_root: Path) -> ClusterConfig:
+def parse_cluster(data: dict[str, Any], file: Path) -> ClusterProfile:
+    """A cluster profile of the kind its keys say: local, SLURM over ssh, or SLURM over slurmrestd."""
+    backend = data.get("backend", "local")
+    if backend not in BACKENDS:
+        raise ConfigError(file, "backend", f"unknown backend {backend!r}", f"use one of: {', '.join(BACKENDS)}")
+    profile: ClusterProfile = parse_model(profile_class(data), data, file)
+    return profile
+
+
+def load_cluster(name_or_path: str, conf_root: Path) -> ClusterProfile:
     path = cluster_file(name_or_path, conf_root)
     if not path.is_file() and path.parent.is_dir():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(path, "", f"no cluster profile '{name_or_path}'", f"use one of: {', '.join(known) or 'none found'}")
-    return parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
+    return parse_cluster(expand_environment(read_yaml(path), path), path)
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -223,7 +232,7 @@ def validate_file(path: Path) -> str:
         project = load_project(path)
         return f"project '{project.name}' (trainable {project.trainable})"
     if kind == "clusters":
-        cluster = parse_model(ClusterConfig, expand_environment(read_yaml(path), path), path)
+        cluster = parse_cluster(expand_environment(read_yaml(path), path), path)
         return f"cluster profile '{cluster.name}' ({cluster.backend})"
     raise ConfigError(
         path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/"

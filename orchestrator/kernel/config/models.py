@@ -194,36 +194,80 @@ class QueueSettings(StrictModel):
     )
 
 
-class ClusterConfig(StrictModel):
-    """Where trials run. `local`: Ray on this machine. `slurm`: jobs through submitit."""
-
+class _ProfileBase(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
-    backend: Literal["local", "slurm"] = "local"
     description: str = ""
+    tracking: TrackingConfig = TrackingConfig()
+
+
+class LocalProfile(_ProfileBase):
+    """`backend: local`: Ray on this machine, sized to what it has (or to `cpus`/`gpus`)."""
+
+    backend: Literal["local"] = "local"
     cpus: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     gpus: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
-    tracking: TrackingConfig = TrackingConfig()
-    login: SshLogin | None = Field(default=None, description="omit to run the SLURM commands on this machine")
-    rest: SlurmRestLogin | None = Field(default=None, description="reach the cluster through slurmrestd instead of ssh")
-    remote: RemoteSettings | None = None
-    slurm: SlurmSettings | None = None
+
+
+class _SlurmProfileBase(_ProfileBase):
+    backend: Literal["slurm"]
+    remote: RemoteSettings
+    slurm: SlurmSettings
     queue: QueueSettings | None = Field(default=None, description="with it, orch submit queues and `orch agent` submits")
 
-    @model_validator(mode="after")
-    def _slurm_sections(self) -> ClusterConfig:
-        if self.backend == "slurm" and (self.slurm is None or self.remote is None):
-            missing = "slurm" if self.slurm is None else "remote"
-            raise ValueError(f"backend slurm needs a '{missing}:' section")
-        if self.backend == "local" and (self.slurm or self.login or self.remote or self.rest or self.queue):
-            raise ValueError("backend local takes no login/rest/remote/slurm sections")
-        if self.login is not None and self.rest is not None:
+
+class SshSlurmProfile(_SlurmProfileBase):
+    """`backend: slurm` through a login node: over ssh (`login:`), or on it (no `login:`)."""
+
+    login: SshLogin | None = Field(default=None, description="omit to run the SLURM commands on this machine")
+
+
+class RestSlurmProfile(_SlurmProfileBase):
+    """`backend: slurm` through a site's slurmrestd (`rest:`), for sites without ssh to a login node."""
+
+    rest: SlurmRestLogin
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_both(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("login") is not None:
             raise ValueError("give either 'login:' (ssh) or 'rest:' (slurmrestd), not both")
-        return self
+        return data
+
+
+SlurmProfile = SshSlurmProfile | RestSlurmProfile
+ClusterProfile = LocalProfile | SshSlurmProfile | RestSlurmProfile
+BACKENDS = ("local", "slurm")
+
+
+def profile_class(data: Any) -> type[LocalProfile] | type[SshSlurmProfile] | type[RestSlurmProfile]:
+    """Which kind of profile a mapping is: `backend` (default local), and for SLURM whether it names `rest:`."""
+    if not isinstance(data, dict) or data.get("backend", "local") != "slurm":
+        return LocalProfile
+    return RestSlurmProfile if data.get("rest") is not None else SshSlurmProfile
+
+
+def parse_profile(data: Any) -> ClusterProfile:
+    """A profile from plain data (a manifest's copy, the JSON the laptop sends); pydantic's error if it is not one."""
+    return profile_class(data).model_validate(data)
+
+
+def profile_from_json(text: str) -> ClusterProfile:
+    import json
+
+    return parse_profile(json.loads(text))
 
 
 __all__ = [
     "CheckpointPolicy",
-    "ClusterConfig",
+    "BACKENDS",
+    "ClusterProfile",
+    "LocalProfile",
+    "RestSlurmProfile",
+    "SlurmProfile",
+    "SshSlurmProfile",
+    "parse_profile",
+    "profile_class",
+    "profile_from_json",
     "ProjectBudgetConfig",
     "QueueSettings",
     "RemoteSettings",

@@ -18,10 +18,11 @@ import yaml
 from rich.console import Console
 
 from cluster.adaptors.git import code_version
-from cluster.node.local import MachineResources, local_ray
+from cluster.node.local import local_ray
 from orchestrator.kernel import tracking_layout as layout
 from orchestrator.kernel.config.loading import ResolvedSweep
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import LocalProfile
+from orchestrator.kernel.config.resources import MachineResources
 from orchestrator.kernel.config.search_space import flatten
 from orchestrator.kernel.states import RunStatus
 from orchestrator.laptop.progress import SweepProgress
@@ -56,7 +57,7 @@ def new_sweep_id(name: str) -> str:
 
 def run_sweep(
     resolved: ResolvedSweep,
-    cluster: ClusterConfig,
+    cluster: LocalProfile,
     resources: MachineResources,
     concurrency: int,
     state: LocalState,

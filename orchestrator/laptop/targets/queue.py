@@ -9,21 +9,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from orchestrator.kernel.config.loading import ResolvedSweep
 from orchestrator.kernel.errors import RemoteError
 from orchestrator.laptop.targets.ssh import SlurmTarget, prepare_submit
+from orchestrator.login.wire import AgentAnswer, Answer, DuplicatesAnswer, EnqueueAnswer, QueuedSweep
+
+A = TypeVar("A", bound=Answer)
 
 
-def service(target: SlurmTarget, *args: str) -> dict[str, Any]:
-    """`python -m orchestrator.login queue --profile-json JSON OP ARGS` on the login node."""
-    return target.call(["queue", "--profile-json", target.profile.model_dump_json(), *args])
+def service(target: SlurmTarget, model: type[A], *args: str) -> A:
+    """`python -m orchestrator.login queue --profile-json JSON OP ARGS` on the login node, its answer typed."""
+    return target.ask(model, ["queue", "--profile-json", target.profile.model_dump_json(), *args])
 
 
-def agent(target: SlurmTarget, command: str) -> dict[str, Any]:
+def agent(target: SlurmTarget, command: str) -> AgentAnswer:
     """`python -m orchestrator.login agent start|stop|status --profile-json JSON` on the login node."""
-    return target.call(["agent", command, "--profile-json", target.profile.model_dump_json()], timeout_s=120)
+    return target.ask(AgentAnswer, ["agent", command, "--profile-json", target.profile.model_dump_json()], timeout_s=120)
 
 
 def config_hash(resolved: ResolvedSweep, code_version: str, cluster: str) -> str:
@@ -44,14 +47,15 @@ def enqueue(
     priority: int,
     after: list[str],
     hold: bool,
-    confirm_duplicate: Callable[[list[dict[str, Any]]], bool],
-) -> tuple[dict[str, Any], list[str]]:
-    """Ship the code and manifest, then queue the sweep on the login node (checked there first)."""
+    confirm_duplicate: Callable[[list[QueuedSweep]], bool],
+) -> tuple[EnqueueAnswer | None, list[str]]:
+    """Ship the code and manifest, then queue the sweep on the login node (checked there first); None when
+    it repeats an earlier sweep and the user chose not to queue it again."""
     prepared = prepare_submit(resolved, target.profile, tracking_uri, sweep_id)
     digest = config_hash(resolved, prepared.code_version, target.profile.name)
-    earlier = service(target, "duplicates", "--config-hash", digest)["duplicates"]
+    earlier = service(target, DuplicatesAnswer, "duplicates", "--config-hash", digest).duplicates
     if earlier and not confirm_duplicate(earlier):
-        return {"declined": True, "duplicates": earlier}, prepared.warnings
+        return None, prepared.warnings
     try:
         target.upload(f"{prepared.remote_dir}/code", prepared.code_archive)
         target.upload(prepared.remote_dir, prepared.bundle_archive)
@@ -65,7 +69,7 @@ def enqueue(
             *(["--hold"] if hold else []),
             *[part for ref in after for part in ("--after", ref)],
         ]
-        answer = service(target, *args)
+        answer = service(target, EnqueueAnswer, *args)
     except RemoteError:
         target.remove_unsubmitted(prepared.remote_dir)  # nothing half-way: no folder without its queue entry
         raise

@@ -19,7 +19,7 @@ from typing import Any
 from cluster.adaptors.slurmrest import SlurmRestClient, SlurmRestError
 from cluster.slurm.job_spec import refused_key
 from orchestrator.kernel.config.loading import ResolvedSweep
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import RestSlurmProfile
 from orchestrator.kernel.errors import ConfigError, OrchError, RemoteError
 from orchestrator.kernel.states import RunStatus
 from orchestrator.laptop.targets.rest_job import MAX_SCRIPT_BYTES, answer_of, submit_job_fields, submit_script
@@ -34,14 +34,13 @@ POLL_INTERVAL_S = 1.0
 class RestTarget:
     """A SLURM profile reached through slurmrestd."""
 
-    profile: ClusterConfig
+    profile: RestSlurmProfile
     profile_file: Path
     client: SlurmRestClient
 
     @classmethod
-    def of(cls, profile: ClusterConfig, profile_file: Path) -> RestTarget:
+    def of(cls, profile: RestSlurmProfile, profile_file: Path) -> RestTarget:
         rest = profile.rest
-        assert rest is not None
         token = _read_token(profile_file, rest.token_file, rest.token_env)
         client = SlurmRestClient(rest.url, rest.user, token, rest.api_version, rest.timeout_s)
         try:
@@ -54,13 +53,12 @@ class RestTarget:
 
     @property
     def workdir(self) -> str:
-        assert self.profile.remote is not None
         return self.profile.remote.workdir
 
     def error(self, exc: SlurmRestError) -> RemoteError:
         """One line naming the profile key to look at; exit 2 like every refused submit."""
         if exc.kind == "auth":
-            key = "rest.token_file" if self.profile.rest and self.profile.rest.token_file else "rest.token_env"
+            key = "rest.token_file" if self.profile.rest.token_file else "rest.token_env"
         elif exc.kind in ("connection", "protocol"):
             key = "rest.url"
         else:
@@ -93,10 +91,9 @@ def _read_token(profile_file: Path, token_file: str | None, token_env: str) -> s
 
 
 # ---------------------------------------------------------------------------- submit
-def submit(resolved: ResolvedSweep, target: RestTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:
+def submit(resolved: ResolvedSweep, target: RestTarget, tracking_uri: str, sweep_id: str) -> tuple[wire.SubmitAnswer, list[str]]:
     """Send the submit job and wait for its answer (at most rest.submit_wait_s)."""
     profile = target.profile
-    assert profile.remote is not None and profile.slurm is not None and profile.rest is not None
     prepared = prepare_submit(resolved, profile, tracking_uri, sweep_id)
     script = submit_script(profile.remote, profile.remote.workdir, sweep_id, prepared.code_archive, prepared.bundle_archive)
     if len(script.encode()) > MAX_SCRIPT_BYTES:
@@ -113,15 +110,9 @@ def submit(resolved: ResolvedSweep, target: RestTarget, tracking_uri: str, sweep
         raise target.error(exc) from None
     answer = _await_answer(target, job_id, profile.rest.submit_wait_s)
     if answer is None:
-        pending: dict[str, Any] = {
-            "sweep_id": sweep_id,
-            "job_ids": [],
-            "submit_job_id": job_id,
-            "parent_run_id": None,
-            "pending": True,
-        }
-        return pending, prepared.warnings
-    return {**wire.checked(answer, target.profile_file), "submit_job_id": job_id}, prepared.warnings
+        return wire.SubmitAnswer(sweep_id=sweep_id, job_ids=[], submit_job_id=job_id, pending=True), prepared.warnings
+    submitted = wire.read(wire.SubmitAnswer, wire.checked(answer, target.profile_file), target.profile_file)
+    return submitted.model_copy(update={"submit_job_id": job_id}), prepared.warnings
 
 
 def _await_answer(target: RestTarget, job_id: str, wait_s: float) -> dict[str, Any] | None:
@@ -152,20 +143,28 @@ def _await_answer(target: RestTarget, job_id: str, wait_s: float) -> dict[str, A
 
 
 # ---------------------------------------------------------------------------- status
-def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str, Any]]:
+def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[wire.SweepStatus]:
     """The sweeps SLURM still knows of (ONE REST request), with their trials from MLflow."""
     try:
         jobs = target.client.jobs()
     except SlurmRestError as exc:
         raise target.error(exc) from None
-    by_sweep: dict[str, list[dict[str, Any]]] = {}
+    by_sweep: dict[str, list[wire.JobStatus]] = {}
     for job in jobs:
         match = _SWEEP_COMMENT.search(job.comment)
         if not match or (sweep_id and match.group(2) != sweep_id):
             continue
         kind = "submit job" if match.group(1) == "submit" else "job"
         by_sweep.setdefault(match.group(2), []).append(
-            {"job_id": job.display_id, "state": job.state.value, "node_list": job.nodes, "kind": kind, "restarts": job.restarts}
+            wire.JobStatus(
+                job_id=job.display_id,
+                state=job.state,
+                name=job.name,
+                node_list=job.nodes,
+                kind=kind,
+                restarts=job.restarts,
+                reason=job.reason,
+            )
         )
     runs = _parent_runs(target, sweep_id)
     if sweep_id and sweep_id not in by_sweep and sweep_id not in runs:
@@ -179,15 +178,15 @@ def sweeps_on_cluster(target: RestTarget, sweep_id: str | None) -> list[dict[str
     for sid in sorted(set(by_sweep) | set(runs)):
         parent = runs.get(sid)
         sweeps.append(
-            {
-                "sweep_id": sid,
-                "project": parent["project"] if parent else "?",
-                "submitted_at": parent["start_time"] if parent else time.time(),
-                "cancelled": bool(parent and parent["status"] == RunStatus.KILLED),
-                "jobs": [j for j in by_sweep.get(sid, []) if j["kind"] == "job"],
-                "trials": _trials(target, parent) if parent else [],
-                "parent_run_id": parent["run_id"] if parent else None,
-            }
+            wire.SweepStatus(
+                sweep_id=sid,
+                project=parent["project"] if parent else "?",
+                submitted_at=parent["start_time"] if parent else time.time(),
+                cancelled=bool(parent and parent["status"] == RunStatus.KILLED),
+                jobs=[j for j in by_sweep.get(sid, []) if j.kind == "job"],
+                trials=[wire.TrialRecord.model_validate(t) for t in _trials(target, parent)] if parent else [],
+                parent_run_id=parent["run_id"] if parent else None,
+            )
         )
     return sweeps
 
@@ -243,7 +242,7 @@ def _trials(target: RestTarget, parent: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- cancel
-def cancel(target: RestTarget, sweep_id: str) -> dict[str, Any]:
+def cancel(target: RestTarget, sweep_id: str) -> wire.CancelAnswer:
     """Cancel every job of the sweep (its submit job too) and close its MLflow runs as KILLED."""
     try:
         jobs = [job for job in target.client.jobs() if (m := _SWEEP_COMMENT.search(job.comment)) and m.group(2) == sweep_id]
@@ -265,7 +264,7 @@ def cancel(target: RestTarget, sweep_id: str) -> dict[str, Any]:
     closed = 0
     if sweep_id in runs:
         closed = _close_runs(target, runs[sweep_id])
-    return {"sweep_id": sweep_id, "cancelled_jobs": live, "closed_runs": closed}
+    return wire.CancelAnswer(sweep_id=sweep_id, cancelled_jobs=live, closed_runs=closed)
 
 
 def _close_runs(target: RestTarget, parent: dict[str, Any]) -> int:

@@ -15,16 +15,17 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cluster.adaptors.git import SnapshotError, take_snapshot
 from cluster.adaptors.ssh import Transport, TransportError, transport_for
 from orchestrator.kernel.config.loading import ResolvedSweep
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import ClusterProfile, SlurmProfile, SshSlurmProfile
 from orchestrator.kernel.errors import ConfigError, RemoteError, ResourceError
 from orchestrator.kernel.sweep_folder import BundleManifest, sweep_dir
 from orchestrator.login import wire
 
+A = TypeVar("A", bound=wire.Answer)
 LOGIN_ENTRY = "orchestrator.login"  # `python -m` this on the login node
 
 
@@ -32,13 +33,13 @@ LOGIN_ENTRY = "orchestrator.login"  # `python -m` this on the login node
 class SlurmTarget:
     """A SLURM cluster profile with the transport that reaches its login node."""
 
-    profile: ClusterConfig
+    profile: SshSlurmProfile
     profile_file: Path
     transport: Transport
 
     @classmethod
-    def of(cls, profile: ClusterConfig, profile_file: Path) -> SlurmTarget:
-        if profile.backend != "slurm" or profile.remote is None or profile.slurm is None:
+    def of(cls, profile: ClusterProfile, profile_file: Path) -> SlurmTarget:
+        if not isinstance(profile, SshSlurmProfile):
             raise ConfigError(
                 profile_file,
                 "backend",
@@ -49,26 +50,26 @@ class SlurmTarget:
 
     @property
     def workdir(self) -> str:
-        assert self.profile.remote is not None
         return self.profile.remote.workdir
 
     def call(self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300) -> dict[str, Any]:
         """Run `python -m orchestrator.login ARGS` on the login node and return its answer."""
         return self.call_with_output(args, code_dir=code_dir, timeout_s=timeout_s)[0]
 
+    def ask(self, model: type[A], args: list[str], *, code_dir: str | None = None, timeout_s: float = 300) -> A:
+        """Like `call`, the answer read as its typed model (orchestrator/login/wire.py)."""
+        return wire.read(model, self.call(args, code_dir=code_dir, timeout_s=timeout_s), self.profile_file)
+
     def remote_env(self, code_dir: str | None) -> dict[str, str]:
-        assert self.profile.remote is not None
         return {**self.profile.remote.env, **({"PYTHONPATH": code_dir} if code_dir else {})}
 
     def stream(self, args: list[str], *, code_dir: str | None = None) -> int:
-        assert self.profile.remote is not None
         return self.transport.stream([self.profile.remote.python, "-m", LOGIN_ENTRY, *args], env=self.remote_env(code_dir))
 
     def call_with_output(
         self, args: list[str], *, code_dir: str | None = None, timeout_s: float = 300
     ) -> tuple[dict[str, Any], list[str]]:
         """Like `call`, also returning what the command printed before its answer."""
-        assert self.profile.remote is not None
         python = self.profile.remote.python
         try:
             result = self.transport.run([python, "-m", LOGIN_ENTRY, *args], env=self.remote_env(code_dir), timeout_s=timeout_s)
@@ -140,7 +141,6 @@ class SlurmTarget:
 
 def check_slurm_resources(resolved: ResolvedSweep, target: SlurmTarget) -> None:
     settings = target.profile.slurm
-    assert settings is not None
     asked = resolved.sweep.resources_per_trial
     if asked.gpu > settings.gpus_per_node:
         raise ResourceError(
@@ -183,9 +183,8 @@ class PreparedSubmit:
     code_version: str  # commit + sha256 of the uncommitted diff: equal for equal code
 
 
-def prepare_submit(resolved: ResolvedSweep, profile: ClusterConfig, tracking_uri: str, sweep_id: str) -> PreparedSubmit:
+def prepare_submit(resolved: ResolvedSweep, profile: SlurmProfile, tracking_uri: str, sweep_id: str) -> PreparedSubmit:
     """Snapshot the code of the sweep's repository and write its manifest (nothing leaves this machine)."""
-    assert profile.remote is not None
     try:
         snapshot, warnings = take_snapshot(resolved.file.parent, profile.remote.untracked_files)
     except SnapshotError as exc:
@@ -225,13 +224,13 @@ def prepare_submit(resolved: ResolvedSweep, profile: ClusterConfig, tracking_uri
     )
 
 
-def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[dict[str, Any], list[str]]:
+def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, sweep_id: str) -> tuple[wire.SubmitAnswer, list[str]]:
     """Ship the code and manifest, submit on the login node; returns its answer and warnings."""
     prepared = prepare_submit(resolved, target.profile, tracking_uri, sweep_id)
     try:
         target.upload(f"{prepared.remote_dir}/code", prepared.code_archive)
         target.upload(prepared.remote_dir, prepared.bundle_archive)
-        answer = target.call(["submit", prepared.remote_dir], code_dir=f"{prepared.remote_dir}/code")
+        answer = target.ask(wire.SubmitAnswer, ["submit", prepared.remote_dir], code_dir=f"{prepared.remote_dir}/code")
     except RemoteError:
         target.remove_unsubmitted(prepared.remote_dir)  # nothing half-way: no folder without its jobs
         raise
@@ -244,7 +243,7 @@ def local_config_hash(target: SlurmTarget, sweep_id: str) -> str | None:
     from orchestrator.kernel.config.loading import load_sweep, sweep_files_hash
     from orchestrator.kernel.sweep_folder import sweep_dir
 
-    manifest = target.call(["manifest", str(sweep_dir(target.workdir, sweep_id))], timeout_s=120)["manifest"]
+    manifest = target.ask(wire.ManifestAnswer, ["manifest", str(sweep_dir(target.workdir, sweep_id))], timeout_s=120).manifest
     local = Path(manifest["sweep_file"])
     if not local.exists():
         return None

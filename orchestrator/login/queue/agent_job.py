@@ -13,36 +13,35 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 from cluster.adaptors.slurm import SlurmClient, SlurmError
 from cluster.slurm.job_spec import AGENT_JOB_PREFIX, JobSpec, setup_lines, small_job
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import SlurmProfile
 from orchestrator.kernel.errors import RemoteError
 from orchestrator.kernel.files import write_atomic
+from orchestrator.login.wire import AgentAnswer, AgentJob
 
 REQUEUE_MARGIN_S = 120
 AGENT_JOB_MEM_MB = 1024
 
 
-def agent_job_name(profile: ClusterConfig) -> str:
+def agent_job_name(profile: SlurmProfile) -> str:
     return f"{AGENT_JOB_PREFIX}{profile.name}"
 
 
-def agent_folder(profile: ClusterConfig) -> Path:
+def agent_folder(profile: SlurmProfile) -> Path:
     """On the shared filesystem: the job's profile file and its log."""
-    assert profile.remote is not None
     return Path(profile.remote.workdir) / "agent"
 
 
-def run_seconds(profile: ClusterConfig) -> int:
+def run_seconds(profile: SlurmProfile) -> int:
     assert profile.queue is not None
     return profile.queue.agent_job_run_s or max(30, profile.queue.agent_job_time_min * 60 - REQUEUE_MARGIN_S)
 
 
-def job_spec(profile: ClusterConfig, log: Path) -> JobSpec:
+def job_spec(profile: SlurmProfile, log: Path) -> JobSpec:
     """One CPU, requeued by SLURM and by itself, its log appended across pieces."""
-    assert profile.queue is not None and profile.slurm is not None
+    assert profile.queue is not None
     return small_job(
         profile.slurm,
         agent_job_name(profile),
@@ -55,8 +54,7 @@ def job_spec(profile: ClusterConfig, log: Path) -> JobSpec:
     )
 
 
-def job_script(profile: ClusterConfig, profile_file: Path) -> str:
-    assert profile.remote is not None
+def job_script(profile: SlurmProfile, profile_file: Path) -> str:
     python = shlex.quote(profile.remote.python)
     lines = [
         "#!/bin/bash",
@@ -72,20 +70,19 @@ def job_script(profile: ClusterConfig, profile_file: Path) -> str:
     return "\n".join(lines)
 
 
-def find_jobs(profile: ClusterConfig) -> list[dict[str, Any]]:
+def find_jobs(profile: SlurmProfile) -> list[AgentJob]:
     """The agent job(s) SLURM knows, pending or running (one squeue call)."""
-    assert profile.remote is not None
     jobs = SlurmClient(env=profile.remote.env).queue_snapshot(agent_job_name(profile))
     return [
-        {"job_id": j.job_id, "state": j.state.value, "restarts": j.restarts}
+        AgentJob(job_id=j.job_id, state=j.state.value, restarts=j.restarts)
         for j in jobs
         if j.name == agent_job_name(profile) and not j.state.is_ended
     ]
 
 
-def start_job(profile: ClusterConfig) -> dict[str, Any]:
+def start_job(profile: SlurmProfile) -> AgentAnswer:
     """Submit the agent job unless one is pending or running (idempotent)."""
-    assert profile.queue is not None and profile.remote is not None
+    assert profile.queue is not None
     if not profile.queue.store.startswith("postgresql"):
         raise RemoteError(
             "queue.agent_as_job",
@@ -94,7 +91,7 @@ def start_job(profile: ClusterConfig) -> dict[str, Any]:
         )
     running = find_jobs(profile)
     if running:
-        return {"job_id": running[0]["job_id"], "already_running": True, "state": running[0]["state"]}
+        return AgentAnswer(job_id=running[0].job_id, already_running=True, state=running[0].state)
     folder = agent_folder(profile)
     folder.mkdir(parents=True, exist_ok=True)
     profile_file = folder / f"{profile.name}.json"
@@ -110,11 +107,10 @@ def start_job(profile: ClusterConfig) -> dict[str, Any]:
             f"sbatch refused the agent job: {exc.message[-300:]}",
             "set queue.agent_job_partition to a partition that takes CPU jobs",
         ) from None
-    return {"job_id": job_id, "already_running": False, "log": str(log)}
+    return AgentAnswer(job_id=job_id, already_running=False, log=str(log))
 
 
-def stop_job(profile: ClusterConfig) -> dict[str, Any]:
-    assert profile.remote is not None
-    jobs = [j["job_id"] for j in find_jobs(profile)]
+def stop_job(profile: SlurmProfile) -> AgentAnswer:
+    jobs = [j.job_id for j in find_jobs(profile)]
     SlurmClient(env=profile.remote.env).cancel(jobs)
-    return {"stopped": bool(jobs), "job_ids": jobs}
+    return AgentAnswer(stopped=bool(jobs), job_ids=jobs)

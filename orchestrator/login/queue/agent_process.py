@@ -16,24 +16,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import SlurmProfile
 from orchestrator.kernel.files import write_atomic
+from orchestrator.login.wire import AgentAnswer
 
 STOP_TIMEOUT_S = 30.0
 
 
-def _dir(profile: ClusterConfig) -> Path:
+def _dir(profile: SlurmProfile) -> Path:
     assert profile.queue is not None
     folder = Path(os.path.expanduser(profile.queue.agent_dir))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def pid_file(profile: ClusterConfig) -> Path:
+def pid_file(profile: SlurmProfile) -> Path:
     return _dir(profile) / f"agent-{profile.name}.json"
 
 
-def log_file(profile: ClusterConfig) -> Path:
+def log_file(profile: SlurmProfile) -> Path:
     return _dir(profile) / f"agent-{profile.name}.log"
 
 
@@ -45,7 +46,7 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def running_pid(profile: ClusterConfig) -> int | None:
+def running_pid(profile: SlurmProfile) -> int | None:
     """The pid of this profile's agent when it is alive (same pid AND same start time)."""
     try:
         record = json.loads(pid_file(profile).read_text())
@@ -55,14 +56,14 @@ def running_pid(profile: ClusterConfig) -> int | None:
     return pid if _start_ticks(pid) == record["start_ticks"] else None
 
 
-def start(profile: ClusterConfig, profile_json: str) -> dict[str, Any]:
+def start(profile: SlurmProfile, profile_json: str) -> AgentAnswer:
     """Start the agent detached (own session, log file) unless it already runs: idempotent."""
     lock_path = _dir(profile) / f"agent-{profile.name}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two starts at once: the second finds the first
         pid = running_pid(profile)
         if pid is not None:
-            return {"pid": pid, "already_running": True, "log": str(log_file(profile))}
+            return AgentAnswer(pid=pid, already_running=True, log=str(log_file(profile)))
         with open(log_file(profile), "ab") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.login", "agent", "run", "--profile-json", profile_json],
@@ -80,23 +81,23 @@ def start(profile: ClusterConfig, profile_json: str) -> dict[str, Any]:
                 break
             time.sleep(0.01)
         write_atomic(pid_file(profile), json.dumps({"pid": child.pid, "start_ticks": ticks, "started_at": time.time()}))
-    return {"pid": child.pid, "already_running": False, "log": str(log_file(profile))}
+    return AgentAnswer(pid=child.pid, already_running=False, log=str(log_file(profile)))
 
 
-def stop(profile: ClusterConfig) -> dict[str, Any]:
+def stop(profile: SlurmProfile) -> AgentAnswer:
     pid = running_pid(profile)
     if pid is None:
-        return {"stopped": False, "pid": None}
+        return AgentAnswer(stopped=False, pid=None)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while _start_ticks(pid) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     if _start_ticks(pid) is not None:
         os.kill(pid, signal.SIGKILL)
-    return {"stopped": True, "pid": pid}
+    return AgentAnswer(stopped=True, pid=pid)
 
 
-def status(profile: ClusterConfig) -> dict[str, Any]:
+def status(profile: SlurmProfile) -> AgentAnswer:
     from orchestrator.login.queue.service import open_store
 
     store = open_store(profile)
@@ -105,21 +106,18 @@ def status(profile: ClusterConfig) -> dict[str, Any]:
         holder = store.lease_holder(profile.name)
     finally:
         store.close()
-    return {
-        "pid": running_pid(profile),
-        "lease_holder": holder,
-        "last_tick": json.loads(last) if last else None,
-        "log": str(log_file(profile)),
-    }
+    return AgentAnswer(
+        pid=running_pid(profile), lease_holder=holder, last_tick=json.loads(last) if last else None, log=str(log_file(profile))
+    )
 
 
-def run(profile: ClusterConfig, max_ticks: int | None = None, max_seconds: float | None = None) -> int:
+def run(profile: SlurmProfile, max_ticks: int | None = None, max_seconds: float | None = None) -> int:
     """The loop: one tick every queue.tick_s until SIGTERM or `max_seconds` (the lease is released on the way out)."""
     from orchestrator.login.queue.agent import Agent, holder_name
     from orchestrator.login.queue.service import open_store
     from orchestrator.login.queue.slurm_port import SlurmPort
 
-    assert profile.queue is not None and profile.remote is not None
+    assert profile.queue is not None
     stopping = False
 
     def on_term(_signum: int, _frame: Any) -> None:

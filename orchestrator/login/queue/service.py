@@ -10,37 +10,46 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from orchestrator.kernel.config.models import ClusterConfig
+from orchestrator.kernel.config.models import SlurmProfile
 from orchestrator.kernel.states import TERMINAL, SweepState
 from orchestrator.login.queue.store import NewSweep, QueueStore, SweepRow
+from orchestrator.login.wire import (
+    AgentLease,
+    CancelAnswer,
+    DuplicatesAnswer,
+    EnqueueAnswer,
+    QueuedSweep,
+    QueueListing,
+    SweepChanged,
+)
 
 DEFAULT_LIMIT = 50
 RECENT_S = 24 * 3600.0
 
 
-def open_store(profile: ClusterConfig) -> QueueStore:
+def open_store(profile: SlurmProfile) -> QueueStore:
     assert profile.queue is not None
     return QueueStore(profile.queue.store)
 
 
-def gpus_of(profile: ClusterConfig, shards: int | None = None) -> int:
+def gpus_of(profile: SlurmProfile, shards: int | None = None) -> int:
     """GPUs a sweep holds while it runs: its job's, times the array tasks."""
-    assert profile.slurm is not None
     tasks = (shards or profile.slurm.shards) if profile.slurm.layout == "array" else 1
     return profile.slurm.nodes * profile.slurm.gpus_per_node * tasks
 
 
-def row_json(row: SweepRow) -> dict[str, Any]:
+def queued(row: SweepRow) -> QueuedSweep:
+    """A queue row as the wire carries it."""
     data = asdict(row)
     data["state"] = row.state.value
     data["gpu_hours"] = round(row.gpu_hours, 4)
-    return data
+    return QueuedSweep.model_validate(data)
 
 
 # ---------------------------------------------------------------------------- operations
 def enqueue(
-    profile: ClusterConfig, bundle_root: Path, priority: int, after: list[str], held: bool, config_hash: str
-) -> dict[str, Any]:
+    profile: SlurmProfile, bundle_root: Path, priority: int, after: list[str], held: bool, config_hash: str
+) -> EnqueueAnswer:
     """Check the sweep and the cluster (nothing queued if either refuses), then queue it."""
     from orchestrator.kernel.sweep_folder import Bundle
     from orchestrator.login.sweeps import load_bundle_sweep, preflight
@@ -70,18 +79,18 @@ def enqueue(
         position = next((i + 1 for i, r in enumerate(waiting) if r.sweep_id == row.sweep_id), None)
     finally:
         store.close()
-    return {"sweep": row_json(row), "position": position, "queued": len(waiting)}
+    return EnqueueAnswer(sweep=queued(row), position=position, queued=len(waiting))
 
 
-def duplicates(profile: ClusterConfig, config_hash: str) -> dict[str, Any]:
+def duplicates(profile: SlurmProfile, config_hash: str) -> DuplicatesAnswer:
     store = open_store(profile)
     try:
-        return {"duplicates": [row_json(r) for r in store.duplicates(config_hash)]}
+        return DuplicatesAnswer(duplicates=[queued(r) for r in store.duplicates(config_hash)])
     finally:
         store.close()
 
 
-def listing(profile: ClusterConfig, show_all: bool, limit: int | None) -> dict[str, Any]:
+def listing(profile: SlurmProfile, show_all: bool, limit: int | None) -> QueueListing:
     """Waiting and active sweeps, plus those that ended in the last day (all of them with show_all)."""
     store = open_store(profile)
     try:
@@ -94,15 +103,12 @@ def listing(profile: ClusterConfig, show_all: bool, limit: int | None) -> dict[s
         holder = store.lease_holder(profile.name)
     finally:
         store.close()
-    return {
-        "sweeps": [row_json(r) for r in rows],
-        "counts": counts,
-        "shown": len(rows),
-        "agent": {"lease_holder": holder, "last_tick": last},
-    }
+    return QueueListing(
+        sweeps=[queued(r) for r in rows], counts=counts, shown=len(rows), agent=AgentLease(lease_holder=holder, last_tick=last)
+    )
 
 
-def change(profile: ClusterConfig, op: str, ref: str, value: Any = None) -> dict[str, Any]:
+def change(profile: SlurmProfile, op: str, ref: str, value: Any = None) -> SweepChanged:
     store = open_store(profile)
     try:
         sweep_id = store.resolve(ref)
@@ -118,10 +124,10 @@ def change(profile: ClusterConfig, op: str, ref: str, value: Any = None) -> dict
             raise ValueError(op)
     finally:
         store.close()
-    return {"sweep": row_json(row)}
+    return SweepChanged(sweep=queued(row))
 
 
-def cancel(profile: ClusterConfig, ref: str) -> dict[str, Any]:
+def cancel(profile: SlurmProfile, ref: str) -> CancelAnswer:
     """Cancel in the queue first (so the agent never submits it again), then its jobs and runs."""
     from orchestrator.login.sweeps import cancel as cancel_on_cluster
 
@@ -131,8 +137,9 @@ def cancel(profile: ClusterConfig, ref: str) -> dict[str, Any]:
         before = store.cancel(sweep_id)
     finally:
         store.close()
-    result: dict[str, Any] = {"sweep_id": sweep_id, "was": before.state.value, "cancelled_jobs": [], "closed_runs": 0}
-    assert profile.remote is not None
     if before.state.on_cluster and Path(before.bundle, "bundle.json").exists():
-        result.update(cancel_on_cluster(Path(profile.remote.workdir), sweep_id))
-    return result
+        done = cancel_on_cluster(Path(profile.remote.workdir), sweep_id)
+        return CancelAnswer(
+            sweep_id=sweep_id, was=before.state.value, cancelled_jobs=done.cancelled_jobs, closed_runs=done.closed_runs
+        )
+    return CancelAnswer(sweep_id=sweep_id, was=before.state.value, cancelled_jobs=[], closed_runs=0)

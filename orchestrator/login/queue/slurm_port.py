@@ -37,7 +37,7 @@ class SlurmPort:
         from orchestrator.login.sweeps import submit
 
         try:
-            return list(submit(Path(bundle))["job_ids"])
+            return list(submit(Path(bundle)).job_ids)
         except RemoteError as exc:
             raise SubmitRefused(f"{exc.key}: {exc.problem}; fix: {exc.fix}") from None
         except SlurmError as exc:
