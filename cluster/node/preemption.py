@@ -25,6 +25,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from orchestrator.kernel.states import TrialStatus
 from trainables import runtime
 
 _state: dict[str, Any] = {"pending": None, "original": None, "deadline_s": 20.0, "experiment": None}
@@ -67,7 +68,7 @@ def _newest_checkpoint(trial_dir: Path) -> float:
 
 
 def _ready(experiment: Path, trials: list[Any], since: float) -> bool:
-    running = [t for t in trials if getattr(t, "status", "") == "RUNNING"]
+    running = [t for t in trials if TrialStatus.parse(getattr(t, "status", "")) == TrialStatus.RUNNING]
     newest = 0.0
     for trial in running:
         storage = getattr(trial, "storage", None)

@@ -135,6 +135,23 @@ def test_trials_are_tracked_in_mlflow(slurm_cluster: Any, two_sweeps: dict[str, 
         assert child.data.tags["orch.slurm_job_id"] == job_id
         assert "val_loss" in child.data.metrics and child.data.params["epochs"] == "2"
         assert child.data.tags["orch.node_ip"].startswith("10.77.") and child.data.tags["orch.cuda_visible_devices"] in ("0", "1")
+    # The parent and every trial carry one tag set (kernel/tracking_layout.sweep_tags), as a local run's do.
+    commit = parent.data.tags["mlflow.source.git.commit"]
+    assert commit == parent.data.tags["orch.git_commit"] and len(commit) == 40
+    for child in children:
+        shared = {
+            k: child.data.tags[k]
+            for k in (
+                "orch.sweep_id",
+                "orch.project",
+                "orch.trainable",
+                "orch.cluster",
+                "orch.git_commit",
+                "mlflow.source.git.commit",
+            )
+        }
+        assert shared == {k: parent.data.tags[k] for k in shared}
+    assert parent.data.params["max_concurrent_trials"] == "2" and parent.data.params["search_algorithm"] == "random"
 
 
 def test_two_node_allocation_runs_one_ray_cluster(slurm_cluster: Any, two_sweeps: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator.kernel.errors import QueueError
-from orchestrator.kernel.states import SweepState, check_transition
+from orchestrator.kernel.states import JobState, SweepState, check_transition
 
 SCHEMA_VERSION = 1
 WEEK_S = 7 * 24 * 3600.0
@@ -489,7 +489,7 @@ class QueueStore:
                             job_id=job_id,
                             sweep_id=sweep_id,
                             project=row.project,
-                            state="PENDING",
+                            state=JobState.PENDING.value,
                             gpus=row.gpus,
                             elapsed_s=0.0,
                             submitted_at=now,
