@@ -32,7 +32,8 @@ from cluster.adaptors.slurm import JobRecord, QueueJob  # noqa: E402
 from orchestrator.kernel.config.models import ProjectBudgetConfig, QueueSettings  # noqa: E402
 from orchestrator.kernel.states import JobState, SweepState  # noqa: E402
 from orchestrator.login.queue.agent import Agent, TrialCounts  # noqa: E402
-from orchestrator.login.queue.store import QueueStore, SweepRow, jobs_table, sweeps_table, trials_table  # noqa: E402
+from orchestrator.login.queue.rows import SweepRow  # noqa: E402
+from orchestrator.login.queue.store import QueueStore, jobs_table, sweeps_table, trials_table  # noqa: E402
 
 PROJECTS = ("avae", "avae3d", "hvae")
 LIVE = 300

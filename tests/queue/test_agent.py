@@ -13,7 +13,8 @@ from cluster.adaptors.slurm import JobRecord, QueueJob
 from orchestrator.kernel.config.models import ProjectBudgetConfig, QueueSettings
 from orchestrator.kernel.states import JobState, SweepState, sweep_state_from_jobs
 from orchestrator.login.queue.agent import Agent, SubmitRefused, TrialCounts
-from orchestrator.login.queue.store import NewSweep, QueueStore, SweepRow
+from orchestrator.login.queue.rows import NewSweep, SweepRow
+from orchestrator.login.queue.store import QueueStore
 
 
 @dataclass

@@ -26,8 +26,9 @@ from orchestrator.kernel.config.models import QueueSettings
 from orchestrator.kernel.states import JobState, RunStatus, SweepState
 from orchestrator.kernel.sweep_folder import Bundle, BundleManifest
 from orchestrator.login.queue.agent import Agent
+from orchestrator.login.queue.rows import NewSweep
 from orchestrator.login.queue.slurm_port import SlurmPort
-from orchestrator.login.queue.store import NewSweep, QueueStore
+from orchestrator.login.queue.store import QueueStore
 
 RECORDED = Path(__file__).parent / "recorded"
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.kernel.errors import QueueError
 from orchestrator.kernel.states import SweepState
 from orchestrator.login.queue import store as store_module
-from orchestrator.login.queue.store import JobUpdate, NewSweep, QueueError, QueueStore, SweepUpdate, network_filesystem
+from orchestrator.login.queue.rows import JobUpdate, NewSweep, SweepUpdate
+from orchestrator.login.queue.store import QueueStore, network_filesystem
 
 HOUR = 3600.0
 
@@ -148,7 +150,7 @@ def test_record_and_apply_track_jobs_gpu_hours_and_usage(store: QueueStore) -> N
 
 
 def test_trial_rows_are_inserted_then_updated(store: QueueStore) -> None:
-    from orchestrator.login.queue.store import TrialRow
+    from orchestrator.login.queue.rows import TrialRow
 
     store.add(new("a-1"))
     store.apply([SweepUpdate("a-1", trial_rows=(TrialRow("t0", "running", 1, 2.0), TrialRow("t1", "pending", 0, None)))], now=1)

@@ -28,7 +28,8 @@ from cluster.slurm.job_spec import sweep_id_of, sweep_job_name
 from orchestrator.kernel.config.models import QueueSettings
 from orchestrator.kernel.states import ON_CLUSTER, JobState, SweepState, sweep_state_from_jobs
 from orchestrator.login.queue import policy
-from orchestrator.login.queue.store import JobUpdate, QueueStore, SweepRow, SweepUpdate, TrialRow
+from orchestrator.login.queue.rows import JobUpdate, SweepRow, SweepUpdate, TrialRow
+from orchestrator.login.queue.store import QueueStore
 
 MAX_SUBMITS_PER_TICK = 20
 T = TypeVar("T")

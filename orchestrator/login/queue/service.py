@@ -12,7 +12,8 @@ from typing import Any
 
 from orchestrator.kernel.config.models import SlurmProfile
 from orchestrator.kernel.states import TERMINAL, SweepState
-from orchestrator.login.queue.store import NewSweep, QueueStore, SweepRow
+from orchestrator.login.queue.rows import NewSweep, SweepRow
+from orchestrator.login.queue.store import QueueStore
 from orchestrator.login.wire import (
     AgentLease,
     CancelAnswer,

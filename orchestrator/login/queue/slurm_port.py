@@ -15,7 +15,7 @@ from cluster.slurm.job_spec import SWEEP_JOB_PREFIX
 from orchestrator.kernel.states import TrialState, TrialStatus
 from orchestrator.kernel.sweep_folder import Bundle
 from orchestrator.login.queue.agent import SubmitRefused, TrialCounts
-from orchestrator.login.queue.store import SweepRow, TrialRow
+from orchestrator.login.queue.rows import SweepRow, TrialRow
 
 
 @dataclass(frozen=True)
