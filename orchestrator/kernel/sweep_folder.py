@@ -58,7 +58,9 @@ class BundleManifest:
 
     def profile(self) -> SlurmProfile:
         """The SLURM profile the sweep was submitted with, typed (validated as it was at submit)."""
-        profile = parse_profile(self.cluster)
+        # Sweeps submitted before profiles had kinds carry every key of every kind, unset ones empty.
+        legacy = {"cpus": "auto", "gpus": "auto", "login": None, "rest": None}
+        profile = parse_profile({k: v for k, v in self.cluster.items() if not (k in legacy and v == legacy[k])})
         if profile.backend != "slurm":
             raise ValueError(f"the sweep {self.sweep_id} was not submitted to SLURM (profile {profile.name})")
         return profile

@@ -79,7 +79,7 @@ class SlurmPort:
         if not spool.is_dir() or not bundle.manifest_file.exists():
             return 0
         manifest = bundle.manifest()
-        if (manifest.cluster.get("tracking") or {}).get("nodes_reach_server", True):
+        if manifest.profile().tracking.nodes_reach_server:
             return 0
         from orchestrator.tracking.client import TrackingClient
         from orchestrator.tracking.spool import deliver_spool
