@@ -1,19 +1,7 @@
-"""Research trainables: one Ray Tune ``Trainable`` per experiment, on a shared base.
+"""Research trainables: one Ray Tune trainable per experiment, and the public side of the trainable
+interface any lab's project uses (registry.py: how a project names its trainable; command.py: the
+command form; runtime.py: what a job tells a running trainable).
 
-Importing this package (or :mod:`trainables.registry`) must stay instant: no torch,
-no ray. The heavy modules are imported lazily through the registry.
+Importing this package (or :mod:`trainables.registry`) must stay instant: no torch, no ray. The heavy
+modules are imported lazily through the registry.
 """
-
-from trainables.registry import (
-    TrainableSpec,
-    UnknownTrainableError,
-    available_trainables,
-    get_trainable_spec,
-)
-
-__all__ = [
-    "TrainableSpec",
-    "UnknownTrainableError",
-    "available_trainables",
-    "get_trainable_spec",
-]

@@ -10,6 +10,7 @@ or a lab's own) may use it, and runs the same without it.
     ORCH_RUN_LEDGER           the sweep's ledger (JSON): Tune trial id -> MLflow run id
     ORCH_ATTEMPT_TOKEN        the fencing token of the job attempt the trial runs in
     ORCH_ATTEMPT_INDEX        how many attempts of the sweep came before this one (requeues, resumes)
+    ORCH_WORKSPACE            the workspace root: where project modules import from, where commands run
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ CHECKPOINT_NOW_ENV = "ORCH_CHECKPOINT_NOW_FILE"
 RUN_LEDGER_ENV = "ORCH_RUN_LEDGER"
 ATTEMPT_TOKEN_ENV = "ORCH_ATTEMPT_TOKEN"
 ATTEMPT_INDEX_ENV = "ORCH_ATTEMPT_INDEX"
+WORKSPACE_ENV = "ORCH_WORKSPACE"
 
 
 def request_checkpoint(path: Path, signum: int, at: float) -> None:

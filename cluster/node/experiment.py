@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.node import shards
+from cluster.node.preemption import checkpointing_on_request
 from cluster.node.shards import Shard
 from orchestrator.kernel.config.loading import ResolvedSweep
 from orchestrator.kernel.config.search_space import deep_merge
@@ -48,16 +49,28 @@ def _scheduler(resolved: ResolvedSweep) -> Any:
 
 
 def trainable(plan: ExperimentPlan) -> Any:
-    """The trainable with its per-trial resources: what `build_tuner` runs and `Tuner.restore` needs again."""
+    """The trainable (any form: class, function, command) with its per-trial resources: what `build_tuner`
+    runs and `Tuner.restore` needs again. A class checkpoints when the job asks (SLURM's signal)."""
     from ray import tune
 
-    from trainables.registry import get_trainable_spec
-
     resources = plan.resolved.sweep.resources_per_trial
-    cls = get_trainable_spec(plan.resolved.project.trainable).trainable_class()
+    runs = plan.resolved.spec.trainable()
+    if isinstance(runs, type):
+        runs = checkpointing_on_request(runs)
     if plan.shard is not None:
-        cls = shards.unwrapping_trainable(cls)
-    return tune.with_resources(cls, {"cpu": resources.cpu, "gpu": resources.gpu})
+        runs = shards.unwrapping_trainable(runs)
+    return tune.with_resources(runs, {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
+def _checkpoint_config(plan: ExperimentPlan) -> Any:
+    """A class is checkpointed by Tune every `checkpoint.every_epochs` and at its end; a function or a command
+    checkpoints when it reports one (Tune keeps the newest `checkpoint.keep` either way)."""
+    from ray import tune
+
+    policy = plan.resolved.sweep.checkpoint
+    if plan.resolved.spec.kind == "class":
+        return tune.CheckpointConfig(checkpoint_frequency=policy.every_epochs, checkpoint_at_end=True, num_to_keep=policy.keep)
+    return tune.CheckpointConfig(num_to_keep=policy.keep)
 
 
 def _shard_dirname(trial: Any) -> str:
@@ -89,9 +102,7 @@ def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
             callbacks=callbacks,
             log_to_file=True,  # each trial's stdout/stderr in its folder, for `orch logs SWEEP TRIAL`
             sync_config=tune.SyncConfig(sync_artifacts=True),  # ...copied from the node to the experiment folder
-            checkpoint_config=tune.CheckpointConfig(
-                checkpoint_frequency=sweep.checkpoint.every_epochs, checkpoint_at_end=True, num_to_keep=sweep.checkpoint.keep
-            ),
+            checkpoint_config=_checkpoint_config(plan),
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         ),
     )

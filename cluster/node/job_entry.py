@@ -71,7 +71,7 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
         manifest.sweep_id,
         manifest.sweep_name,
         manifest.project,
-        resolved.project.trainable,
+        resolved.project.runs,
         str(manifest.code.get("commit", "unknown")),
         bool(manifest.code.get("dirty", False)),
         profile.name,
@@ -118,7 +118,12 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
         on_handover=lambda reason: end_attempt(bundle, shard, reason),
     )
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
-    os.environ[runtime.RUN_LEDGER_ENV] = str(bundle.runs_file_of(shard))  # trainables stamp their run id into checkpoints
+    # What the trials' processes read (trainables.runtime): the run ledger (run ids stamped into checkpoints, a
+    # command's MLFLOW_RUN_ID), the workspace its modules import from and its commands run in, MLflow's store.
+    os.environ[runtime.RUN_LEDGER_ENV] = str(bundle.runs_file_of(shard))
+    os.environ[runtime.WORKSPACE_ENV] = str(resolved.workspace)
+    if nodes_reach_server:
+        os.environ["MLFLOW_TRACKING_URI"] = manifest.tracking_uri
     with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         try:

@@ -64,7 +64,33 @@ def pending() -> bool:
 
 
 def _newest_checkpoint(trial_dir: Path) -> float:
-    return max((p.stat().st_mtime for p in trial_dir.glob("checkpoint_*/state.pt.sha256")), default=0.0)
+    """When the trial's newest checkpoint was complete: our checkpoints' checksum file is written last;
+    any other trainable's checkpoint folder counts when Tune has put it in the trial's folder."""
+    stamps = []
+    for folder in trial_dir.glob("checkpoint_*"):
+        checksum = folder / "state.pt.sha256"
+        stamps.append(checksum.stat().st_mtime if checksum.exists() else folder.stat().st_mtime)
+    return max(stamps, default=0.0)
+
+
+def checkpointing_on_request(trainable_cls: type) -> type:
+    """A Tune trainable class that also checkpoints after the step during which the job asked for one
+    (SLURM's signal, trainables.runtime): a plain Ray Tune class gets what our own trainables do."""
+
+    class CheckpointOnRequest(trainable_cls):
+        _orch_request_seen = 0.0
+
+        def step(self) -> Any:
+            result = super().step()
+            at = runtime.checkpoint_requested_at()
+            if at is not None and at > self._orch_request_seen and isinstance(result, dict):
+                self._orch_request_seen = at
+                result = {**result, "should_checkpoint": True}
+            return result
+
+    CheckpointOnRequest.__name__ = CheckpointOnRequest.__qualname__ = trainable_cls.__name__
+    CheckpointOnRequest.__doc__ = trainable_cls.__doc__
+    return CheckpointOnRequest
 
 
 def _ready(experiment: Path, trials: list[Any], since: float) -> bool:

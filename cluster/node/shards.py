@@ -140,8 +140,18 @@ def param_space(shard: Shard) -> dict[str, Any]:
     return {TRIAL_KEY: tune.grid_search(shard.grid_values())}
 
 
-def unwrapping_trainable(trainable_cls: type) -> type:
-    """A thin subclass of a Tune trainable class that takes its config out of the shard wrapper."""
+def unwrapping_trainable(trainable: Any) -> Any:
+    """The trainable taking its config out of the shard wrapper: a thin subclass of a Tune trainable class,
+    or a function trainable calling the function with the real config."""
+    if not isinstance(trainable, type):
+        function = trainable
+
+        def shard_trial(config: dict[str, Any]) -> Any:
+            return function(unwrap(config))
+
+        shard_trial.__name__ = shard_trial.__qualname__ = getattr(function, "__name__", "trainable")
+        return shard_trial
+    trainable_cls: type = trainable
 
     class ShardTrainable(trainable_cls):
         def setup(self, config: dict[str, Any]) -> None:

@@ -32,6 +32,10 @@ class LocalState:
     def artifacts_dir(self) -> Path:
         return self.root / "artifacts"
 
+    def run_ledger(self, sweep_id: str) -> Path:
+        """A local sweep's trial id -> MLflow run id ledger (what a command trainable reads its run id from)."""
+        return self.root / "sweeps" / sweep_id / "mlflow_runs.json"
+
     @property
     def ray_results_dir(self) -> Path:
         return self.root / "ray_results"

@@ -152,7 +152,7 @@ def _open_parent_run(
         manifest.sweep_id,
         manifest.sweep_name,
         manifest.project,
-        resolved.project.trainable,
+        resolved.project.runs,
         str(manifest.code.get("commit", "unknown")),
         bool(manifest.code.get("dirty", False)),
         profile.name,

@@ -23,12 +23,12 @@ from orchestrator.kernel.config.search_space import (
     SearchSpaceError,
     count_trials,
     deep_merge,
+    flatten,
     parse_search_space,
 )
+from orchestrator.kernel.config.workspace import conf_root_of, make_importable, workspace_of
 from orchestrator.kernel.errors import ConfigError
-
-if typing.TYPE_CHECKING:
-    from trainables.registry import TrainableSpec
+from trainables.registry import TrainableSpec
 
 KINDS = ("projects", "sweeps", "clusters")
 DEFAULT_CLUSTER = "local"
@@ -45,6 +45,8 @@ class ResolvedSweep:
     space: SearchSpace
     base_config: dict[str, Any]
     trainable_metrics: tuple[str, ...]
+    spec: TrainableSpec
+    workspace: Path  # the workspace root: project modules import from it, commands run in it
 
     @property
     def num_trials(self) -> int:
@@ -114,28 +116,69 @@ def _is_model(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, BaseModel)
 
 
-def conf_root_of(path: Path) -> Path:
-    """conf/ root for a file at conf/<kind>/<name>.yaml."""
-    return path.resolve().parent.parent
-
-
 def load_project(path: Path) -> ProjectConfig:
     project = parse_model(ProjectConfig, read_yaml(path), path)
-    _check_trainable(project, path)
+    spec = _trainable_spec(project, path)
+    model = spec.config_model()
+    if model is not None:
+        parse_model(model, project.defaults, path, prefix="defaults.")
     return project
 
 
-def _check_trainable(project: ProjectConfig, path: Path) -> TrainableSpec:
-    from trainables.registry import UnknownTrainableError, get_trainable_spec
+def _trainable_spec(project: ProjectConfig, path: Path) -> TrainableSpec:
+    """The project's trainable in its form (registered name, import path, command), with what the project
+    file declares; imported now from the workspace, so a path that does not import is caught here."""
+    from trainables.registry import (
+        TrainableError,
+        UnknownTrainableError,
+        command_spec,
+        config_model_of,
+        resolve_trainable,
+    )
 
+    make_importable(workspace_of(conf_root_of(path)))
     try:
-        spec = get_trainable_spec(project.trainable)
+        spec = command_spec(project.command) if project.command is not None else resolve_trainable(str(project.trainable))
+        if project.config_model:
+            config_model_of(project.config_model)
+        return spec.with_declarations(project.metrics, project.config_model)
     except UnknownTrainableError as exc:
         raise ConfigError(
-            path, "trainable", f"unknown trainable '{project.trainable}'", f"use one of: {', '.join(exc.valid)}"
+            path,
+            "trainable",
+            f"unknown trainable '{project.trainable}'",
+            f"use one of: {', '.join(exc.valid)}, or an import path package.module:Attribute",
         ) from None
-    parse_model(spec.config_model(), project.defaults, path, prefix="defaults.")
-    return spec
+    except TrainableError as exc:
+        raise ConfigError(path, exc.key, exc.problem, exc.fix) from None
+
+
+def _check_config(
+    spec: TrainableSpec, project: ProjectConfig, project_file: Path, path: Path, space: SearchSpace, base_config: dict[str, Any]
+) -> None:
+    """Hyperparameters against the trainable's typed config when it has one (every sampler's extreme values);
+    otherwise the command's placeholders against the hyperparameters there are."""
+    from trainables.registry import placeholders
+
+    config_model = spec.config_model()
+    if config_model is not None:
+        parse_model(config_model, project.defaults, project_file, prefix="defaults.")
+        parse_model(config_model, base_config, path, prefix="search_space.")
+        for _sampler_path, probe in space.probe_configs():
+            try:
+                config_model.model_validate(deep_merge(project.defaults, probe))
+            except ValidationError as exc:
+                raise _translate(exc, config_model, path, "search_space.") from None
+    if spec.kind == "command":
+        known = set(flatten(deep_merge(project.defaults, space.constant_config()))) | set(space.sampled_paths())
+        for name in placeholders(spec.command):
+            if name not in known:
+                raise ConfigError(
+                    project_file,
+                    "command",
+                    f"placeholder {{{name}}} names no hyperparameter",
+                    f"use one of: {', '.join(sorted(known)) or 'none (add defaults: or a search_space)'}",
+                )
 
 
 def load_sweep(path: Path) -> ResolvedSweep:
@@ -155,23 +198,26 @@ def load_sweep(path: Path) -> ResolvedSweep:
             f"use one of: {', '.join(known) or 'none found'}",
         )
     project = parse_model(ProjectConfig, read_yaml(project_file), project_file)
-    spec = _check_trainable(project, project_file)
-    config_model = spec.config_model()
+    spec = _trainable_spec(project, project_file)
     base_config = deep_merge(project.defaults, space.constant_config())
-    parse_model(config_model, base_config, path, prefix="search_space.")
-    for _sampler_path, probe in space.probe_configs():
-        try:
-            config_model.model_validate(deep_merge(project.defaults, probe))
-        except ValidationError as exc:
-            raise _translate(exc, config_model, path, "search_space.") from None
+    _check_config(spec, project, project_file, path, space, base_config)
+    if not spec.declares_metrics:
+        raise ConfigError(
+            project_file,
+            "metrics",
+            f"project '{project.name}' declares no metrics, so the sweep's metric '{sweep.metric}' cannot be checked",
+            f"list what the trainable reports every step, e.g. metrics: [{sweep.metric}]",
+        )
     if not spec.reports_metric(sweep.metric):
         raise ConfigError(
             path,
             "metric",
-            f"trainable '{project.trainable}' does not report '{sweep.metric}'",
+            f"trainable '{project.runs}' does not report '{sweep.metric}'",
             f"use one of: {', '.join(spec.metrics)}",
         )
-    return ResolvedSweep(path, sweep, project_file, project, space, base_config, spec.metrics)
+    return ResolvedSweep(
+        path, sweep, project_file, project, space, base_config, spec.metrics, spec, workspace_of(conf_root_of(path))
+    )
 
 
 def cluster_file(name_or_path: str, conf_root: Path) -> Path:
@@ -230,7 +276,7 @@ def validate_file(path: Path) -> str:
         return f"sweep '{resolved.sweep.name}' of project '{resolved.project.name}': {resolved.num_trials} trials"
     if kind == "projects":
         project = load_project(path)
-        return f"project '{project.name}' (trainable {project.trainable})"
+        return f"project '{project.name}' ({project.runs})"
     if kind == "clusters":
         cluster = parse_cluster(expand_environment(read_yaml(path), path), path)
         return f"cluster profile '{cluster.name}' ({cluster.backend})"

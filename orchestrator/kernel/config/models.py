@@ -19,17 +19,43 @@ class StrictModel(BaseModel):
 
 
 class ProjectConfig(StrictModel):
-    """A research project: which trainable it runs and its default hyperparameters."""
+    """A research project: what it runs (a trainable, or a command) and its default hyperparameters."""
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    trainable: str
+    trainable: str | None = Field(
+        default=None,
+        description="a registered name, or an import path module:Attribute "
+        "(a ray.tune.Trainable subclass or a function trainable def train(config))",
+    )
+    command: str | list[str] | None = Field(
+        default=None,
+        description="a script run once per trial, with {hyperparameter} placeholders, e.g. python train.py --lr {lr}",
+    )
+    config_model: str | None = Field(default=None, description="module:Model, a pydantic model that validates the config")
+    metrics: list[str] = Field(
+        default_factory=list, description="what the trainable reports every step (the sweep's metric is checked against it)"
+    )
     experiment: str | None = Field(default=None, description="MLflow experiment name; defaults to the project name")
     defaults: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_thing_to_run(self) -> ProjectConfig:
+        if (self.trainable is None) == (self.command is None):
+            raise ValueError("give either 'trainable:' or 'command:' (exactly one)")
+        return self
 
     @property
     def experiment_name(self) -> str:
         return self.experiment or self.name
+
+    @property
+    def runs(self) -> str:
+        """What the project runs, in a few words: its trainable, or `command: <program>`."""
+        if self.trainable is not None:
+            return self.trainable
+        program = self.command.split()[0] if isinstance(self.command, str) else (self.command or ["?"])[0]
+        return f"command: {program}"
 
 
 class ResourcesConfig(StrictModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from orchestrator.laptop.state import LocalState
 from orchestrator.laptop.tracking_uri import TrackingTarget
 from orchestrator.tracking.client import TrackingClient
 from orchestrator.tracking.sweep_run import open_sweep_run
+from trainables import runtime
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def run_sweep(
     sweep_id = new_sweep_id(sweep.name)
     client = TrackingClient(target.uri, target.artifact_root)
     code = code_version(resolved.file.parent)
-    identity = layout.SweepIdentity(sweep_id, sweep.name, project.name, project.trainable, code.commit, code.dirty, cluster.name)
+    identity = layout.SweepIdentity(sweep_id, sweep.name, project.name, project.runs, code.commit, code.dirty, cluster.name)
     parent_run_id, experiment_id = open_sweep_run(
         client, resolved, identity, concurrency, diff=code.diff, untracked=code.untracked
     )
@@ -80,19 +82,26 @@ def run_sweep(
     from orchestrator.laptop.tracking_server import recorded_artifacts_destination, tracking_dir
 
     varying = resolved.space.sampled_paths()
+    ledger = state.run_ledger(sweep_id)
     tracker = MLflowTrialTracker(
         client,
         experiment_id,
         parent_run_id,
         base_tags,
         sweep.name,
+        ledger_path=ledger,
         spool_dir=tracking_dir(state) / "spool",
         artifacts_destination=recorded_artifacts_destination(state, target.uri),
     )
+    # What the trials' processes (Ray workers, a command's script) read: where the run ledger is, which
+    # MLflow store their runs are in (a command's own mlflow logging), the workspace (trainables.runtime).
+    os.environ[runtime.RUN_LEDGER_ENV] = str(ledger)
+    os.environ["MLFLOW_TRACKING_URI"] = target.uri
+    os.environ[runtime.WORKSPACE_ENV] = str(resolved.workspace)
     progress = SweepProgress(sweep_id, sweep.metric, sweep.mode, varying, console)
     plan = ExperimentPlan(sweep_id, resolved, state.ray_results_dir, concurrency)
     console.print(
-        f"sweep [bold]{sweep_id}[/]: {resolved.num_trials} trials of {project.trainable} "
+        f"sweep [bold]{sweep_id}[/]: {resolved.num_trials} trials of {project.runs} "
         f"({concurrency} at a time) on cluster '{cluster.name}', code {code.short}"
     )
     try:
