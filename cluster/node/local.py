@@ -67,6 +67,9 @@ def local_ray(resources: MachineResources) -> Iterator[None]:
         log_to_driver=False,
         configure_logging=True,
     )
+    # A trial's error is reported once, as one line, by the progress view; its traceback is in the trial's
+    # MLflow run (logs/) and Tune's error.txt, not on this console.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     try:
         yield
     finally:

@@ -42,12 +42,30 @@ TrackingUri = typer.Option(
 
 
 @app.command()
+def init(
+    folder: Path = typer.Argument(Path("."), help="Where the workspace goes (default: here); conf/ is made in it"),
+) -> None:
+    """Make a workspace for your own project: conf/{projects,sweeps,clusters}/ and an example trainable."""
+    from orchestrator.laptop.init_workspace import init_workspace
+
+    report = init_workspace(folder)
+    for path in report.created:
+        console.print(f"[green]created[/] {path}", highlight=False)
+    for path in report.kept:
+        console.print(f"kept {path} (it exists)", highlight=False)
+    console.print(f"try it: orch run {folder / 'conf' / 'sweeps' / 'example.yaml'}   (then: orch ui)", highlight=False)
+
+
+@app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Config files under conf/{projects,sweeps,clusters}/")) -> None:
     """Check config files without running anything."""
     from orchestrator.kernel.config.loading import validate_file
 
     for file in files:
-        console.print(f"[green]ok[/] {file}: {validate_file(file)}", highlight=False)
+        description, warnings = validate_file(file)
+        console.print(f"[green]ok[/] {file}: {description}", highlight=False)
+        for warning in warnings:
+            err_console.print(f"warning: {file}: {warning}", style="yellow", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -93,6 +111,13 @@ def run(
     ui = "orch ui" if target.embedded else f"orch ui --tracking-uri {target.uri}"
     console.print(f"MLflow: experiment '{resolved.project.experiment_name}', parent run {outcome.parent_run_id}")
     console.print(f"open the MLflow UI with: [bold]{ui}[/]", highlight=False)
+    if outcome.never_started:
+        raise ConfigError(
+            resolved.project_file,
+            "trainable" if resolved.project.trainable else "command",
+            f"{resolved.project.runs} failed in every trial before its first result ({outcome.rows[0]['error']})",
+            "fix the trainable's setup; each trial's log and error are in its MLflow run (orch ui)",
+        )
     if outcome.failed:
         raise SweepFailedError(
             f"{len(outcome.failed)} of {len(outcome.rows)} trials failed; see the MLflow runs for their errors"
@@ -104,7 +129,7 @@ def ui(
     sweep: str | None = typer.Argument(None, help="Preselect this sweep's experiment"),
     tracking_uri: str | None = TrackingUri,
     cluster: str | None = typer.Option(None, "--cluster", "-c", help="Read tracking.uri from this cluster profile"),
-    conf: Path = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/"),
+    conf: Path | None = typer.Option(None, "--conf", help="The workspace's conf/ folder (default: found from here upward)"),
     host: str = typer.Option("127.0.0.1", help="Address to serve on"),
     port: int = typer.Option(5000, help="Port to serve on"),
 ) -> None:
@@ -126,16 +151,16 @@ def ui(
 ClusterOption = typer.Option(
     ..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile (conf/clusters/NAME.yaml)"
 )
-ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/")
+ConfOption = typer.Option(None, "--conf", help="The workspace's conf/ folder (default: found from here upward)")
 
 
-def _slurm_target(cluster: str, conf: Path) -> Any:
+def _slurm_target(cluster: str, conf: Path | None) -> Any:
     """The profile's way to the cluster: ssh (or this machine) to a login node, or slurmrestd."""
-    from orchestrator.kernel.config.loading import cluster_file, load_cluster
+    from orchestrator.kernel.config.loading import find_cluster
     from orchestrator.kernel.config.models import RestSlurmProfile
     from orchestrator.laptop.targets.ssh import SlurmTarget
 
-    profile, profile_file = load_cluster(cluster, conf), cluster_file(cluster, conf)
+    profile, profile_file = find_cluster(cluster, conf)
     if isinstance(profile, RestSlurmProfile):
         from orchestrator.laptop.targets.rest import RestTarget
 
@@ -209,7 +234,7 @@ def submit(
 def status(
     sweep: str | None = typer.Argument(None, help="A sweep id (default: every sweep on the cluster)"),
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
     as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON"),
 ) -> None:
     """Show the sweeps on a cluster: their SLURM jobs and trials."""
@@ -237,7 +262,7 @@ def logs(
     sweep: str = typer.Argument(..., help="The sweep id"),
     trial: str | None = typer.Argument(None, help="A trial id (default: the SLURM job logs)"),
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
 ) -> None:
     """Print the logs of a sweep's jobs, or of one trial."""
@@ -258,7 +283,7 @@ def logs(
 def cancel(
     sweep: str = typer.Argument(..., help="The sweep id"),
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
 ) -> None:
     """Cancel a sweep's SLURM jobs and close its MLflow runs as KILLED."""
     from orchestrator.login.wire import CancelAnswer
@@ -286,7 +311,7 @@ def cancel(
 def resume(
     sweep: str = typer.Argument(..., help="The sweep id"),
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
     force: bool = typer.Option(False, "--force", help="Resume even though the sweep file or its project file changed"),
 ) -> None:
     """Finish a sweep whose jobs ended early (killed, cancelled, failed): same trial ids, same MLflow runs."""

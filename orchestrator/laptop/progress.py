@@ -78,7 +78,8 @@ class SweepProgress(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._row(trial).state = TrialStatus.ERROR
-        self._event(f"trial {trial.trial_id} FAILED")
+        lines = [line.strip() for line in str(getattr(trial, "error_msg", None) or "").splitlines() if line.strip()]
+        self._event(f"trial {trial.trial_id} FAILED" + (f": {lines[-1][:200]}" if lines else ""))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         for trial in trials:

@@ -22,7 +22,7 @@ console = Console() if sys.stdout.isatty() else Console(width=200, soft_wrap=Tru
 err_console = Console(stderr=True)
 
 ClusterOption = typer.Option(..., "--cluster", "-c", envvar="ORCH_CLUSTER", help="SLURM cluster profile with a queue: section")
-ConfOption = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/")
+ConfOption = typer.Option(None, "--conf", help="The workspace's conf/ folder (default: found from here upward)")
 STATE_STYLE = {
     "running": "green",
     "succeeded": "bold green",
@@ -43,13 +43,13 @@ def parse_priority(text: str) -> int:
         raise UsageError(f"priority '{text}' is not a number; fix: give an integer, e.g. 10 (higher starts first)") from None
 
 
-def _queue_target(cluster: str, conf: Path) -> Any:
-    from orchestrator.kernel.config.loading import cluster_file, load_cluster
+def _queue_target(cluster: str, conf: Path | None) -> Any:
+    from orchestrator.kernel.config.loading import find_cluster
     from orchestrator.kernel.config.models import SshSlurmProfile
     from orchestrator.kernel.errors import ConfigError
     from orchestrator.laptop.targets.ssh import SlurmTarget
 
-    profile, path = load_cluster(cluster, conf), cluster_file(cluster, conf)
+    profile, path = find_cluster(cluster, conf)
     if not isinstance(profile, SshSlurmProfile) or profile.queue is None:
         raise ConfigError(
             path,
@@ -96,7 +96,7 @@ def submit_to_queue(
 
 def queue(
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
     show_all: bool = typer.Option(False, "--all", help="Every sweep ever queued, not just waiting, running and recent ones"),
     limit: int = typer.Option(50, "--limit", help="Show at most this many (0: no limit)"),
     as_json: bool = typer.Option(False, "--json", help="Print the raw answer as JSON"),
@@ -150,7 +150,7 @@ def priority(
     sweep: str = typer.Argument(..., help="Sweep id or name"),
     value: str = typer.Argument(..., help="New priority (an integer; higher goes first)"),
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
 ) -> None:
     """Change a queued sweep's priority."""
     from orchestrator.laptop.targets.queue import service
@@ -161,7 +161,7 @@ def priority(
 
 
 def hold(
-    sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path = ConfOption
+    sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path | None = ConfOption
 ) -> None:
     """Keep a queued sweep from starting until `orch release`."""
     from orchestrator.laptop.targets.queue import service
@@ -171,7 +171,7 @@ def hold(
 
 
 def release(
-    sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path = ConfOption
+    sweep: str = typer.Argument(..., help="Sweep id or name"), cluster: str = ClusterOption, conf: Path | None = ConfOption
 ) -> None:
     """Let a held sweep start again."""
     from orchestrator.laptop.targets.queue import service
@@ -184,7 +184,7 @@ def after(
     sweep: str = typer.Argument(..., help="Sweep id or name"),
     deps: list[str] | None = typer.Argument(None, help="Sweeps it waits for (none: it waits for nothing)"),
     cluster: str = ClusterOption,
-    conf: Path = ConfOption,
+    conf: Path | None = ConfOption,
 ) -> None:
     """Make a waiting sweep start only after other sweeps succeeded."""
     from orchestrator.laptop.targets.queue import service
@@ -205,7 +205,7 @@ agent_app = typer.Typer(help="The agent on the login node that submits queued sw
 
 
 @agent_app.command("start")
-def agent_start(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
+def agent_start(cluster: str = ClusterOption, conf: Path | None = ConfOption) -> None:
     """Start the agent on the login node, detached (a second start finds the running one)."""
     from orchestrator.laptop.targets.queue import agent
 
@@ -218,7 +218,7 @@ def agent_start(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
 
 
 @agent_app.command("stop")
-def agent_stop(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
+def agent_stop(cluster: str = ClusterOption, conf: Path | None = ConfOption) -> None:
     """Stop the agent (SIGTERM: it finishes its tick and releases its lease)."""
     from orchestrator.laptop.targets.queue import agent
 
@@ -233,7 +233,7 @@ def agent_stop(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
 
 
 @agent_app.command("status")
-def agent_status(cluster: str = ClusterOption, conf: Path = ConfOption) -> None:
+def agent_status(cluster: str = ClusterOption, conf: Path | None = ConfOption) -> None:
     """Is the agent running, who holds the lease, when did it last tick."""
     from orchestrator.laptop.targets.queue import agent
 

@@ -133,7 +133,7 @@ def compare(
         None, "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, the profile, or .orch/)"
     ),
     cluster: str | None = typer.Option(None, "--cluster", "-c", help="Read tracking.uri from this cluster profile"),
-    conf: Path = typer.Option(Path("conf"), "--conf", help="The conf/ folder holding clusters/"),
+    conf: Path | None = typer.Option(None, "--conf", help="The workspace's conf/ folder (default: found from here upward)"),
 ) -> None:
     """Compare the trials of a sweep: sorted by the metric, with the hyperparameters that differ."""
     from orchestrator.laptop.compare import comparison_table, load_comparison

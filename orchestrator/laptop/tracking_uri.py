@@ -52,14 +52,14 @@ def find_tracking(
     return None
 
 
-def local_tracking(cli_uri: str | None, cluster: str | None, conf: Path) -> TrackingTarget:
+def local_tracking(cli_uri: str | None, cluster: str | None, conf: Path | None) -> TrackingTarget:
     """For commands that read runs on this machine (`orch ui`, `orch compare`): the one order, with the
     embedded default last, which must hold runs already."""
-    from orchestrator.kernel.config.loading import cluster_file, load_cluster
+    from orchestrator.kernel.config.loading import find_cluster
 
-    profile = load_cluster(cluster, conf).tracking if cluster else None
+    found = find_cluster(cluster, conf) if cluster else None
     state = LocalState.in_directory()
-    target = resolve_tracking(cli_uri, profile, cluster_file(cluster, conf) if cluster else None, state)
+    target = resolve_tracking(cli_uri, found[0].tracking if found else None, found[1] if found else None, state)
     if target.embedded and not state.mlflow_db.is_file():
         raise UsageError(
             f"no runs yet in {state.mlflow_db}; fix: run a sweep first (orch run conf/sweeps/quickstart.yaml), "

@@ -236,6 +236,17 @@ def parse_cluster(data: dict[str, Any], file: Path) -> ClusterProfile:
     return profile
 
 
+def find_cluster(name_or_path: str, conf: Path | None) -> tuple[ClusterProfile, Path]:
+    """A profile by file path, or by name in the workspace's conf/clusters/ (`conf`, else found from the
+    current directory upward): the profile and its file."""
+    from orchestrator.kernel.config.workspace import conf_root
+
+    if Path(name_or_path).suffix in (".yaml", ".yml"):
+        return load_cluster(name_or_path, Path(name_or_path).parent), Path(name_or_path)
+    root = conf_root(conf)
+    return load_cluster(name_or_path, root), cluster_file(name_or_path, root)
+
+
 def load_cluster(name_or_path: str, conf_root: Path) -> ClusterProfile:
     path = cluster_file(name_or_path, conf_root)
     if not path.is_file() and path.parent.is_dir():
@@ -268,21 +279,40 @@ def expand_environment(node: Any, file: Path, key: str = "") -> Any:
     return node
 
 
-def validate_file(path: Path) -> str:
-    """Validate one file by the folder it lives in; return a short description."""
+def validate_file(path: Path) -> tuple[str, list[str]]:
+    """Validate one file by the folder it lives in; a short description and warnings (what its trainable's
+    form cannot do)."""
     kind = path.resolve().parent.name
     if kind == "sweeps":
         resolved = load_sweep(path)
-        return f"sweep '{resolved.sweep.name}' of project '{resolved.project.name}': {resolved.num_trials} trials"
+        return (
+            f"sweep '{resolved.sweep.name}' of project '{resolved.project.name}': {resolved.num_trials} trials",
+            form_warnings(resolved.spec),
+        )
     if kind == "projects":
         project = load_project(path)
-        return f"project '{project.name}' ({project.runs})"
+        return f"project '{project.name}' ({project.runs})", form_warnings(_trainable_spec(project, path))
     if kind == "clusters":
         cluster = parse_cluster(expand_environment(read_yaml(path), path), path)
-        return f"cluster profile '{cluster.name}' ({cluster.backend})"
+        return f"cluster profile '{cluster.name}' ({cluster.backend})", []
     raise ConfigError(
         path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/"
     )
+
+
+def form_warnings(spec: TrainableSpec) -> list[str]:
+    """What a trainable's form leaves to the trainable itself (docs/trainables.md)."""
+    if spec.kind == "command":
+        return [
+            "a command checkpoints only by writing to $ORCH_CHECKPOINT_DIR (and on SIGUSR1 when SLURM is about to "
+            "preempt it); one that never does restarts from scratch after a preemption or a time limit"
+        ]
+    if spec.kind == "function":
+        return [
+            "a function trainable checkpoints only when it reports one (tune.report(metrics, checkpoint=...)); on SLURM's "
+            "signal it is asked through $ORCH_CHECKPOINT_NOW_FILE, else it resumes from its last checkpoint"
+        ]
+    return []
 
 
 def sweep_files_hash(resolved: ResolvedSweep) -> str:

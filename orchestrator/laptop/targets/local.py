@@ -48,6 +48,11 @@ class SweepOutcome:
         return [row for row in self.rows if row["status"] != RunStatus.FINISHED]
 
     @property
+    def never_started(self) -> bool:
+        """Every trial failed before its first result: the trainable itself cannot start (setup, import, a bad config)."""
+        return bool(self.rows) and all(row["status"] == RunStatus.FAILED and not row["reported"] for row in self.rows)
+
+    @property
     def best(self) -> dict[str, Any] | None:
         finished = [row for row in self.rows if row["status"] == RunStatus.FINISHED and row.get("metric") is not None]
         return finished[0] if finished else None
@@ -140,11 +145,19 @@ def _result_rows(grid: Any, metric: str, mode: str, tracker: Any) -> list[dict[s
                 "metric": float(value) if isinstance(value, (int, float)) else None,
                 "params": flatten(dict(result.config or {})),
                 "run_id": tracker.run_ids.get(trial_id),
+                "error": _last_line(result.error) if result.error else None,
+                "reported": "training_iteration" in (result.metrics or {}),
             }
         )
     sign = 1.0 if mode == "min" else -1.0
     rows.sort(key=lambda r: (r["status"] != RunStatus.FINISHED, r["metric"] is None, sign * (r["metric"] or 0.0)))
     return rows
+
+
+def _last_line(error: BaseException) -> str:
+    """The line of a trial's error that says what went wrong (Tune wraps the trainable's own exception)."""
+    lines = [line.strip() for line in str(getattr(error, "cause", None) or error).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
 
 
 def _log_summary(client: TrackingClient, outcome: SweepOutcome, metric: str) -> None:
