@@ -102,7 +102,7 @@ def main() -> None:
         assert logger.flush(timeout_s=600), logger.last_error
         async_s = time.perf_counter() - began
         async_rate = steps * len(keys) / async_s
-        delivered = len(client.raw.get_metric_history(run_id, f"async_{keys[0]}"))
+        delivered = len(client.metric_history(run_id, f"async_{keys[0]}"))
         assert delivered == steps, (delivered, steps)
 
         # 2. step-time overhead ------------------------------------------------------------

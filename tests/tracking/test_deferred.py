@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from orchestrator.kernel import tracking_layout as layout
 from orchestrator.tracking.client import TrackingClient
@@ -61,7 +62,13 @@ class _NeverCalled(TrackingClient):
             "send_params_and_tags",
             "set_status",
             "metric_points",
-            "raw",
+            "run",
+            "run_status",
+            "reopen_run",
+            "close_running",
+            "delete_run",
+            "search_runs",
+            "metric_history",
         }:
             raise AssertionError(f"a deferred tracker called TrackingClient.{name}")
         return super().__getattribute__(name)
@@ -136,15 +143,17 @@ def sweep(tracking_server: TrackingServer, tmp_path: Path) -> dict[str, Any]:
 
 
 def _children(client: TrackingClient, sweep: dict[str, Any]) -> list:
-    return client.raw.search_runs([sweep["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{sweep['parent']}'")
+    return MlflowClient(client.tracking_uri).search_runs(
+        [sweep["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{sweep['parent']}'"
+    )
 
 
 def _steps(client: TrackingClient, run_id: str, key: str) -> list[int]:
-    return sorted(m.step for m in client.raw.get_metric_history(run_id, key))
+    return sorted(m.step for m in MlflowClient(client.tracking_uri).get_metric_history(run_id, key))
 
 
 def _artifacts(client: TrackingClient, run_id: str, path: str) -> list[str]:
-    return sorted(a.path for a in client.raw.list_artifacts(run_id, path))
+    return sorted(a.path for a in MlflowClient(client.tracking_uri).list_artifacts(run_id, path))
 
 
 def test_deferred_tracker_spools_then_delivers_exactly_once(sweep: dict[str, Any], tmp_path: Path) -> None:
@@ -166,7 +175,7 @@ def test_deferred_tracker_spools_then_delivers_exactly_once(sweep: dict[str, Any
     key = tracker.run_ids[trial.trial_id]
     assert key.startswith(DEFERRED_PREFIX) and sweep["ledger"].exists()
     assert _children(client, sweep) == []  # nothing reached MLflow
-    assert client.raw.get_run(sweep["parent"]).info.status == "RUNNING"
+    assert MlflowClient(client.tracking_uri).get_run(sweep["parent"]).info.status == "RUNNING"
 
     first = deliver_spool(sweep["spool"], client)
     assert (first.runs_created, first.delivered, first.pending) == (1, 20 * len(KEYS), 0), first
@@ -185,7 +194,7 @@ def test_deferred_tracker_spools_then_delivers_exactly_once(sweep: dict[str, Any
         assert _steps(client, run.info.run_id, metric) == list(range(1, 21)), metric
     assert _artifacts(client, run.info.run_id, "pictures") == ["pictures/recon.png"]
     assert "checkpoint/state.pt" in _artifacts(client, run.info.run_id, "checkpoint")
-    assert client.raw.get_run(sweep["parent"]).info.status == "FINISHED"
+    assert MlflowClient(client.tracking_uri).get_run(sweep["parent"]).info.status == "FINISHED"
     assert not any(spool.has_pending() for spool in spooled_runs(sweep["spool"]))
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking.artifacts import TAG_ARTIFACTS_S3, ArtifactRouter
 from orchestrator.tracking.async_logger import AsyncMetricLogger
@@ -44,10 +45,10 @@ def test_large_artifacts_go_straight_to_s3_and_show_in_the_run(
     keys = s3_server.keys(prefix="mlflow/")
     assert any(k.endswith(f"{run_id}/artifacts/checkpoint/big.bin") for k in keys), keys
     assert any(k.endswith(f"{run_id}/artifacts/checkpoint/small.txt") for k in keys), keys  # through the proxy
-    run = client.raw.get_run(run_id)
+    run = MlflowClient(client.tracking_uri).get_run(run_id)
     assert run.data.tags[TAG_ARTIFACTS_S3].startswith(f"s3://{BUCKET}/mlflow/") and run_id in run.data.tags[TAG_ARTIFACTS_S3]
     # the UI lists both: the direct upload sits exactly where the proxy looks
-    assert set(_artifact_paths(client.raw, run_id)) == {"checkpoint/big.bin", "checkpoint/small.txt"}
+    assert set(_artifact_paths(MlflowClient(client.tracking_uri), run_id)) == {"checkpoint/big.bin", "checkpoint/small.txt"}
 
 
 def test_checkpoint_arrives_after_s3_refused_uploads(
@@ -75,7 +76,7 @@ def test_checkpoint_arrives_after_s3_refused_uploads(
         s3_server.start()
     assert logger.close(timeout_s=60), logger.last_error
     assert any(k.endswith(f"{run_id}/artifacts/checkpoint/state.pt") for k in s3_server.keys("mlflow/"))
-    assert [m.step for m in client.raw.get_metric_history(run_id, "loss")] == [1]
+    assert [m.step for m in MlflowClient(client.tracking_uri).get_metric_history(run_id, "loss")] == [1]
 
 
 def test_sweep_children_have_pictures_and_checkpoint_on_s3(
@@ -148,6 +149,6 @@ def test_secret_values_are_masked_in_params_and_tags(
     leaked = f"--token={fake_secrets['AWS_SECRET_ACCESS_KEY']}"
     run_id = client.start_run(client.ensure_experiment("tracking-tests"), "masked", {"note": leaked}, {"cmd": leaked})
     client.log_text(run_id, f"password {fake_secrets['MLFLOW_TRACKING_PASSWORD']}\n", "notes.txt")
-    run = client.raw.get_run(run_id)
+    run = MlflowClient(client.tracking_uri).get_run(run_id)
     assert run.data.params["cmd"] == "--token=***" and run.data.tags["note"] == "--token=***"
     assert time.time() > 0

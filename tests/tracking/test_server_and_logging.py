@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import DeliveryError, TrackingClient
@@ -26,7 +27,7 @@ def _new_run(client: TrackingClient, name: str) -> str:
 
 
 def _steps(client: TrackingClient, run_id: str, key: str) -> list[int]:
-    return sorted(m.step for m in client.raw.get_metric_history(run_id, key))
+    return sorted(m.step for m in MlflowClient(client.tracking_uri).get_metric_history(run_id, key))
 
 
 def test_status_and_idempotent_up(tracking_server: TrackingServer) -> None:
@@ -141,7 +142,7 @@ def test_spool_without_server_then_deliver_exactly_once(tracking_server: Trackin
     (tmp_path / "ckpt" / "state.txt").write_text("weights")
     node_logger.log_artifacts(run_id, tmp_path / "ckpt", "checkpoint")
     assert node_logger.close(timeout_s=30)
-    assert client.raw.get_metric_history(run_id, "val_loss") == []
+    assert MlflowClient(client.tracking_uri).get_metric_history(run_id, "val_loss") == []
 
     env = {"MLFLOW_TRACKING_URI": tracking_server.uri}
     first = run_tracking_cli(["tracking", "deliver", str(shared)], cwd=tmp_path, env=env)
@@ -151,4 +152,4 @@ def test_spool_without_server_then_deliver_exactly_once(tracking_server: Trackin
     second = run_tracking_cli(["tracking", "deliver", str(shared)], cwd=tmp_path, env=env)
     assert second.returncode == 0 and "delivered 0 metric points and 0 artifact" in second.stdout, second.stdout + second.stderr
     assert _steps(client, run_id, "val_loss") == list(range(1, 121))
-    assert [a.path for a in client.raw.list_artifacts(run_id, "checkpoint")] == ["checkpoint/state.txt"]
+    assert [a.path for a in MlflowClient(client.tracking_uri).list_artifacts(run_id, "checkpoint")] == ["checkpoint/state.txt"]
