@@ -3,7 +3,8 @@ as a Ray Tune function trainable. The contract, in full, is docs/trainables.md; 
 
 What the script gets:
 - its argument list with `{hyperparameter}` placeholders filled (no shell: each value is one argument;
-  `{optimizer.lr}` names a nested key);
+  `{optimizer.lr}` names a nested key); a command that starts with `python` or `python3` runs with the
+  Python that runs the trials (the profile's remote.python on a cluster, orch's own on this machine);
 - environment: ORCH_CONFIG_FILE (the trial's whole config as a JSON file), ORCH_CONFIG_JSON (the same,
   inline), ORCH_CHECKPOINT_DIR (a folder to save to; it holds the trial's last checkpoint when the
   trial is resumed), ORCH_TRIAL_ID, and, when the trial has an MLflow run, MLFLOW_RUN_ID and
@@ -54,12 +55,14 @@ class CommandFailed(RuntimeError):
 def fill(argv: Sequence[str], config: Mapping[str, Any]) -> list[str]:
     """The argument list with `{name}` / `{a.b}` placeholders replaced by the trial's values."""
     flat = _flatten(config)
-    filled = []
+    filled: list[str] = []
     for part in argv:
         try:
             filled.append(part.format_map(_Values(flat)))
         except (KeyError, IndexError, ValueError) as exc:
             raise CommandFailed(f"the command's placeholder {exc} names no hyperparameter of this trial") from None
+    if filled and filled[0] in ("python", "python3"):
+        filled[0] = sys.executable
     return filled
 
 

@@ -17,7 +17,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.kernel.config.models import BACKENDS, ClusterProfile, ProjectConfig, SweepConfig, profile_class
+from orchestrator.kernel.config.models import (
+    BACKENDS,
+    ClusterProfile,
+    LocalProfile,
+    ProjectConfig,
+    SweepConfig,
+    profile_class,
+)
 from orchestrator.kernel.config.search_space import (
     SearchSpace,
     SearchSpaceError,
@@ -249,6 +256,8 @@ def find_cluster(name_or_path: str, conf: Path | None) -> tuple[ClusterProfile, 
 
 def load_cluster(name_or_path: str, conf_root: Path) -> ClusterProfile:
     path = cluster_file(name_or_path, conf_root)
+    if not path.is_file() and name_or_path == DEFAULT_CLUSTER:
+        return LocalProfile(name=DEFAULT_CLUSTER)  # this machine, sized to what it has: no file needed
     if not path.is_file() and path.parent.is_dir():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(path, "", f"no cluster profile '{name_or_path}'", f"use one of: {', '.join(known) or 'none found'}")
@@ -295,6 +304,7 @@ def validate_file(path: Path) -> tuple[str, list[str]]:
     if kind == "clusters":
         cluster = parse_cluster(expand_environment(read_yaml(path), path), path)
         return f"cluster profile '{cluster.name}' ({cluster.backend})", []
+    conf_root_of(path)  # says where it looked
     raise ConfigError(
         path, "", f"cannot tell what kind of config this is (folder '{kind}')", f"put it under conf/{{{','.join(KINDS)}}}/"
     )

@@ -1,0 +1,129 @@
+"""A lab's own project, outside this repository: `orch init`, `orch validate` and `orch run` of a plain Ray
+Tune class, a function trainable and a `train.py` command, on this machine with real Ray and MLflow; and
+the bad trainables a new user writes, each refused with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import assert_one_error_line, run_orch
+from tests.harness.lab_workspace import FORMS, make_lab, write
+
+EPOCHS = 3
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    root = tmp_path / "lab-repo"  # pytest's tmp is outside this repository: the lab's own git
+    root.mkdir()
+    made = run_orch(["init"], cwd=root)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert {"created conf/projects/example.yaml", "created orch_example.py"} <= set(made.stdout.splitlines())
+    return make_lab(root, epochs=EPOCHS, lrs=(0.1, 0.3))
+
+
+def test_init_keeps_what_exists(tmp_path: Path) -> None:
+    (tmp_path / "conf" / "sweeps").mkdir(parents=True)
+    (tmp_path / "conf" / "sweeps" / "example.yaml").write_text("name: mine\n")
+    made = run_orch(["init"], cwd=tmp_path)
+    assert made.returncode == 0 and "kept conf/sweeps/example.yaml (it exists)" in made.stdout, made.stdout
+    assert (tmp_path / "conf" / "sweeps" / "example.yaml").read_text() == "name: mine\n"
+    assert (tmp_path / "conf" / "projects" / "example.yaml").exists() and (tmp_path / "orch_example.py").exists()
+
+
+@pytest.mark.integration
+def test_each_form_validates_and_runs_tracked_per_step(lab: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    files = [str(p.relative_to(lab)) for p in sorted((lab / "conf").glob("*/*.yaml"))]
+    checked = run_orch(["validate", *files], cwd=lab)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "project 'quad-cmd' (command: python)" in checked.stdout and "project 'quad-fn' (lab.quad:train)" in checked.stdout
+    warned = checked.stderr
+    assert "conf/sweeps/lab-cmd.yaml: a command checkpoints only by writing to $ORCH_CHECKPOINT_DIR" in warned, warned
+    assert "conf/sweeps/lab-fn.yaml: a function trainable checkpoints only when it reports one" in warned, warned
+    assert "lab-cls.yaml" not in warned  # a class is checkpointed by Tune, on request too
+
+    client = MlflowClient(f"sqlite:///{lab}/.orch/mlflow.db")
+    for form in FORMS:
+        ran = run_orch(["run", f"conf/sweeps/lab-{form}.yaml"], cwd=lab, timeout=300)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        experiment = client.get_experiment_by_name(f"quad-{form}")
+        trials = client.search_runs([experiment.experiment_id], "tags.`orch.kind` = 'trial'")
+        assert len(trials) == 2, form
+        for run in trials:
+            assert run.info.status == "FINISHED", (form, run.data.tags.get("orch.error"))
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, EPOCHS + 1)), form
+            checkpoint = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
+            assert "checkpoint/state.json" in checkpoint, (form, checkpoint)
+            if form == "cmd":  # the script's own MLflow logging landed in the trial's run (MLFLOW_RUN_ID)
+                steps = [m.step for m in client.get_metric_history(run.info.run_id, "script_logged")]
+                assert steps == list(range(1, EPOCHS + 1)), steps
+        assert {r.data.params["lr"] for r in trials} == {"0.1", "0.3"}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        ({"trainable": "lab.nothere:Quad"}, "trainable", "cannot import lab.nothere"),
+        ({"trainable": "lab.quad:Missing"}, "trainable", "has no attribute 'Missing'"),
+        ({"trainable": "lab.quad:NotATrainable"}, "trainable", "not a ray.tune.Trainable"),
+        ({"trainable": "lab.quad:two_arguments"}, "trainable", "calls a function trainable with one argument"),
+        ({"trainable": "lab.quad"}, "trainable", "unknown trainable 'lab.quad'"),
+        (
+            {"command": "python train.py --lr {lr} --epochs {epoch_count}", "trainable": None},
+            "command",
+            "placeholder {epoch_count} names no hyperparameter",
+        ),
+        ({"trainable": "lab.quad:Quad", "command": "python train.py"}, "", "exactly one"),
+        ({"metrics": []}, "metrics", "declares no metrics"),
+    ],
+)
+def test_bad_trainables_are_one_line_each(tmp_path: Path, change: dict, key: str, words: str) -> None:
+    lab = make_lab(tmp_path / "lab-repo")
+    path = lab / "conf" / "projects" / "quad-cls.yaml"
+    project = {**yaml.safe_load(path.read_text()), **change}
+    write(path, {k: v for k, v in project.items() if v is not None})
+    refused = run_orch(["validate", "conf/sweeps/lab-cls.yaml"], cwd=lab)
+    line = assert_one_error_line(refused, "conf/projects/quad-cls.yaml", words)
+    assert f": {key}: " in line or not key, line
+    again = run_orch(["run", "conf/sweeps/lab-cls.yaml"], cwd=lab)  # nothing starts: no .orch/, no run
+    assert_one_error_line(again, words)
+    assert not (lab / ".orch").exists()
+
+
+@pytest.mark.integration
+def test_a_trainable_that_raises_in_setup_is_one_line(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path / "lab-repo")
+    path = lab / "conf" / "projects" / "quad-cls.yaml"
+    write(path, {**yaml.safe_load(path.read_text()), "trainable": "lab.quad:BrokenSetup"})
+    ran = run_orch(["run", "conf/sweeps/lab-cls.yaml"], cwd=lab, timeout=300)
+    assert_one_error_line(
+        ran,
+        "conf/projects/quad-cls.yaml",
+        "trainable:",
+        "failed in every trial before its first result",
+        "KeyError: 'lr_schedule'",
+    )
+
+
+def test_a_sweep_outside_a_workspace_says_where_it_looked(tmp_path: Path) -> None:
+    stray = tmp_path / "stray.yaml"
+    stray.write_text("name: x\n")
+    refused = run_orch(["validate", str(stray)], cwd=tmp_path)
+    assert_one_error_line(refused, "not in a workspace", f"looked for {tmp_path.parent}", "orch init")
+    nowhere = run_orch(["status", "--cluster", "slurm-local"], cwd=tmp_path)
+    assert_one_error_line(nowhere, "no conf/ workspace here or above", str(tmp_path))
+
+
+def test_the_workspace_is_found_from_a_subfolder(tmp_path: Path) -> None:
+    from orchestrator.kernel.config.workspace import find_conf_root
+
+    lab = make_lab(tmp_path / "lab-repo")
+    (lab / "lab" / "deep").mkdir()
+    assert find_conf_root(lab / "lab" / "deep") == (lab / "conf").resolve()
+    assert find_conf_root(lab / "conf" / "sweeps") == (lab / "conf").resolve()
+    assert find_conf_root(tmp_path) is None
