@@ -1,7 +1,8 @@
-"""The canary job of `orch drill`: trains one step of the sweep's trainable, times its checkpoint,
-then waits for signals and records each one (and checkpoints again on USR2, timed).
+"""The canary job of `orch drill`: trains one step of the sweep's trainable (its first trial, from the code
+the laptop shipped), times its checkpoint, then waits for signals and records each one (and checkpoints
+again on USR2, timed). A function or a command trainable checkpoints itself: only the signals are recorded.
 
-    python -m cluster.node.drill_canary --trainable NAME --config FILE --out DIR
+    python -m cluster.node.drill_canary --sweep CODE/conf/sweeps/NAME.yaml --out DIR
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ def _append(path: Path, record: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trainable", required=True)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--sweep", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     out = Path(args.out)
@@ -51,30 +51,31 @@ def main() -> int:
 
     for sig in (signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT):
         signal.signal(sig, on_signal)
-    from trainables.registry import get_trainable_spec
+    from cluster.node.shards import materialise
+    from orchestrator.kernel.config.loading import load_sweep
 
-    spec = get_trainable_spec(args.trainable)
-    config = json.loads(Path(args.config).read_text())
-    began = time.perf_counter()
-    trainable = spec.trainable_class()(config=config)
-    trainable.train()
-    epoch_s = time.perf_counter() - began
-    durations, size = [], 0
-    for _ in range(3):
-        with tempfile.TemporaryDirectory(dir=out) as folder:
-            started = time.perf_counter()
-            trainable.save_checkpoint(folder)
-            durations.append(time.perf_counter() - started)
-            size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-    state["trainable"] = trainable
-    ready = {
-        "checkpoint_s": statistics.median(durations),
-        "checkpoint_bytes": size,
-        "first_step_s": epoch_s,
+    resolved = load_sweep(Path(args.sweep))
+    ready: dict = {
         "node": os.environ.get("SLURMD_NODENAME", ""),
         "job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "kind": resolved.spec.kind,
         "at": time.time(),
     }
+    if resolved.spec.kind == "class":
+        trials, _ = materialise(resolved, seed=0)
+        began = time.perf_counter()
+        trainable = resolved.spec.trainable()(config=trials[0].config)
+        trainable.train()
+        epoch_s = time.perf_counter() - began
+        durations, size = [], 0
+        for _ in range(3):
+            with tempfile.TemporaryDirectory(dir=out) as folder:
+                started = time.perf_counter()
+                trainable.save_checkpoint(folder)
+                durations.append(time.perf_counter() - started)
+                size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+        state["trainable"] = trainable
+        ready.update(checkpoint_s=statistics.median(durations), checkpoint_bytes=size, first_step_s=epoch_s)
     (out / "ready.json").write_text(json.dumps(ready))
     deadline = time.time() + WAIT_S
     while time.time() < deadline:

@@ -341,28 +341,28 @@ def drill(
     preempt_with: str | None = typer.Option(None, "--preempt-with", help="Also preempt the canary with a job in this partition"),
 ) -> None:
     """Preemption drill: a canary job is signalled (and preempted); report what the cluster does."""
-    from cluster.node.shards import materialise
     from orchestrator.kernel.config.loading import conf_root_of, load_sweep
+    from orchestrator.laptop.targets.ssh import ship_for_drill
     from orchestrator.login.wire import DrillReport
 
     resolved = load_sweep(sweep_file)
     target = _slurm_target(cluster, conf_root_of(sweep_file))
     if _is_rest(target):
         raise UsageError("orch drill needs a login node; fix: use a profile with a login: section (ssh)")
-    trials, _ = materialise(resolved, seed=0)
+    folder, sweep_rel = ship_for_drill(resolved, target)
     args = [
         "drill",
         "--profile-json",
         target.profile.model_dump_json(),
-        "--trainable",
-        resolved.project.trainable,
-        "--config-json",
-        json.dumps(trials[0].config),
+        "--folder",
+        folder,
+        "--sweep-file",
+        sweep_rel,
         *(["--preempt-with", preempt_with] if preempt_with else []),
     ]
     console.print(
         f"canary job on '{target.profile.name}' (partition {target.profile.slurm.partition}): training one step "
-        f"of {resolved.project.trainable}, then signalling it ...",
+        f"of {resolved.project.runs}, then signalling it ...",
         highlight=False,
     )
     r = target.ask(DrillReport, args, timeout_s=900)
@@ -377,13 +377,20 @@ def drill(
         f"preemption in partition {r.partition}: PreemptMode={r.preempt_mode}, GraceTime={r.grace_time_s:g} s{preempted}",
         highlight=False,
     )
-    verdict = "fits" if r.fits else "does NOT fit: checkpoint less often or ask for a longer signal lead"
-    on_signal = r.checkpoint_on_signal_s if r.checkpoint_on_signal_s is not None else "?"
-    console.print(
-        f"checkpoint of {resolved.project.trainable}: {r.checkpoint_s:.2f} s ({r.checkpoint_bytes / 1e6:.1f} MB; {on_signal} s when "
-        f"signalled) against {r.budget_s:g} s of grace/lead: {verdict}",
-        highlight=False,
-    )
+    if r.checkpoint_s is None:
+        console.print(
+            f"checkpoint of {resolved.project.runs}: not timed ({r.kind} trainables checkpoint themselves, see "
+            f"docs/trainables.md); it has {r.budget_s:g} s of grace/lead to do so",
+            highlight=False,
+        )
+    else:
+        verdict = "fits" if r.fits else "does NOT fit: checkpoint less often or ask for a longer signal lead"
+        on_signal = r.checkpoint_on_signal_s if r.checkpoint_on_signal_s is not None else "?"
+        console.print(
+            f"checkpoint of {resolved.project.runs}: {r.checkpoint_s:.2f} s ({(r.checkpoint_bytes or 0) / 1e6:.1f} MB; {on_signal} s "
+            f"when signalled) against {r.budget_s:g} s of grace/lead: {verdict}",
+            highlight=False,
+        )
     console.print(f"canary files: {r.folder}", highlight=False)
 
 

@@ -12,7 +12,6 @@ runs it over ssh, directly on the login node, or inside the REST transport's sub
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -40,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("manifest").add_argument("bundle")
     p_drill = sub.add_parser("drill")
     p_drill.add_argument("--profile-json", required=True)
-    p_drill.add_argument("--trainable", required=True)
-    p_drill.add_argument("--config-json", required=True)
+    p_drill.add_argument("--folder", required=True, help="the drill's folder, holding the shipped code/")
+    p_drill.add_argument("--sweep-file", required=True, help="the sweep file, relative to code/")
     p_drill.add_argument("--preempt-with")
     p_resume = sub.add_parser("resume")
     p_resume.add_argument("workdir")
@@ -151,7 +150,7 @@ def _run(args: argparse.Namespace) -> Answer:
         profile = profile_from_json(args.profile_json)
         if profile.backend != "slurm":
             raise RemoteError("backend", f"profile '{profile.name}' is not a SLURM profile", "drill a SLURM profile")
-        return run_drill(profile, args.trainable, json.loads(args.config_json), args.preempt_with)
+        return run_drill(profile, Path(args.folder), args.sweep_file, args.preempt_with)
     if args.command == "manifest":
         if not (Path(args.bundle) / "bundle.json").exists():
             raise RemoteError("sweep", f"no sweep in {args.bundle}", "list sweeps with: orch status --cluster NAME")

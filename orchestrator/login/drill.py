@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shlex
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +39,18 @@ def _wait(condition: Any, timeout_s: float) -> Any:
     return None
 
 
-def run_drill(profile: SlurmProfile, trainable: str, config: dict[str, Any], preempt_with: str | None = None) -> DrillReport:
+def run_drill(profile: SlurmProfile, folder: Path, sweep_file: str, preempt_with: str | None = None) -> DrillReport:
+    """The canary runs the first trial of the sweep from the code the laptop shipped to `folder`/code."""
     settings, remote = profile.slurm, profile.remote
     client = SlurmClient(env=remote.env)
-    folder = Path(remote.workdir) / "drill" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(config))
     script = folder / "canary.sh"
     script.write_text(
         "\n".join(
             [
                 "#!/bin/bash",
-                *setup_lines(remote, None),
-                f"exec {shlex.quote(remote.python)} -m cluster.node.drill_canary --trainable {shlex.quote(trainable)} "
-                f"--config {shlex.quote(str(folder / 'config.json'))} --out {shlex.quote(str(folder))}",
+                *setup_lines(remote, str(folder)),
+                f"exec {shlex.quote(remote.python)} -m cluster.node.drill_canary --sweep {shlex.quote(str(folder / 'code' / sweep_file))} "
+                f"--out {shlex.quote(str(folder))}",
                 "",
             ]
         )
@@ -104,7 +101,7 @@ def run_drill(profile: SlurmProfile, trainable: str, config: dict[str, Any], pre
         if preempt_with:
             report["preemption"] = _preempt(client, job_id, preempt_with, folder)
         budget = min(x for x in (report["grace_time_s"] or float("inf"), float(settings.signal_lead_s)) if x > 0)
-        report["fits"] = report["checkpoint_s"] < 0.5 * budget
+        report["fits"] = report.get("checkpoint_s") is not None and report["checkpoint_s"] < 0.5 * budget
         report["budget_s"] = budget
     finally:
         client.cancel([job_id])

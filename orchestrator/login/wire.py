@@ -120,8 +120,9 @@ class DrillReport(Answer):
     folder: str
     partition: str
     node: str = ""
-    checkpoint_s: float
-    checkpoint_bytes: int
+    kind: str = "class"  # the trainable's form: a class's checkpoint is timed; a function or a command checkpoints itself
+    checkpoint_s: float | None = None
+    checkpoint_bytes: int | None = None
     first_step_s: float | None = None
     preempt_mode: str
     grace_time_s: float

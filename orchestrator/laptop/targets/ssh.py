@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import socket
 import tarfile
@@ -235,6 +236,17 @@ def submit(resolved: ResolvedSweep, target: SlurmTarget, tracking_uri: str, swee
         target.remove_unsubmitted(prepared.remote_dir)  # nothing half-way: no folder without its jobs
         raise
     return answer, prepared.warnings
+
+
+def ship_for_drill(resolved: ResolvedSweep, target: SlurmTarget) -> tuple[str, str]:
+    """The sweep's code snapshot, uploaded to a drill folder on the cluster: (that folder, the sweep file in it)."""
+    try:
+        snapshot, _ = take_snapshot(resolved.file.parent, target.profile.remote.untracked_files)
+    except SnapshotError as exc:
+        raise ConfigError(resolved.file, "code", exc.problem, exc.fix) from None
+    folder = f"{target.workdir}/drill/{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+    target.upload(f"{folder}/code", snapshot.archive)
+    return folder, str(resolved.file.resolve().relative_to(snapshot.repo_root))
 
 
 def local_config_hash(target: SlurmTarget, sweep_id: str) -> str | None:
