@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ def fill(argv: Sequence[str], config: Mapping[str, Any]) -> list[str]:
     filled: list[str] = []
     for part in argv:
         try:
-            filled.append(part.format_map(_Values(flat)))
+            filled.append(_Fill().vformat(part, (), flat))
         except (KeyError, IndexError, ValueError) as exc:
             raise CommandFailed(f"the command's placeholder {exc} names no hyperparameter of this trial") from None
     if filled and filled[0] in ("python", "python3"):
@@ -66,14 +67,11 @@ def fill(argv: Sequence[str], config: Mapping[str, Any]) -> list[str]:
     return filled
 
 
-class _Values(dict[str, Any]):
-    """format_map's view of a flat config: dotted keys as they are (str.format would read `a.b` as an attribute)."""
+class _Fill(string.Formatter):
+    """str.format with dotted names as keys of the flat config (str.format would read `a.b` as an attribute)."""
 
-    def __init__(self, flat: Mapping[str, Any]) -> None:
-        super().__init__(flat)
-
-    def __missing__(self, key: str) -> Any:
-        raise KeyError(key)
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        return kwargs[field_name], field_name
 
 
 def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -52,3 +52,37 @@ def test_trainable_class_loads():
 
     cls = get_trainable_spec("avae").trainable_class()
     assert issubclass(cls, tune.Trainable)
+
+
+def test_an_installed_package_registers_a_class_by_name(monkeypatch, tmp_path):
+    """The `orch.trainables` entry-point group: a name pointing at a plain Ray Tune class or function."""
+    from importlib.metadata import EntryPoint
+
+    import trainables.registry as registry
+
+    (tmp_path / "labpkg.py").write_text(
+        "from ray import tune\n\nclass Net(tune.Trainable):\n    def step(self):\n        return {'done': True}\n\n"
+        "def train(config):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = {
+        name: EntryPoint(name, value, registry.ENTRY_POINT_GROUP)
+        for name, value in (("labnet", "labpkg:Net"), ("labfn", "labpkg:train"), ("avae", "trainables.specs:AVAE"))
+    }
+    monkeypatch.setattr(registry, "_entry_points", lambda: points)
+    assert registry.available_trainables() == ["avae", "labfn", "labnet"]
+    assert registry.get_trainable_spec("labnet").kind == "class"
+    assert registry.get_trainable_spec("labfn").kind == "function"
+    assert registry.resolve_trainable("labnet").trainable().__name__ == "Net"
+
+
+def test_command_placeholders_fill_one_argument_each():
+    from trainables.command import _metrics_of, fill
+    from trainables.registry import command_spec, placeholders
+
+    spec = command_spec("python train.py --lr {lr} --opt {optimizer.name} --note '{note}'")
+    assert placeholders(spec.command) == ["lr", "optimizer.name", "note"]
+    argv = fill(spec.command, {"lr": 0.1, "optimizer": {"name": "adam w"}, "note": "a'; rm -rf ~ #"})
+    assert argv[1:] == ["train.py", "--lr", "0.1", "--opt", "adam w", "--note", "a'; rm -rf ~ #"]
+    assert _metrics_of('{"epoch": 2, "loss": 0.5, "name": "x", "ok": true, "bad": NaN}') == {"epoch": 2, "loss": 0.5}
+    assert _metrics_of("epoch 2 loss 0.5") is None and _metrics_of("[1, 2]") is None
