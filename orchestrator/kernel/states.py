@@ -43,6 +43,11 @@ class JobState(StrEnum):
     UNKNOWN = "UNKNOWN"  # anything else: never ends a sweep
 
     @classmethod
+    def _missing_(cls, value: object) -> JobState:
+        """JobState("...") of any text: parsed, UNKNOWN when not a state this version knows (never an error)."""
+        return cls.parse(str(value))
+
+    @classmethod
     def parse(cls, text: str) -> JobState:
         """A state as squeue (%T or %t), sacct (`CANCELLED by 0`, `RUNNING+`), scontrol or slurmrestd write it."""
         word = text.strip().split()[0].rstrip("+").upper() if text.strip() else ""

@@ -74,6 +74,7 @@ def test_sacct_and_squeue_spellings() -> None:
     assert JobState.parse("  configuring ") == JobState.CONFIGURING
     assert JobState.parse("") == JobState.UNKNOWN and JobState.parse("WARMING_UP") == JobState.UNKNOWN
     assert not JobState.UNKNOWN.is_ended  # an unknown state never ends anything
+    assert JobState("WARMING_UP") == JobState.UNKNOWN  # a newer login node's answer still reads
 
 
 def test_the_adaptor_parses_recorded_squeue_and_sacct_output(tmp_path: Path) -> None:
