@@ -19,7 +19,7 @@ from tests.harness.lab_workspace import FORMS, make_lab, write
 
 pytestmark = pytest.mark.integration
 
-EPOCHS = 12
+EPOCHS = 30  # the three jobs start up to ~30 s apart: the first must still be training when the last is
 STEP_S = 1.0
 
 
