@@ -80,6 +80,8 @@ def test_each_form_validates_and_runs_tracked_per_step(lab: Path) -> None:
         ),
         ({"trainable": "lab.quad:Quad", "command": "python train.py"}, "", "exactly one"),
         ({"metrics": []}, "metrics", "declares no metrics"),
+        ({"config_model": "lab.quad:QuadConfig", "defaults": {"lr": 2.0, "epochs": 3}}, "defaults.lr", "less than or equal to 1"),
+        ({"config_model": "lab.quad:NotATrainable"}, "config_model", "not a pydantic model"),
     ],
 )
 def test_bad_trainables_are_one_line_each(tmp_path: Path, change: dict, key: str, words: str) -> None:

@@ -64,6 +64,18 @@ class NotATrainable:
     pass
 
 
+try:  # the lab's own typed config (pydantic comes with Ray)
+    from pydantic import BaseModel, Field
+
+    class QuadConfig(BaseModel):
+        lr: float = Field(gt=0, le=1)
+        target: float = 3.0
+        epochs: int = Field(ge=1)
+        step_s: float = Field(0.0, ge=0)
+except ImportError:  # pragma: no cover
+    pass
+
+
 def two_arguments(config, other):
     pass
 
