@@ -85,7 +85,7 @@ def run(
     from orchestrator.laptop.progress import results_table
     from orchestrator.laptop.state import LocalState
     from orchestrator.laptop.targets.local import run_sweep
-    from orchestrator.laptop.tracking_uri import resolve_tracking
+    from orchestrator.laptop.tracking_uri import check_reachable, resolve_tracking
 
     resolved = load_sweep(sweep_file)
     profile, profile_file = load_cluster(cluster, conf_root_of(sweep_file)), cluster_file(cluster, conf_root_of(sweep_file))
@@ -98,9 +98,10 @@ def run(
         )
     resources = machine_resources(profile.cpus, profile.gpus)
     check_resources(resolved, resources, profile.name)
-    # Validation is complete: only now is anything written.
-    state = LocalState.in_directory().ensure()
+    state = LocalState.in_directory()
     target = resolve_tracking(tracking_uri, profile.tracking, profile_file, state)
+    check_reachable(target)
+    state.ensure()  # validation is complete: only now is anything written
     outcome = run_sweep(resolved, profile, resources, max_concurrent(resolved.sweep, resources), state, target, console)
 
     console.print(results_table(outcome.rows, resolved.sweep.metric, outcome.varying, f"sweep {outcome.sweep_id}"))

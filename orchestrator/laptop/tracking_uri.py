@@ -52,6 +52,22 @@ def find_tracking(
     return None
 
 
+def check_reachable(target: TrackingTarget) -> None:
+    """A tracking server that does not answer is one line naming the URI and where it came from, in seconds."""
+    from orchestrator.tracking.client import TrackingClient
+
+    problem = TrackingClient(target.uri).unreachable()
+    if problem is None:
+        return
+    where, _, key = target.source.rpartition(": ")
+    fix = "start it (orch tracking up), or point the URI at a running server"
+    if target.source == "--tracking-uri":
+        raise UsageError(f"--tracking-uri {target.uri}: {problem}; fix: {fix}")
+    if target.source == ENV:
+        raise UsageError(f"{ENV}={target.uri}: {problem}; fix: {fix}, or unset {ENV}")
+    raise ConfigError(where, key, f"{target.uri}: {problem}", fix)
+
+
 def local_tracking(cli_uri: str | None, cluster: str | None, conf: Path | None) -> TrackingTarget:
     """For commands that read runs on this machine (`orch ui`, `orch compare`): the one order, with the
     embedded default last, which must hold runs already."""

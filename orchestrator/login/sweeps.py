@@ -158,9 +158,14 @@ def _open_parent_run(
         profile.name,
     )
     diff = bundle.diff_file.read_text(errors="replace") if bundle.diff_file.exists() else ""
+    client = TrackingClient(manifest.tracking_uri)
+    problem = client.unreachable()  # in seconds, where MLflow's own client retries for minutes
+    if problem is not None:
+        raise RemoteError("tracking.uri", f"{manifest.tracking_uri} (from the login node): {problem}",
+                          "start the tracking server, or set tracking.uri to one the cluster reaches")
     try:
         return open_sweep_run(
-            TrackingClient(manifest.tracking_uri),
+            client,
             resolved,
             identity,
             max_concurrent(resolved.sweep, held, shards or 1),

@@ -70,6 +70,28 @@ class TrackingClient:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["tracking_uri"], state["artifact_root"])  # type: ignore[misc]
 
+    def unreachable(self, timeout_s: float = 3.0) -> str | None:
+        """Why a tracking server cannot be reached, found in seconds (MLflow's own client retries for
+        minutes); None when it answers, or when the store is not a server (a database, a folder)."""
+        import socket
+        from urllib.parse import urlparse
+
+        if not self.is_remote:
+            return None
+        parsed = urlparse(self.tracking_uri)
+        host, port = parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return None
+        except ConnectionRefusedError:
+            return f"nothing listens on {host}:{port} (connection refused)"
+        except socket.gaierror:
+            return f"the host name {host!r} does not resolve"
+        except TimeoutError:
+            return f"{host}:{port} did not answer within {timeout_s:g} s"
+        except OSError as exc:
+            return f"{host}:{port} cannot be reached ({exc.strerror or exc})"
+
     def ensure_experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 

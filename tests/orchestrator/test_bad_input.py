@@ -176,3 +176,31 @@ def test_data_fetch_unknown_dataset_and_unreachable_mirror(workdir: Path) -> Non
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "cannot reach 127.0.0.1:9" in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("source", ["flag", "environment", "profile"])
+def test_an_unreachable_tracking_server_is_one_line_in_seconds(conf_tree: ConfTree, workdir: Path, source: str) -> None:
+    """Nothing listens there: said within seconds (MLflow's own client retries for minutes), naming the URI and
+    where it came from, and nothing starts (no .orch/, no run)."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port on loopback that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    path = conf_tree.write("sweeps", "case", GOOD)
+    args, env = ["run", str(path)], {}
+    if source == "flag":
+        args += ["--tracking-uri", uri]
+    elif source == "environment":
+        env = {"MLFLOW_TRACKING_URI": uri}
+    else:
+        conf_tree.write("clusters", "team", {"name": "team", "backend": "local", "tracking": {"uri": uri}})
+        args += ["--cluster", "team"]
+    began = time.monotonic()
+    result = run_orch(args, cwd=workdir, env=env)
+    assert_one_line_error(result, workdir, uri, "connection refused")
+    line = result.stderr.strip()
+    assert time.monotonic() - began < 30, "an unreachable server must be said in seconds"
+    named = {"flag": "--tracking-uri", "environment": "MLFLOW_TRACKING_URI", "profile": "team.yaml: tracking.uri"}[source]
+    assert named in line, line
