@@ -161,8 +161,11 @@ def _open_parent_run(
     client = TrackingClient(manifest.tracking_uri)
     problem = client.unreachable()  # in seconds, where MLflow's own client retries for minutes
     if problem is not None:
-        raise RemoteError("tracking.uri", f"{manifest.tracking_uri} (from the login node): {problem}",
-                          "start the tracking server, or set tracking.uri to one the cluster reaches")
+        raise RemoteError(
+            "tracking.uri",
+            f"{manifest.tracking_uri} (from the login node): {problem}",
+            "start the tracking server, or set tracking.uri to one the cluster reaches",
+        )
     try:
         return open_sweep_run(
             client,

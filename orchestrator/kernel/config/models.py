@@ -18,6 +18,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _single_line(value: str) -> str:
+    """Values that end up in #SBATCH lines, where a newline would start a new shell line."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters (newlines, tabs)")
+    return value
+
+
 class ProjectConfig(StrictModel):
     """A research project: what it runs (a trainable, or a command) and its default hyperparameters."""
 
@@ -152,10 +159,7 @@ class RemoteSettings(StrictModel):
     @field_validator("workdir", "python")
     @classmethod
     def _no_control_characters(cls, value: str) -> str:
-        # These end up in #SBATCH lines, where a newline would start a new shell line.
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("must not contain control characters (newlines, tabs)")
-        return value
+        return _single_line(value)
 
 
 class SlurmSettings(StrictModel):
@@ -184,6 +188,11 @@ class SlurmSettings(StrictModel):
         default="allocation", description="allocation: one job per sweep; array: trials split into shards as array tasks"
     )
     shards: int = Field(default=1, ge=1, description="array tasks per sweep with layout: array")
+
+    @field_validator("partition", "account", "qos", "constraint", "gpu_type")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        return None if value is None else _single_line(value)
 
 
 class ProjectBudgetConfig(StrictModel):
@@ -218,6 +227,11 @@ class QueueSettings(StrictModel):
         ge=5,
         description="how long each agent job runs before requeueing itself (default: its time limit less 2 minutes)",
     )
+
+    @field_validator("agent_job_partition")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        return None if value is None else _single_line(value)
 
 
 class _ProfileBase(StrictModel):
