@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 MASK = "***"
 _SECRET_NAMES = frozenset(
@@ -45,6 +46,12 @@ def scrub(text: str, environ: Mapping[str, str] | None = None) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def scrub_file(source: Path, target: Path) -> None:
+    """A copy of a text file (a log) with secret values masked; bytes that are not UTF-8 are kept as they are."""
+    text = source.read_bytes().decode("utf-8", errors="surrogateescape")
+    target.write_bytes(scrub(text).encode("utf-8", errors="surrogateescape"))
 
 
 def scrub_mapping(items: Mapping[str, str]) -> dict[str, str]:

@@ -34,7 +34,7 @@ from orchestrator.kernel.states import RunStatus
 from orchestrator.kernel.sweep_folder import SPOOL_DIRNAME, ledger_sibling
 from orchestrator.tracking.async_logger import AsyncMetricLogger
 from orchestrator.tracking.client import TrackingClient
-from orchestrator.tracking.secrets import scrub_mapping
+from orchestrator.tracking.secrets import scrub_file, scrub_mapping
 from orchestrator.tracking.spool import DEFERRED_PREFIX, RunSpool
 from trainables import runtime
 
@@ -307,9 +307,7 @@ class MLflowTrialTracker(Callback):
 
     def _log_logs(self, trial: Any, run_id: str) -> None:
         """The trial's own stdout/stderr, and with a sweep folder the job's logs of every attempt (appended,
-        one separator per attempt) and the attempts ledger, under the run's `logs/`."""
-        import shutil
-
+        one separator per attempt) and the attempts ledger, under the run's `logs/`, secrets masked."""
         sources: list[Path] = []
         trial_dir = getattr(getattr(trial, "storage", None), "trial_fs_path", None)
         if trial_dir:
@@ -328,7 +326,7 @@ class MLflowTrialTracker(Callback):
             for source in sources:
                 name = f"trial_{source.name}" if trial_dir and source.parent == Path(trial_dir) else source.name
                 try:
-                    shutil.copyfile(source, Path(folder) / name)
+                    scrub_file(source, Path(folder) / name)
                 except OSError:
                     continue
             self._recorder.log_artifacts(run_id, Path(folder), "logs")
