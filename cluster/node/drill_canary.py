@@ -59,6 +59,7 @@ def main() -> int:
         "node": os.environ.get("SLURMD_NODENAME", ""),
         "job_id": os.environ.get("SLURM_JOB_ID", ""),
         "kind": resolved.spec.kind,
+        "every_epochs": resolved.sweep.checkpoint.every_epochs,
         "at": time.time(),
     }
     if resolved.spec.kind == "class":

@@ -378,21 +378,33 @@ def drill(
         f"preemption in partition {r.partition}: PreemptMode={r.preempt_mode}, GraceTime={r.grace_time_s:g} s{preempted}",
         highlight=False,
     )
-    if r.checkpoint_s is None:
-        console.print(
-            f"checkpoint of {resolved.project.runs}: not timed ({r.kind} trainables checkpoint themselves, see "
-            f"docs/trainables.md); it has {r.budget_s:g} s of grace/lead to do so",
-            highlight=False,
-        )
-    else:
-        verdict = "fits" if r.fits else "does NOT fit: checkpoint less often or ask for a longer signal lead"
-        on_signal = r.checkpoint_on_signal_s if r.checkpoint_on_signal_s is not None else "?"
-        console.print(
-            f"checkpoint of {resolved.project.runs}: {r.checkpoint_s:.2f} s ({(r.checkpoint_bytes or 0) / 1e6:.1f} MB; {on_signal} s "
-            f"when signalled) against {r.budget_s:g} s of grace/lead: {verdict}",
-            highlight=False,
-        )
+    for line in drill_verdicts(r, resolved.project.runs):
+        console.print(line, highlight=False)
     console.print(f"canary files: {r.folder}", highlight=False)
+
+
+def drill_verdicts(r: Any, runs: str) -> list[str]:
+    """The checkpoint the canary timed, then one verdict per interruption: the time limit (USR2
+    `signal_lead_s` before the end) and a preemption (the partition's GraceTime, or none at all)."""
+    if r.checkpoint_s is None:
+        first = f"checkpoint of {runs}: not timed ({r.kind} trainables checkpoint themselves, see docs/trainables.md)"
+        judged = "not judged (checkpoint not timed)"
+        limit, preemption = judged, judged
+    else:
+        on_signal = r.checkpoint_on_signal_s if r.checkpoint_on_signal_s is not None else "?"
+        first = f"checkpoint of {runs}: {r.checkpoint_s:.2f} s ({(r.checkpoint_bytes or 0) / 1e6:.1f} MB; {on_signal} s when signalled)"
+        limit = "fits" if r.fits_time_limit else "does NOT fit: checkpoint faster or raise slurm.signal_lead_s"
+        preemption = "fits" if r.fits_preemption else "does NOT fit: checkpoint faster or ask the admins for GraceTime"
+    lines = [first, f"time limit: USR2 {r.signal_lead_s:g} s before the end: {limit}"]
+    if r.grace_time_s > 0:
+        lines.append(f"preemption: {r.grace_time_s:g} s of GraceTime: {preemption}")
+    else:
+        lost = f", about {r.lost_on_preemption_s:.0f} s of training" if r.lost_on_preemption_s is not None else ""
+        lines.append(
+            f"preemption: no GraceTime, a preempted job stops at once and loses the work since its last checkpoint "
+            f"(checkpoint.every_epochs: {r.every_epochs or '?'}{lost}): checkpoint more often to lose less"
+        )
+    return lines
 
 
 def _code_dir(target: Any, sweep: str | None) -> str | None:

@@ -100,12 +100,38 @@ def run_drill(profile: SlurmProfile, folder: Path, sweep_file: str, preempt_with
         report["checkpoint_on_signal_s"] = round(checkpointed[0]["seconds"], 2) if checkpointed else None
         if preempt_with:
             report["preemption"] = _preempt(client, job_id, preempt_with, folder)
-        budget = min(x for x in (report["grace_time_s"] or float("inf"), float(settings.signal_lead_s)) if x > 0)
-        report["fits"] = report.get("checkpoint_s") is not None and report["checkpoint_s"] < 0.5 * budget
-        report["budget_s"] = budget
+        report.update(
+            verdicts(
+                report.get("checkpoint_s"),
+                float(settings.signal_lead_s),
+                report["grace_time_s"],
+                report.get("every_epochs"),
+                report.get("first_step_s"),
+            )
+        )
     finally:
         client.cancel([job_id])
     return DrillReport.model_validate(report)
+
+
+def verdicts(
+    checkpoint_s: float | None, lead_s: float, grace_s: float, every_epochs: int | None, epoch_s: float | None
+) -> dict[str, Any]:
+    """What each kind of interruption leaves the trainable for its checkpoint (it fits in half of it):
+    the time limit gives `slurm.signal_lead_s` (USR2 before the end); a preemption gives the partition's
+    GraceTime, and with none a preempted job stops at once and loses the work since its last periodic
+    checkpoint (`checkpoint.every_epochs` epochs at most)."""
+    fits_time_limit = checkpoint_s is not None and checkpoint_s < 0.5 * lead_s
+    fits_preemption = checkpoint_s is not None and grace_s > 0 and checkpoint_s < 0.5 * grace_s
+    lost_s = every_epochs * epoch_s if grace_s <= 0 and every_epochs and epoch_s is not None else None
+    return {
+        "signal_lead_s": lead_s,
+        "fits_time_limit": fits_time_limit,
+        "fits_preemption": fits_preemption,
+        "lost_on_preemption_s": lost_s,
+        "fits": fits_time_limit and fits_preemption,
+        "budget_s": min(lead_s, grace_s) if grace_s > 0 else 0.0,
+    }
 
 
 def _records(folder: Path, restart: int, kind: str) -> list[dict[str, Any]]:

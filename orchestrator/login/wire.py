@@ -130,8 +130,13 @@ class DrillReport(Answer):
     signal_latency_s: float | None
     checkpoint_on_signal_s: float | None
     preemption: Preemption | None = None
-    fits: bool
-    budget_s: float
+    fits: bool  # fits both below
+    budget_s: float  # the shorter of the two windows (0: a preemption gives none)
+    signal_lead_s: float = 0.0
+    fits_time_limit: bool = False
+    fits_preemption: bool = False
+    every_epochs: int | None = None  # the sweep's checkpoint cadence
+    lost_on_preemption_s: float | None = None  # with no GraceTime: the work a preemption can lose
 
 
 # ---------------------------------------------------------------------------- the queue and its agent

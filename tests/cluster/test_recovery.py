@@ -346,7 +346,8 @@ def test_drill_reports_signal_preemption_and_checkpoint_time(slurm_cluster: Any)
     out = result.stdout
     assert "signal: delivered in" in out, out
     assert "PreemptMode=REQUEUE, GraceTime=30 s" in out and "preempted by a 'high' job: requeued" in out, out
-    assert "checkpoint of avae:" in out and ": fits" in out, out
+    assert "checkpoint of avae:" in out, out
+    assert "time limit: USR2 60 s before the end: fits" in out and "preemption: 30 s of GraceTime: fits" in out, out
     jobs = slurm_cluster.run(
         ["squeue", "--noheader", "--name", "orch-drill.slurm-local", "--states=PENDING,RUNNING", "--format=%i"], check=False
     ).stdout.split()

@@ -118,3 +118,30 @@ def test_atomic_writes_keep_the_old_or_the_new_and_the_asked_mode(tmp_path: Path
     assert path.read_text() == "new" and [p.name for p in path.parent.iterdir()] == ["ledger.json"]
     write_atomic(path, "secret", mode=0o600)
     assert (path.stat().st_mode & 0o777) == 0o600 and os.access(path, os.R_OK)
+
+
+def test_the_drill_judges_each_interruption_by_what_it_gives() -> None:
+    """A partition without GraceTime gives a preempted job nothing: the 60 s time-limit lead is no excuse."""
+    from types import SimpleNamespace
+
+    from orchestrator.laptop.cli import drill_verdicts
+    from orchestrator.login.drill import verdicts
+
+    no_grace = SimpleNamespace(
+        checkpoint_s=2.0,
+        checkpoint_bytes=1e6,
+        checkpoint_on_signal_s=2.1,
+        kind="class",
+        grace_time_s=0.0,
+        every_epochs=4,
+        **verdicts(2.0, 60.0, 0.0, every_epochs=4, epoch_s=1.5),
+    )
+    assert (
+        no_grace.fits_time_limit and not no_grace.fits_preemption and not no_grace.fits and no_grace.lost_on_preemption_s == 6.0
+    )
+    lines = drill_verdicts(no_grace, "avae")
+    assert lines[1] == "time limit: USR2 60 s before the end: fits"
+    assert "no GraceTime" in lines[2] and "checkpoint.every_epochs: 4, about 6 s" in lines[2], lines
+    graced = verdicts(2.0, 60.0, 30.0, every_epochs=4, epoch_s=1.5)
+    assert graced["fits"] and graced["budget_s"] == 30.0 and graced["lost_on_preemption_s"] is None
+    assert not verdicts(20.0, 60.0, 30.0, 4, 1.5)["fits_preemption"]  # 20 s is not under half of 30 s
