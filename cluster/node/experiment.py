@@ -106,3 +106,24 @@ def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
         ),
     )
+
+
+def restorable(experiment: Path) -> bool:
+    """Did a run of this experiment leave state that `Tuner.restore` can continue?"""
+    from ray import tune
+
+    return tune.Tuner.can_restore(str(experiment))
+
+
+def restore_tuner(plan: ExperimentPlan, experiment: Path) -> Any:
+    """The experiment as its last run left it: finished trials stay finished, the unfinished and the failed
+    continue from their last checkpoints. Its callbacks come back from the experiment state."""
+    from ray import tune
+
+    return tune.Tuner.restore(str(experiment), trainable(plan), resume_unfinished=True, resume_errored=True)
+
+
+def callbacks_of(tuner: Any) -> list[Any]:
+    """The callbacks a tuner runs with; for a restored tuner, the ones unpickled from its experiment state.
+    Ray's Tuner has no public accessor for them: this reads its local TunerInternal (Ray 2.x)."""
+    return list(tuner._local_tuner.get_run_config().callbacks or [])

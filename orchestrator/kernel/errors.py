@@ -89,4 +89,20 @@ class SweepFailedError(OrchError):
     """The sweep ran to its end but one or more trials failed."""
 
 
-__all__ = ["ConfigError", "OrchError", "Problem", "QueueError", "RemoteError", "ResourceError", "SweepFailedError", "UsageError"]
+class SweepInterruptedError(OrchError):
+    """A local sweep stopped before its trials ended (Ctrl-C): its message says how to resume it."""
+
+    exit_code = 130
+
+
+__all__ = [
+    "ConfigError",
+    "OrchError",
+    "Problem",
+    "QueueError",
+    "RemoteError",
+    "ResourceError",
+    "SweepFailedError",
+    "SweepInterruptedError",
+    "UsageError",
+]

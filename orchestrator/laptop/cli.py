@@ -81,8 +81,7 @@ def run(
     from orchestrator.kernel.config.loading import cluster_file, conf_root_of, load_cluster, load_sweep
     from orchestrator.kernel.config.models import LocalProfile
     from orchestrator.kernel.config.resources import check_resources, max_concurrent
-    from orchestrator.kernel.errors import ConfigError, SweepFailedError
-    from orchestrator.laptop.progress import results_table
+    from orchestrator.kernel.errors import ConfigError
     from orchestrator.laptop.state import LocalState
     from orchestrator.laptop.targets.local import run_sweep
     from orchestrator.laptop.tracking_uri import check_reachable, resolve_tracking
@@ -103,15 +102,26 @@ def run(
     check_reachable(target)
     state.ensure()  # validation is complete: only now is anything written
     outcome = run_sweep(resolved, profile, resources, max_concurrent(resolved.sweep, resources), state, target, console)
+    _report_local(outcome, resolved)
+
+
+def _report_local(outcome: Any, resolved: Any) -> None:
+    """The results of a local sweep (run or resumed); a sweep that did not end says how to resume it."""
+    from orchestrator.kernel.errors import ConfigError, SweepFailedError, SweepInterruptedError
+    from orchestrator.laptop.progress import results_table
+    from orchestrator.laptop.targets.local import interrupted_line
 
     console.print(results_table(outcome.rows, resolved.sweep.metric, outcome.varying, f"sweep {outcome.sweep_id}"))
     best = outcome.best
     if best is not None:
         params = " ".join(f"{k}={best['params'].get(k)}" for k in outcome.varying)
         console.print(f"best trial {best['trial_id']}: {resolved.sweep.metric}={best['metric']:.6g} {params}", highlight=False)
+    target = outcome.tracking
     ui = "orch ui" if target.embedded else f"orch ui --tracking-uri {target.uri}"
     console.print(f"MLflow: experiment '{resolved.project.experiment_name}', parent run {outcome.parent_run_id}")
     console.print(f"open the MLflow UI with: [bold]{ui}[/]", highlight=False)
+    if outcome.unfinished:
+        raise SweepInterruptedError(interrupted_line(outcome.sweep_id, len(outcome.unfinished), len(outcome.rows)))
     if outcome.never_started:
         raise ConfigError(
             resolved.project_file,
@@ -311,11 +321,26 @@ def cancel(
 @app.command()
 def resume(
     sweep: str = typer.Argument(..., help="The sweep id"),
-    cluster: str = ClusterOption,
+    cluster: str | None = typer.Option(
+        None, "--cluster", "-c", envvar="ORCH_CLUSTER", help="The SLURM profile it ran on (none: a sweep orch run ran here)"
+    ),
     conf: Path | None = ConfOption,
     force: bool = typer.Option(False, "--force", help="Resume even though the sweep file or its project file changed"),
 ) -> None:
-    """Finish a sweep whose jobs ended early (killed, cancelled, failed): same trial ids, same MLflow runs."""
+    """Finish a sweep that ended early (interrupted, killed, cancelled, failed): same trial ids, same MLflow runs.
+    A sweep `orch run` ran on this machine resumes here, from the folder it ran in; a SLURM sweep needs --cluster."""
+    from orchestrator.laptop.state import LocalState
+    from orchestrator.laptop.targets.local import read_record
+
+    record = read_record(LocalState.in_directory(), sweep)
+    if record is not None and (cluster is None or cluster == record.cluster):
+        _resume_local(record, force)
+        return
+    if cluster is None:
+        raise UsageError(
+            f"no sweep {sweep} ran here ({LocalState.in_directory().root / 'sweeps'}); fix: run orch resume from the "
+            "folder orch run ran it in, or give --cluster for a SLURM sweep"
+        )
     from orchestrator.laptop.targets.ssh import local_config_hash
     from orchestrator.login.wire import ResumeAnswer
 
@@ -333,6 +358,22 @@ def resume(
         "stay as they are",
         highlight=False,
     )
+
+
+def _resume_local(record: Any, force: bool) -> None:
+    from cluster.node.local import loopback_ray_environment, machine_resources
+
+    loopback_ray_environment()  # before the first import of ray
+    from orchestrator.kernel.config.loading import conf_root_of, load_cluster, load_sweep
+    from orchestrator.kernel.config.models import LocalProfile
+    from orchestrator.laptop.state import LocalState
+    from orchestrator.laptop.targets.local import resume_sweep
+
+    resolved = load_sweep(Path(record.sweep_file))
+    profile = load_cluster(record.cluster, conf_root_of(Path(record.sweep_file)))
+    resources = machine_resources(profile.cpus, profile.gpus) if isinstance(profile, LocalProfile) else machine_resources()
+    outcome = resume_sweep(record, resources, LocalState.in_directory(), force, console)
+    _report_local(outcome, resolved)
 
 
 @app.command()

@@ -36,6 +36,10 @@ class LocalState:
         """A local sweep's trial id -> MLflow run id ledger (what a command trainable reads its run id from)."""
         return self.root / "sweeps" / sweep_id / "mlflow_runs.json"
 
+    def sweep_record(self, sweep_id: str) -> Path:
+        """What `orch resume` needs to continue a local sweep (laptop.targets.local.LocalSweepRecord)."""
+        return self.root / "sweeps" / sweep_id / "sweep.json"
+
     @property
     def ray_results_dir(self) -> Path:
         return self.root / "ray_results"
