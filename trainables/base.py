@@ -115,6 +115,7 @@ class CheckpointableTrainable(tune.Trainable):
                     state["epoch"],
                 )
                 self.fallback_from = str(checkpoint_dir)
+                self._fallback_note = f"{checkpoint_dir} is corrupt ({first}); resumed from {older} (epoch {state['epoch']})"
                 return state
             raise
 
@@ -132,6 +133,10 @@ class CheckpointableTrainable(tune.Trainable):
         # The job got SLURM's signal (preemption, time limit): ask Tune for a checkpoint now.
         if self._checkpoint_requested():
             metrics["should_checkpoint"] = True
+        # A corrupt checkpoint this attempt fell back from, once (the tracker tags the run with it).
+        note = self.__dict__.pop("_fallback_note", None)
+        if note:
+            metrics[runtime.CHECKPOINT_FALLBACK_KEY] = note
         # Where the trial runs (strings: the tracker turns them into run tags, not metrics).
         metrics["device"] = str(self.device)
         metrics["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")

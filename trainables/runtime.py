@@ -24,6 +24,9 @@ RUN_LEDGER_ENV = "ORCH_RUN_LEDGER"
 ATTEMPT_TOKEN_ENV = "ORCH_ATTEMPT_TOKEN"
 ATTEMPT_INDEX_ENV = "ORCH_ATTEMPT_INDEX"
 WORKSPACE_ENV = "ORCH_WORKSPACE"
+# A result key (a string, once): the trainable restored from an older checkpoint because the one Tune gave it
+# was corrupt; the tracker records it as the run's `orch.checkpoint_fallback` tag.
+CHECKPOINT_FALLBACK_KEY = "checkpoint_fallback"
 
 
 def request_checkpoint(path: Path, signum: int, at: float) -> None:

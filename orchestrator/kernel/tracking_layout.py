@@ -38,6 +38,7 @@ TAG_CUDA_VISIBLE_DEVICES = "orch.cuda_visible_devices"
 TAG_SHARD = "orch.shard"
 TAG_SLURM_ARRAY_TASK = "orch.slurm_array_task"
 TAG_RESUMED = "orch.resumed"
+TAG_CHECKPOINT_FALLBACK = "orch.checkpoint_fallback"  # the corrupt checkpoint a resumed trial fell back from
 TAG_ERROR = "orch.error"
 TAG_BEST_TRIAL = "orch.best_trial_id"
 TAG_BEST_RUN = "orch.best_run_id"

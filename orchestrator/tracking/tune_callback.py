@@ -284,6 +284,9 @@ class MLflowTrialTracker(Callback):
                 step=step,
             )
             self._record_recovery(trial.trial_id, steps, seconds, resume_s)
+        fallback = result.get(runtime.CHECKPOINT_FALLBACK_KEY)
+        if fallback:  # the restore found its checkpoint corrupt and used an older one: say so on the run
+            self._set_tags(run_id, {layout.TAG_CHECKPOINT_FALLBACK: str(fallback)[:5000]})
         placement = layout.placement_tags(result)
         if placement and self._placed.get(trial.trial_id) != placement:  # first result of each attempt
             self._set_tags(run_id, placement)

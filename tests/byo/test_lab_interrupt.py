@@ -51,7 +51,9 @@ def test_ctrl_c_then_orch_resume_continues_the_same_runs(tmp_path: Path) -> None
     stopped = _interrupt_after(lab, 4, tmp_path / "run.log")
     out = stopped.stdout
     assert stopped.returncode == 130, out
-    sweep_id = next(line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("sweep ") and ": 2 trials" in line)
+    sweep_id = next(
+        line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("sweep ") and ": 2 trials" in line
+    )
     last = [line for line in out.splitlines() if line.strip()][-1]
     assert last == (
         f"error: sweep {sweep_id} interrupted: 2 of 2 trials unfinished, their runs KILLED; "

@@ -1,6 +1,7 @@
 """Preemption, requeues, node failure, a killed trial process and a corrupt checkpoint, on the real
-local SLURM cluster: every trial resumes into ITS MLflow run, every step is logged exactly once,
-at most one checkpoint interval is re-done per interruption, and every attempt is in the job log."""
+local SLURM cluster: every trial resumes into ITS MLflow run, every step of every metric it reports is
+logged exactly once, the steps re-done add up to at most one checkpoint interval per interruption, and
+every attempt is in the job log."""
 
 from __future__ import annotations
 
@@ -111,6 +112,31 @@ def preempt(cluster: Any, job_id: str) -> None:
     cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip SLURM's requeue delay
 
 
+def checkpoint_tune_restores(experiment: Path, trial_id: str) -> str:
+    """The checkpoint folder Tune will hand a trial on restore: the newest its latest experiment state records
+    (Ray keeps the trial's checkpoint manager pickled, hex-encoded, in experiment_state-*.json)."""
+    import re
+
+    state = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    for trial_json, run_json in json.loads(state.read_text())["trial_data"]:
+        if json.loads(trial_json)["trial_id"] == trial_id:
+            manager = bytes.fromhex(json.loads(run_json)["checkpoint_manager"]["value"])
+            return max(f"checkpoint_{n.decode()}" for n in re.findall(rb"checkpoint_(\d{6})", manager))
+    raise AssertionError(f"trial {trial_id} not in {state}")
+
+
+def assert_every_metric_once(client: Any, run_id: str, epochs: int) -> None:
+    """Every metric the trainable reported (all of the run's metrics but orch's own recovery figures): no step
+    logged twice, none beyond the last epoch, and the per-epoch ones (val_loss, epoch_time_s, ...) at every step."""
+    keys = [key for key in client.get_run(run_id).data.metrics if not key.startswith("orch_")]
+    assert {"val_loss", "epoch_time_s"} <= set(keys), keys
+    for key in keys:
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert len(steps) == len(set(steps)) and set(steps) <= set(range(1, epochs + 1)), (key, steps)
+        if steps[:1] == [1]:  # reported from the first epoch on: at every step, exactly once
+            assert steps == list(range(1, epochs + 1)), (key, steps)
+
+
 def assert_exactly_once(
     cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS, tracking_uri: str | None = None
 ) -> None:
@@ -121,9 +147,7 @@ def assert_exactly_once(
     client = MlflowClient(tracking_uri=tracking_uri or f"sqlite:///{cluster.dir}/mlflow.db")
     for child in children:
         assert child.info.status == "FINISHED", child.info
-        for key in ("val_loss", "epoch_time_s"):
-            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
-            assert steps == list(range(1, epochs + 1)), (key, steps)  # every step exactly once
+        assert_every_metric_once(client, child.info.run_id, epochs)
         assert child.data.tags.get("orch.resumed") == "true" and int(child.data.tags["orch.attempt"]) >= 1
         logs = [a.path for a in client.list_artifacts(child.info.run_id, "logs")]
         assert any(path.endswith("_log.out") for path in logs) and "logs/attempts.json" in logs, logs  # every attempt's log
@@ -140,11 +164,17 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     resumed(slurm_cluster, sweep_id, 2)
     preempt(slurm_cluster, job_id)  # 2: again
     resumed(slurm_cluster, sweep_id, 3)
-    # 3: `scontrol requeue`, with the newest checkpoint of one trial corrupted while the job waits.
+    # 3: `scontrol requeue`; once the job has stopped, the checkpoint Tune will restore for one trial (the newest its
+    # experiment state knows, which can lag the newest on disk) is corrupted: that trial must fall back to an older one.
     slurm_cluster.run(["scontrol", "requeue", job_id])
-    trial_dirs = sorted(p for p in (sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id).glob("*") if p.is_dir())
-    newest = max(trial_dirs[0].glob("checkpoint_*"), key=lambda p: p.name)
-    with open(newest / "state.pt", "r+b") as handle:
+    stopped = wait_for(slurm_cluster, sweep_id, lambda s: s["jobs"][0]["state"] not in ("RUNNING", "COMPLETING"), 120)
+    assert stopped["jobs"][0]["state"] in ("PENDING", "REQUEUED"), stopped
+    experiment = sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id
+    trial_dirs = sorted(p for p in experiment.glob("*") if p.is_dir())
+    kept = sorted(trial_dirs[0].glob("checkpoint_*"), key=lambda p: p.name)
+    restoring = checkpoint_tune_restores(experiment, trial_dirs[0].name)
+    assert restoring in [d.name for d in kept[1:]], (restoring, [d.name for d in kept])  # an older good one exists
+    with open(trial_dirs[0] / restoring / "state.pt", "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00" * 64)
     corrupted = True  # the fallback re-does up to one more checkpoint interval
@@ -156,6 +186,16 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     ).stdout.split()
     assert len(attempts) >= 4, attempts  # three interruptions, then the attempt that finished
     assert_exactly_once(slurm_cluster, sweep_id, interruptions=3 + int(corrupted))
+    # The fallback itself ran: the trial's run names the corrupt checkpoint and the older one it resumed from.
+    from mlflow.tracking import MlflowClient
+
+    runs_of = json.loads((sweep_folder(slurm_cluster, sweep_id) / "mlflow_runs.json").read_text())
+    client = MlflowClient(f"sqlite:///{slurm_cluster.dir}/mlflow.db")
+    tags = client.get_run(runs_of[trial_dirs[0].name]).data.tags
+    fallback = tags.get("orch.checkpoint_fallback", "")
+    corrupt, _, used = fallback.partition(" is corrupt ")
+    assert corrupt.endswith(restoring) and "resumed from" in used and restoring not in used, fallback
+    assert "orch.checkpoint_fallback" not in client.get_run(runs_of[trial_dirs[1].name]).data.tags
     log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.out"))
     for attempt in (1, 2, 3):
         assert f"attempt {attempt} (SLURM job {job_id}, restart {attempt})" in log, log[-3000:]

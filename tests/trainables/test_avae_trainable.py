@@ -194,6 +194,13 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_good_one(tiny_avae
     restored = AVAETrainable(config={**tiny_avae_config, "epochs": 4})
     restored.load_checkpoint(saved[2])
     assert restored.epoch == 2 and restored.fallback_from == saved[2]
+    # The next result says so, once (the tracker tags the trial's run with it).
+    first, second = restored.train(), restored.train()
+    assert (
+        first["checkpoint_fallback"].startswith(f"{saved[2]} is corrupt")
+        and f"resumed from {saved[1]}" in first["checkpoint_fallback"]
+    )
+    assert "checkpoint_fallback" not in second
     (Path(saved[1]) / "state.pt").write_bytes(b"truncated")  # the one before is broken too: go further back
     again = AVAETrainable(config={**tiny_avae_config, "epochs": 4})
     again.load_checkpoint(saved[2])

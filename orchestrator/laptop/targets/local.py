@@ -187,7 +187,9 @@ def resume_sweep(
     check_reachable(target)
     client = TrackingClient(target.uri, target.artifact_root)
     if client.run_status(record.parent_run_id) == RunStatus.FINISHED:
-        raise UsageError(f"sweep {record.sweep_id} ran to its end, nothing to resume; fix: see its runs with orch ui, or run it again as a new sweep")
+        raise UsageError(
+            f"sweep {record.sweep_id} ran to its end, nothing to resume; fix: see its runs with orch ui, or run it again as a new sweep"
+        )
     record = record.model_copy(update={"pid": os.getpid()})
     write_atomic(state.sweep_record(record.sweep_id), record.model_dump_json(indent=1))
     client.reopen_run(record.parent_run_id)
