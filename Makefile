@@ -65,6 +65,17 @@ slurm-down:
 slurm-status:
 	$(PYTHON) -m cluster.testcluster status --dir $(SLURM_TEST_DIR)
 
+# The soak (tests/soak/driver.py): queued sweeps of three projects on a fresh local cluster while a seeded
+# chaos driver preempts, requeues, kills a slurmd, the agent and the tracking server; the report goes to
+# soak-report.md and it fails if anything was lost, logged twice or submitted twice. A 3-minute version
+# runs in `make test` (tests/soak/test_soak.py).
+SOAK_MINUTES ?= 30
+SOAK_SEED ?= 1
+.PHONY: soak
+soak: $(VENV)/.installed-test slurm-up
+	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES) --seed $(SOAK_SEED) --cluster-dir $(SLURM_TEST_DIR); \
+		status=$$?; $(PYTHON) -m cluster.testcluster down --dir $(SLURM_TEST_DIR); exit $$status
+
 # Headless Chromium + chromedriver for the MLflow UI browser test (tests/tracking/test_browser.py).
 .PHONY: browser-deps
 browser-deps:

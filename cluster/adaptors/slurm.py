@@ -22,6 +22,16 @@ class SlurmError(OrchError):
         self.command, self.returncode, self.message = list(command), returncode, message
 
 
+# The reason SLURM gives a job it requeued and HELD because a node failed while the job launched: it stays
+# pending forever unless released (`scontrol release`), which the agent (queued sweeps) and `orch status`
+# (every sweep it reports on) do.
+HELD_AFTER_FAILED_LAUNCH = "launch failed requeued held"
+
+
+def held_after_failed_launch(state: JobState, reason: str) -> bool:
+    return state.is_waiting and HELD_AFTER_FAILED_LAUNCH in reason.lower()
+
+
 @dataclass(frozen=True)
 class JobRecord:
     job_id: str
@@ -129,6 +139,11 @@ class SlurmClient:
         if missing:  # accounting may lag a few seconds behind a fresh submit: ask squeue
             records.update(self._squeue(missing))
         return records
+
+    def queued(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        """squeue's view of these jobs (its reason is current; sacct's may lag), only those still queued."""
+        ids = [j for j in job_ids if j]
+        return self._squeue(ids) if ids else {}
 
     def _squeue(self, ids: list[str]) -> dict[str, JobRecord]:
         done = self._run(["squeue", "--noheader", "--format=%i|%j|%T|%N|%M|%r", "--jobs", ",".join(ids)], check=False)

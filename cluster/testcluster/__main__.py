@@ -1,4 +1,4 @@
-"""python -m cluster.testcluster install | up | down | status --dir DIR"""
+"""python -m cluster.testcluster install | up | down | status --dir DIR | power suspend|resume --dir DIR HOSTLIST"""
 
 from __future__ import annotations
 
@@ -33,10 +33,18 @@ def main(argv: list[str] | None = None) -> int:
                 help="slurmctld port; slurmd, slurmdbd, mysql use the next three",
             )
             p.add_argument("--ssh-port", type=int, default=Ports.ssh, help="port of the sshd login node")
+    power = sub.add_parser("power", help="what slurmctld's SuspendProgram/ResumeProgram run (power saving)")
+    power.add_argument("action", choices=("suspend", "resume"))
+    power.add_argument("--dir", default=DEFAULT_DIR, type=Path)
+    power.add_argument("hostlist")
     args = parser.parse_args(argv)
     try:
         if args.command == "install":
             install()
+        elif args.command == "power":
+            from .power import resume, suspend
+
+            (suspend if args.action == "suspend" else resume)(args.dir, args.hostlist)
         elif args.command == "up":
             up(args.dir, Ports.from_base(args.port_base, args.ssh_port))
         elif args.command == "down":

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import config, daemons, network
 from .layout import (
     ACCOUNT,
+    ALL_NODES,
     CLUSTER_NAME,
     GPUS_PER_NODE,
     MARKER,
@@ -22,6 +23,9 @@ from .layout import (
     NODE_MEMORY_MB,
     NODES,
     PARTITIONS,
+    POWER_NODE,
+    POWER_PARTITION,
+    RESUME_DELAY_S,
     SSH_HOST_ALIAS,
     Layout,
     Ports,
@@ -29,7 +33,7 @@ from .layout import (
 from .procs import ClusterError, Daemon, is_alive, run, stop, stop_tree, wait_for
 
 # Stop order: entry points first, the database last.
-STOP_ORDER = ("slurmrestd", "sshd", *(f"slurmd-{n.name}" for n in NODES), "slurmctld", "slurmdbd", "mariadbd", "munged")
+STOP_ORDER = ("slurmrestd", "sshd", *(f"slurmd-{n.name}" for n in ALL_NODES), "slurmctld", "slurmdbd", "mariadbd", "munged")
 JOBS_GONE_TIMEOUT_S = 30.0
 
 
@@ -89,6 +93,12 @@ def _describe(lay: Layout, user: str) -> dict:
             }
             for q in PARTITIONS
         ],
+        "power_saving": {
+            "node": POWER_NODE.name,
+            "partition": POWER_PARTITION.name,
+            "resume_delay_s": RESUME_DELAY_S,
+            "log": str(lay.power_log),
+        },
         "gpus_per_node": GPUS_PER_NODE,
         "account": ACCOUNT,
         "user": user,
@@ -148,7 +158,7 @@ def _check_free(lay: Layout) -> None:
                     "(fixed namespaces and subnets); stop it with `python -m cluster.testcluster down --dir ITS_DIR`, "
                     "or, if something else owns the port, pick --port-base/--ssh-port"
                 ) from None
-    for node in NODES:
+    for node in ALL_NODES:
         if network.netns_exists(node):
             pids = network.netns_pids(node)
             if pids:
@@ -172,6 +182,10 @@ def _write_configs(lay: Layout, db_password: str) -> None:
     lay.sshd_config.write_text(config.sshd_config(lay))
     lay.ssh_config.write_text(config.ssh_config(lay))
     lay.env_sh.write_text(config.env_sh(lay, job_python()))
+    repo = str(Path(__file__).resolve().parents[2])
+    for action in ("suspend", "resume"):
+        lay.power_program(action).write_text(config.power_program(lay, action, job_python(), repo))
+        os.chmod(lay.power_program(action), 0o755)
 
 
 def up(root: Path, ports: Ports | None = None, log=print) -> dict:
@@ -204,13 +218,13 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
         state["ip_forward_before"] = network.read_ip_forward()
         _save(lay, state)
         network.set_ip_forward("1")
-        for node in NODES:
+        for node in ALL_NODES:
             state["netns"].append(node.netns)
             _save(lay, state)
             network.create(node)
             daemons.make_fake_gpus(lay, node)
         daemons.start_slurmctld(lay, env, record)
-        slurmds = [daemons.start_slurmd(lay, env, record, node) for node in NODES]
+        slurmds = [daemons.start_slurmd(lay, env, record, node) for node in ALL_NODES]
         daemons.start_sshd(lay, env, record)
         daemons.make_jwt_token(lay, env, user)
         daemons.start_slurmrestd(lay, env, record)
@@ -221,6 +235,9 @@ def up(root: Path, ports: Ports | None = None, log=print) -> dict:
     state["ready"] = True
     state["up_seconds"] = round(time.monotonic() - t0, 2)
     _save(lay, state)
+    # The power-saving node goes to sleep (its SuspendProgram stops its slurmd and drops its record);
+    # a job in its partition wakes it. Not waited for: `power.power_down` waits when a test needs it asleep.
+    run(["scontrol", "update", f"NodeName={POWER_NODE.name}", "State=POWER_DOWN_FORCE"], env=env, check=False, timeout_s=15)
     log(f"cluster {CLUSTER_NAME} up in {state['up_seconds']} s; to use it: . {lay.env_sh}")
     log(lay.env_sh.read_text().split("\n", 1)[1].rstrip())
     return state
@@ -255,6 +272,8 @@ def down(root: Path, quiet: bool = False, log=print) -> list[str]:
         say(f"nothing recorded in {lay.cluster_json}: nothing to stop")
         return []
     env = daemons.base_env(lay)
+    state["ready"] = False  # a node "booting" now (power.resume) starts no slurmd any more
+    _save(lay, state)
     _cancel_jobs(state, env)
     report = []
     recorded = state["daemons"]
@@ -263,7 +282,7 @@ def down(root: Path, quiet: bool = False, log=print) -> list[str]:
         if d:
             outcome = stop_tree(d["pid"], d["start_ticks"])
             report.append(f"{name} (pid {d['pid']}): {outcome}")
-    nodes = [n for n in NODES if n.netns in state.get("netns", [])]
+    nodes = [n for n in ALL_NODES if n.netns in state.get("netns", [])]
     for node in nodes:
         # job steps (slurmstepd and their children) started by our slurmd live on in the namespace
         for pid in network.netns_pids(node):
@@ -294,7 +313,7 @@ def status(root: Path, log=print) -> bool:
         alive = is_alive(d["pid"], d["start_ticks"])
         all_alive &= alive
         log(f"{name:<10} pid {d['pid']:<7} {'alive' if alive else 'DEAD'}")
-    for node in NODES:
+    for node in ALL_NODES:
         log(f"netns {node.netns:<8} {'present' if network.netns_exists(node) else 'absent'}")
     log(f"ready: {state['ready'] and all_alive}")
     return all_alive

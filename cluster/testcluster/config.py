@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from .layout import (
+    ALL_NODES,
     CLUSTER_NAME,
     DEFAULT_TIME_MIN,
     GPUS_PER_NODE,
@@ -13,7 +14,10 @@ from .layout import (
     NODE_MEMORY_MB,
     NODES,
     PARTITIONS,
+    POWER_NODE,
+    POWER_PARTITION,
     SSH_HOST_ALIAS,
+    SUSPEND_TIMEOUT_S,
     Layout,
 )
 
@@ -70,8 +74,15 @@ def slurm_conf(lay: Layout) -> str:
         "AccountingStorageTRES=gres/gpu",
         "JobCompType=jobcomp/filetxt",
         f"JobCompLoc={lay.jobcomp}",
+        # Power saving: only POWER_NODE ever sleeps (put to sleep by `up`; idle nodes would only sleep after an hour).
+        f"SuspendProgram={lay.power_program('suspend')}",
+        f"ResumeProgram={lay.power_program('resume')}",
+        "SuspendTime=3600",
+        f"SuspendTimeout={SUSPEND_TIMEOUT_S}",
+        "ResumeTimeout=120",
+        f"SuspendExcNodes={','.join(n.name for n in NODES)}",
     ]
-    for node in NODES:
+    for node in ALL_NODES:
         lines.append(
             f"NodeName={node.name} NodeAddr={node.address} NodeHostname={node.name} "
             f"CPUs={NODE_CPUS} RealMemory={NODE_MEMORY_MB} Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN"
@@ -86,12 +97,27 @@ def slurm_conf(lay: Layout) -> str:
         if part.grace_time_s:
             line += f" GraceTime={part.grace_time_s}"
         lines.append(line)
+    lines.append(
+        f"PartitionName={POWER_PARTITION.name} Nodes={POWER_NODE.name} Default=NO MaxTime={MAX_TIME_MIN} "
+        f"DefaultTime={DEFAULT_TIME_MIN} PriorityTier={POWER_PARTITION.priority_tier} "
+        f"PreemptMode={POWER_PARTITION.preempt_mode} State=UP"
+    )
     return "\n".join(lines) + "\n"
 
 
 def gres_conf(lay: Layout) -> str:
     last = GPUS_PER_NODE - 1
-    return "".join(f"NodeName={n.name} Name=gpu File={lay.gpu_dir(n.name)}/fakegpu[0-{last}]\n" for n in NODES)
+    return "".join(f"NodeName={n.name} Name=gpu File={lay.gpu_dir(n.name)}/fakegpu[0-{last}]\n" for n in ALL_NODES)
+
+
+def power_program(lay: Layout, action: str, python: str, repo: str) -> str:
+    """What slurmctld runs to put nodes to sleep or wake them (cluster.testcluster.power), logging to power.log."""
+    return (
+        "#!/bin/sh\n"
+        f"export SLURM_CONF={shlex.quote(str(lay.slurm_conf))} PYTHONPATH={shlex.quote(repo)}\n"
+        f"exec {shlex.quote(python)} -m cluster.testcluster power {action} --dir {shlex.quote(str(lay.root))} "
+        f'"$@" >> {shlex.quote(str(lay.power_log))} 2>&1\n'
+    )
 
 
 def slurmdbd_conf(lay: Layout, db_password: str) -> str:

@@ -12,7 +12,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from . import config
-from .layout import ACCOUNT, CLUSTER_NAME, GPU_CHAR_MAJOR, GPUS_PER_NODE, NODES, PARTITIONS, Layout, Node
+from .layout import (
+    ACCOUNT,
+    ALL_NODES,
+    CLUSTER_NAME,
+    GPU_CHAR_MAJOR,
+    GPUS_PER_NODE,
+    NODES,
+    PARTITIONS,
+    POWER_NODE,
+    POWER_PARTITION,
+    Layout,
+    Node,
+)
 from .network import netns_path
 from .procs import ClusterError, Daemon, is_alive, run, spawn, tail, wait_for
 
@@ -194,10 +206,10 @@ def _out(argv: list[str], env: Mapping[str, str]) -> str:
 
 
 def nodes_idle(env: Mapping[str, str]) -> bool:
-    """Every node idle in every partition."""
+    """Every node idle in each of its partitions."""
     lines = _out(["sinfo", "-h", "-N", "-o", "%N %P %t"], env).split()
     states = {(lines[i], lines[i + 1].rstrip("*")): lines[i + 2] for i in range(0, len(lines) - 2, 3)}
-    want = {(n.name, p.name) for n in NODES for p in PARTITIONS}
+    want = {(n.name, p.name) for n in NODES for p in PARTITIONS} | {(POWER_NODE.name, POWER_PARTITION.name)}
     return want <= set(states) and all(states[k] == "idle" for k in want)
 
 
@@ -210,7 +222,7 @@ def await_cluster(lay: Layout, env: Mapping[str, str], slurmds: list[Daemon]) ->
 
     if wait_for(lambda: ready() or any_dead(), READY_TIMEOUT_S, 0.1) and not any_dead():
         return
-    logs = [lay.slurmctld_log] + [lay.slurmd_log(n.name) for n in NODES] + [d.log for d in slurmds]
+    logs = [lay.slurmctld_log] + [lay.slurmd_log(n.name) for n in ALL_NODES] + [d.log for d in slurmds]
     detail = "\n".join(f"--- {p}\n{tail(p, 15)}" for p in logs)
     sinfo = _out(["sinfo", "-N", "-o", "%N %P %t %E"], env)
     raise ClusterError(f"nodes not idle after {READY_TIMEOUT_S:.0f} s (or a slurmd died)\nsinfo:\n{sinfo}\n{detail}")

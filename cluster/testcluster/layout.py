@@ -66,6 +66,12 @@ class Node:
 
 
 NODES = (Node("n1", 1), Node("n2", 2))
+# Power saving (SLURM's SuspendProgram/ResumeProgram): a third node, alone in its partition, asleep until a job
+# needs it; "booting" it (power.py) takes RESUME_DELAY_S, during which its job is CONFIGURING.
+POWER_NODE = Node("n3", 3)
+ALL_NODES = (*NODES, POWER_NODE)
+RESUME_DELAY_S = 12
+SUSPEND_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ PARTITIONS = (
     Partition("low", priority_tier=1, preempt_mode="REQUEUE", default=True, grace_time_s=30),
     Partition("high", priority_tier=10, preempt_mode="OFF"),
 )
+POWER_PARTITION = Partition("power", priority_tier=1, preempt_mode="OFF")  # POWER_NODE only
 
 
 @dataclass(frozen=True)
@@ -236,8 +243,17 @@ class Layout:
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.slurmrestd}"
 
+    # -- power saving --------------------------------------------------------------
+    def power_program(self, action: str) -> Path:
+        """The SuspendProgram ("suspend") or ResumeProgram ("resume") slurmctld runs with a hostlist."""
+        return self.etc / f"power-{action}.sh"
+
+    @property
+    def power_log(self) -> Path:
+        return self.log / "power.log"
+
     def all_dirs(self) -> list[Path]:
         dirs = [self.etc, self.log, self.run, self.state / "ctld", self.munge_dir, self.mysql_dir, self.ssh_dir]
-        for node in NODES:
+        for node in ALL_NODES:
             dirs += [self.state / "slurmd" / node.name, self.gpu_dir(node.name)]
         return dirs

@@ -19,7 +19,13 @@ def status_tables(sweeps: Sequence[SweepStatus]) -> Iterator[Any]:
         jobs = ", ".join(f"{job.job_id} {job.state}" + (f" on {job.node_list}" if job.node_list else "") for job in sweep.jobs)
         age = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep.submitted_at))
         title = f"{sweep.sweep_id} ({sweep.project}, submitted {age}){' CANCELLED' if sweep.cancelled else ''}"
-        table = Table(title=title, caption=f"jobs: {jobs or 'no jobs'}", title_justify="left", caption_justify="left")
+        released = [
+            f"job {job.job_id} was held by SLURM ({job.reason}): released, it starts again on a working node"
+            for job in sweep.jobs
+            if job.released
+        ]
+        caption = "\n".join([f"jobs: {jobs or 'no jobs'}", *released])
+        table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
         for column in ("trial", "state", "epoch", "metric"):
             table.add_column(column)
         for trial in sorted(sweep.trials, key=lambda t: t.trial_id):

@@ -263,7 +263,7 @@ def _reopen_parent(manifest: BundleManifest) -> None:
 
 # ---------------------------------------------------------------------------- status
 def status(workdir: Path, sweep_id: str | None) -> StatusAnswer:
-    from cluster.adaptors.slurm import SlurmClient
+    from cluster.adaptors.slurm import SlurmClient, held_after_failed_launch
     from orchestrator.kernel.sweep_folder import SWEEPS_DIRNAME
 
     root = workdir / SWEEPS_DIRNAME
@@ -273,7 +273,19 @@ def status(workdir: Path, sweep_id: str | None) -> StatusAnswer:
     bundles = [Bundle(folder) for folder in folders]
     job_ids = {b.root.name: b.read_json(b.jobs_file, []) for b in bundles}
     env = bundles[0].manifest().profile().remote.env if bundles else {}
-    records = SlurmClient(env=env).jobs(j for ids in job_ids.values() for j in ids)  # ONE sacct call
+    client = SlurmClient(env=env)
+    records = client.jobs(j for ids in job_ids.values() for j in ids)  # ONE sacct call
+    # A direct submit has no agent watching it: a job SLURM held after a failed launch is released here
+    # (squeue's reason: sacct's can lag).
+    waiting = [
+        j
+        for b in bundles
+        if not b.cancelled_marker.exists()
+        for j in job_ids[b.root.name]
+        if (r := record_for(j, records)) is not None and r.state.is_waiting
+    ]
+    held = {j for j, r in client.queued(waiting).items() if held_after_failed_launch(r.state, r.reason)}
+    client.release(sorted(held))
     sweeps = []
     for bundle in bundles:
         manifest = bundle.manifest()
@@ -292,7 +304,7 @@ def status(workdir: Path, sweep_id: str | None) -> StatusAnswer:
                 if record
                 else {}
             )
-            jobs.append(JobStatus(job_id=j, state=record.state if record else JobState.UNKNOWN, **known))
+            jobs.append(JobStatus(job_id=j, state=record.state if record else JobState.UNKNOWN, released=j in held, **known))
         sweeps.append(
             SweepStatus(
                 sweep_id=manifest.sweep_id,

@@ -69,6 +69,7 @@ class JobStatus(Answer):
     reason: str = ""
     alloc_tres: str = ""
     kind: str = "job"
+    released: bool = False  # SLURM held it after a failed launch; `status` released it
 
 
 class TrialRecord(Answer):

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.integration
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
 TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 90 epochs: about two 2-minute jobs' work
 TIMELIMIT_EPOCHS = 90
+FAULTS = REPO / "conf" / "sweeps" / "avae-slurm-faults.yaml"
+FAULTS_EPOCHS = 36
 EPOCHS = 20  # three interruptions leave ~8 epochs of margin (14 left ~3: one slow preemption from finishing early)
 EVERY = 2  # checkpoint interval (epochs): at most this many steps re-done per interruption
 
@@ -218,6 +220,17 @@ class TeamTracking:
     uri: str
     s3: S3Server
     s3_environment: dict[str, str]
+    up_args: list[str]
+    state: Path
+
+    def stop_server(self) -> None:
+        """`orch tracking down`: the server stopped by the pid it recorded."""
+        down = run_orch(["tracking", "down", "--state-dir", str(self.state)], cwd=self.state, timeout=60)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+    def start_server(self) -> None:
+        up = run_orch(self.up_args, cwd=self.state, env=self.s3_environment, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +246,10 @@ def team_tracking(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory):
         s3.client(environment).create_bucket(Bucket=BUCKET)
         host = slurm_cluster.nodes[0]["host_address"]
         port = free_port(host)
-        up = run_orch(
+        team = TeamTracking(
+            f"http://{host}:{port}",
+            s3,
+            environment,
             [
                 "tracking",
                 "up",
@@ -246,12 +262,10 @@ def team_tracking(slurm_cluster: Any, tmp_path_factory: pytest.TempPathFactory):
                 "--state-dir",
                 str(state),
             ],
-            cwd=state,
-            env=environment,
-            timeout=120,
+            state,
         )
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield TeamTracking(f"http://{host}:{port}", s3, environment)
+        team.start_server()
+        yield team
     finally:
         run_orch(["tracking", "down", "--state-dir", str(state)], cwd=state, timeout=60)  # by the pid it recorded
         s3.stop()
@@ -290,6 +304,55 @@ def test_node_failure_mid_trial_requeues_on_the_other_node_tracked_on_the_server
         assert any(k.endswith("/artifacts/checkpoint/state.pt") for k in run_keys), run_keys
         assert any(k.endswith("/artifacts/logs/attempts.json") for k in run_keys), run_keys
         assert any("/artifacts/logs/" in k and k.endswith("_log.out") for k in run_keys), run_keys
+
+
+def test_tracking_server_down_then_s3_refusing_uploads_mid_sweep_loses_and_doubles_nothing(
+    slurm_cluster: Any, team_tracking: TeamTracking, tmp_path: Path
+) -> None:
+    """The team's tracking server stopped for 30 s while a SLURM sweep trains, then S3 refusing uploads for 30 s:
+    no trial fails, every metric the trials report is in their runs once per step, and the checkpoints and logs
+    the faults held back arrive on S3 afterwards."""
+    profile = profile_variant(tmp_path, "slurm-local-faults", tracking={"uri": team_tracking.uri})
+    sweep_id, job_id = submit(slurm_cluster, profile, FAULTS)
+    before = running_past(slurm_cluster, sweep_id, 2, profile=profile)
+    team_tracking.stop_server()
+    try:
+        time.sleep(30)
+    finally:
+        team_tracking.start_server()
+    during_server = status_of(slurm_cluster, sweep_id, profile)
+    team_tracking.s3.stop()
+    try:
+        time.sleep(30)
+    finally:
+        team_tracking.s3.start()
+    during_s3 = status_of(slurm_cluster, sweep_id, profile)
+    # Both faults hit a training sweep: its trials went on through each (and checkpointed, every 2 epochs).
+    assert min(epochs(during_server)) >= min(epochs(before)) + 2, (before, during_server)
+    assert min(epochs(during_s3)) >= min(epochs(during_server)) + 2 and max(epochs(during_s3)) < FAULTS_EPOCHS, during_s3
+    state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
+    assert state["jobs"][0]["state"] == "COMPLETED" and state["jobs"][0]["restarts"] == 0, state
+    assert sorted(t["state"] for t in state["trials"]) == ["TERMINATED", "TERMINATED"], state
+    from mlflow.tracking import MlflowClient
+
+    parent, children = mlflow_runs(slurm_cluster, sweep_id, team_tracking.uri)
+    client = MlflowClient(team_tracking.uri)
+    assert len(children) == 2 and parent.info.status == "FINISHED"
+    keys = team_tracking.s3.keys("recovery/", team_tracking.s3_environment)
+    for child in children:
+        assert child.info.status == "FINISHED" and "orch.error" not in child.data.tags, child.data.tags
+        assert_every_metric_once(client, child.info.run_id, FAULTS_EPOCHS)
+        run_keys = [k for k in keys if f"/{child.info.run_id}/artifacts/" in k]
+        assert any(k.endswith("/artifacts/checkpoint/state.pt") for k in run_keys), run_keys
+        assert any(k.endswith("/artifacts/logs/attempts.json") for k in run_keys), run_keys
+    trial_dirs = [p for p in (sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id).glob("*") if p.is_dir()]
+    assert trial_dirs and not any((p / "error.txt").exists() for p in trial_dirs), "a trial failed and was retried"
+
+
+def status_of(cluster: Any, sweep_id: str, profile: Path) -> dict[str, Any]:
+    from tests.cluster.test_slurm_sweeps import status
+
+    return status(cluster, sweep_id, profile)
 
 
 def test_killed_trial_process_is_retried_from_its_checkpoint(slurm_cluster: Any) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from cluster.adaptors.slurm import JobRecord, QueueJob, parse_duration_s
+from cluster.adaptors.slurm import JobRecord, QueueJob, held_after_failed_launch, parse_duration_s
 from cluster.slurm.job_spec import sweep_id_of, sweep_job_name
 from orchestrator.kernel.config.models import QueueSettings
 from orchestrator.kernel.states import ON_CLUSTER, JobState, SweepState, sweep_state_from_jobs
@@ -175,7 +175,7 @@ class Agent:
                 j.job_id.partition("_")[0]
                 for jobs in by_sweep.values()
                 for j in jobs
-                if j.state.is_waiting and "launch failed requeued held" in j.reason.lower()
+                if held_after_failed_launch(j.state, j.reason)
             }
         )
         if held and {sid for sid in by_sweep} & {row.sweep_id for row in live}:

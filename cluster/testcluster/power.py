@@ -1,0 +1,64 @@
+"""SLURM power saving on the test cluster: what slurmctld's SuspendProgram and ResumeProgram run.
+
+`suspend HOSTLIST` stops those nodes' slurmd by PID (the node "powers off"); `resume HOSTLIST` "boots" them:
+after RESUME_DELAY_S it starts their slurmd again in their namespace, and until it registers the jobs
+waiting for the node are CONFIGURING. Both keep cluster.json's daemon records true, so `down` stops a
+woken slurmd by PID like any other.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import daemons
+from .cluster import _save, load_state
+from .faults import start_slurmd
+from .layout import ALL_NODES, RESUME_DELAY_S, Layout
+from .procs import run, stop_tree
+
+
+def _nodes(hostlist: str, env: dict[str, str]) -> list:
+    names = run(["scontrol", "show", "hostnames", hostlist], env=env, timeout_s=10).stdout.split()
+    return [node for node in ALL_NODES if node.name in names]
+
+
+def suspend(root: Path, hostlist: str, log=print) -> None:
+    lay = Layout(root.resolve())
+    env = daemons.base_env(lay)
+    for node in _nodes(hostlist, env):
+        state = load_state(lay.root) or {}
+        record = state.get("daemons", {}).pop(f"slurmd-{node.name}", None)
+        if record:
+            outcome = stop_tree(record["pid"], record["start_ticks"])
+            log(f"{time.strftime('%H:%M:%S')} suspend {node.name}: slurmd pid {record['pid']} {outcome}")
+        _save(lay, state)
+
+
+def resume(root: Path, hostlist: str, delay_s: float = RESUME_DELAY_S, log=print) -> None:
+    lay = Layout(root.resolve())
+    env = daemons.base_env(lay)
+    nodes = _nodes(hostlist, env)
+    log(f"{time.strftime('%H:%M:%S')} resume {','.join(n.name for n in nodes)}: booting for {delay_s:g} s")
+    time.sleep(delay_s)
+    for node in nodes:
+        daemon = start_slurmd(lay.root, node.name)
+        if daemon is None:
+            log(f"resume {node.name}: the cluster is going down, not starting its slurmd")
+            return
+        log(f"{time.strftime('%H:%M:%S')} resume {node.name}: slurmd pid {daemon.pid}")
+
+
+def power_down(root: Path, node_name: str, timeout_s: float = 60.0) -> None:
+    """Put a node to sleep now (POWER_DOWN_FORCE) and wait until sinfo shows it asleep (`idle~`)."""
+    from .procs import ClusterError, wait_for
+
+    env = daemons.base_env(Layout(root.resolve()))
+    run(["scontrol", "update", f"NodeName={node_name}", "State=POWER_DOWN_FORCE"], env=env, timeout_s=15)
+
+    def asleep() -> bool:
+        return run(["sinfo", "-h", "-n", node_name, "-o", "%t"], env=env, check=False, timeout_s=10).stdout.strip() == "idle~"
+
+    if not wait_for(asleep, timeout_s, 0.5):
+        state = run(["sinfo", "-h", "-n", node_name, "-o", "%t %E"], env=env, check=False, timeout_s=10).stdout.strip()
+        raise ClusterError(f"node {node_name} not asleep after {timeout_s:.0f} s: {state}")

@@ -1,0 +1,131 @@
+"""States a real cluster reports that the test cluster did not show before: a node that powers up on demand
+(SLURM power saving; the job is CONFIGURING while it boots) and a job SLURM holds after its launch failed.
+Sweeps submitted directly and through the queue's agent live through both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cluster.testcluster.power import power_down
+from orchestrator.kernel.states import SweepState
+from orchestrator.login.queue.store import QueueStore
+from tests.cluster.test_slurm_sweeps import TINY, finished, mlflow_runs, orch_env, profile_variant, status, wait_for
+from tests.conftest import REPO, run_orch
+from tests.queue.test_queue_slurm import SWEEPS, AgentProcess, make_profile, resolved_profile_json
+
+pytestmark = pytest.mark.integration
+
+
+def job_states(cluster: Any, partition: str) -> dict[str, str]:
+    out = cluster.run(["squeue", "-h", "-p", partition, "-o", "%i %j %T"], check=False).stdout
+    return {name: state for _, name, state in (line.split() for line in out.splitlines() if line.strip())}
+
+
+def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster: Any, tmp_path: Path) -> None:
+    power = slurm_cluster.extra["power_saving"]
+    power_down(slurm_cluster.dir, power["node"])  # asleep (idle~): a job in its partition wakes it
+    # Both sweeps' jobs wait in the closed partition, then wake the node together.
+    slurm_cluster.run(["scontrol", "update", f"PartitionName={power['partition']}", "State=DOWN"])
+    direct_profile = profile_variant(tmp_path, "slurm-power", slurm={"partition": power["partition"]})
+    queue_profile = make_profile(tmp_path, "queue-power")
+    data = yaml.safe_load(queue_profile.read_text())
+    data["slurm"]["partition"] = power["partition"]
+    queue_profile.write_text(yaml.safe_dump(data))
+
+    queued = run_orch(
+        ["submit", str(SWEEPS["avae"]), "--cluster", str(queue_profile), "--yes"], cwd=REPO, env=orch_env(slurm_cluster)
+    )
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    queued_id = queued.stdout.split("queued sweep ", 1)[1].split()[0]
+    direct = run_orch(["submit", str(TINY), "--cluster", str(direct_profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
+    assert direct.returncode == 0, direct.stdout + direct.stderr
+    direct_id = direct.stdout.split("submitted sweep ", 1)[1].split()[0]
+
+    agent = AgentProcess(slurm_cluster, resolved_profile_json(slurm_cluster, queue_profile), tmp_path / "agent.log")
+    agent.start()
+    store = QueueStore(f"sqlite:///{tmp_path}/queue.db")
+    names = {f"orch.{direct_id}": "direct", f"orch.{queued_id}": "queued"}
+    seen: dict[str, set[str]] = {"direct": set(), "queued": set()}
+    during: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while not set(names) <= set(job_states(slurm_cluster, power["partition"])):
+            assert time.monotonic() < deadline, (tmp_path / "agent.log").read_text()[-3000:]
+            time.sleep(0.5)
+        slurm_cluster.run(["scontrol", "update", f"PartitionName={power['partition']}", "State=UP"])
+        deadline = time.monotonic() + 120
+        while not all("RUNNING" in s for s in seen.values()):
+            assert time.monotonic() < deadline, (seen, slurm_cluster.run(["sinfo", "-N"], check=False).stdout)
+            for name, state in job_states(slurm_cluster, power["partition"]).items():
+                if name in names:
+                    seen[names[name]].add(state)
+            if all("CONFIGURING" in s for s in seen.values()) and not during:
+                # While the node boots: orch status says CONFIGURING, the agent keeps the sweep, its runs are open.
+                during["status"] = status(slurm_cluster, direct_id, direct_profile)
+                during["queued"] = store.get(queued_id).state
+                during["parents"] = {sid: mlflow_runs(slurm_cluster, sid)[0].info.status for sid in (direct_id, queued_id)}
+            time.sleep(0.5)
+        assert seen["direct"] >= {"CONFIGURING", "RUNNING"} and seen["queued"] >= {"CONFIGURING", "RUNNING"}, seen
+        assert [job["state"] for job in during["status"]["jobs"]] == ["CONFIGURING"], during
+        assert during["queued"] in (SweepState.SUBMITTED, SweepState.RUNNING), during
+        assert during["parents"] == {direct_id: "RUNNING", queued_id: "RUNNING"}, during
+
+        state = wait_for(slurm_cluster, direct_id, finished, 420, direct_profile)
+        assert [job["state"] for job in state["jobs"]] == ["COMPLETED"] and state["jobs"][0]["node_list"] == power["node"]
+        deadline = time.monotonic() + 420
+        while store.get(queued_id).state not in (SweepState.SUCCEEDED, SweepState.FAILED, SweepState.CANCELLED):
+            assert time.monotonic() < deadline, (tmp_path / "agent.log").read_text()[-3000:]
+            time.sleep(1)
+        row = store.get(queued_id)
+        events = [e["kind"] for e in store.events(sweep_id=queued_id)]
+    finally:
+        agent.kill()
+        store.close()
+        slurm_cluster.run(["scontrol", "update", f"PartitionName={power['partition']}", "State=UP"], check=False)
+    assert row.state == SweepState.SUCCEEDED, (row.state, row.reason)
+    assert "failed" not in events, events
+    for sweep_id in (direct_id, queued_id):
+        parent, children = mlflow_runs(slurm_cluster, sweep_id)
+        assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}, sweep_id
+    log = Path(power["log"]).read_text()
+    assert f"resume {power['node']}: booting" in log, log
+
+
+def test_a_job_held_after_a_failed_launch_is_noticed_and_released_by_orch_status(slurm_cluster: Any) -> None:
+    """A node whose slurmd does not answer when the job launches there: SLURM requeues the job HELD, where it would
+    stay forever. `orch status` releases it and says so; the sweep then runs to its end."""
+    slurmd = slurm_cluster.daemons["slurmd-n2"]
+    slurm_cluster.run(["scontrol", "update", "NodeName=n1", "State=DRAIN", "Reason=orch-test"])
+    os.kill(slurmd["pid"], signal.SIGSTOP)
+    stopped = True
+    try:
+        sweep_id = run_orch(["submit", str(TINY), "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
+        assert sweep_id.returncode == 0, sweep_id.stdout + sweep_id.stderr
+        sweep = sweep_id.stdout.split("submitted sweep ", 1)[1].split()[0]
+        deadline = time.monotonic() + 240
+        while True:
+            out = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep}", "-o", "%T|%r"], check=False).stdout.strip()
+            if "launch failed requeued held" in out.lower():
+                break
+            assert time.monotonic() < deadline, out
+            time.sleep(1)
+        os.kill(slurmd["pid"], signal.SIGCONT)
+        stopped = False
+    finally:
+        if stopped:
+            os.kill(slurmd["pid"], signal.SIGCONT)
+        slurm_cluster.run(["scontrol", "update", "NodeName=n1", "State=RESUME"], check=False)
+    shown = run_orch(["status", sweep, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "was held by SLURM (launch failed requeued held): released" in " ".join(shown.stdout.split()), shown.stdout
+    state = wait_for(slurm_cluster, sweep, finished, 420)
+    assert [job["state"] for job in state["jobs"]] == ["COMPLETED"], state
+    parent, children = mlflow_runs(slurm_cluster, sweep)
+    assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}

@@ -1,0 +1,26 @@
+"""The short soak that runs in `make test`: three minutes of every interruption at once (seeded) on queued sweeps
+of the three projects; nothing lost, nothing logged twice, nothing submitted twice. `make soak` runs it longer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.soak.driver import KINDS, Soak, SoakSettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_short_soak_loses_doubles_and_resubmits_nothing(slurm_cluster: Any, tmp_path: Path) -> None:
+    report = Soak(
+        slurm_cluster, tmp_path / "soak", SoakSettings(minutes=3.0, seed=20261129, in_flight=3, pause_s=(6.0, 12.0))
+    ).run()
+    text = report.markdown()
+    print(text)
+    assert all(report.interruptions[kind] >= 1 for kind in KINDS), text  # every kind of fault happened
+    assert len(report.sweeps) >= 3 and set(report.sweeps.values()) == {"succeeded"}, text
+    assert not report.lost_runs and not report.missing_steps and not report.duplicated_steps, text
+    assert not report.duplicate_submissions, text
+    assert report.clean
