@@ -344,8 +344,7 @@ class MLflowTrialTracker(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
-        message = (getattr(trial, "error_msg", None) or "trial failed").strip().splitlines()
-        self._set_tags(run_id, {layout.TAG_ERROR: (message[-1] if message else "trial failed")[:500]})
+        self._set_tags(run_id, {layout.TAG_ERROR: _trial_error(trial)})
         self._log_logs(trial, run_id)
         self._end_run(run_id, RunStatus.FAILED)
         self.final_status[trial.trial_id] = RunStatus.FAILED
@@ -410,6 +409,23 @@ class AttemptFence:
                 )
                 self._warned = True
         return self._current
+
+
+def error_line(error: BaseException | str) -> str:
+    """The line of a trial's error that says what went wrong (Tune wraps the trainable's own exception and
+    its traceback; the last line is the exception itself)."""
+    text = error if isinstance(error, str) else str(getattr(error, "cause", None) or error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else (type(error).__name__ if not isinstance(error, str) else "trial failed")
+
+
+def _trial_error(trial: Any) -> str:
+    """What a failed trial raised, from the error file Tune just wrote on this machine (its copy in the trial's
+    storage, which `Trial.get_error` reads, arrives later)."""
+    try:
+        return error_line(Path(trial.error_file).read_text())
+    except (OSError, TypeError, AttributeError):
+        return "trial failed"
 
 
 def _signal_pending() -> bool:

@@ -113,6 +113,30 @@ def test_a_trainable_that_raises_in_setup_is_one_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration
+def test_a_trial_failing_mid_run_exits_1_with_its_error_on_its_run(tmp_path: Path) -> None:
+    """One of two trials diverges at epoch 2: the other finishes, the sweep's exit code is 1 (README: exit codes),
+    one line says how many failed, and the failed trial's run is FAILED with its error, its first epoch kept."""
+    from mlflow.tracking import MlflowClient
+
+    lab = make_lab(tmp_path / "lab-repo", epochs=4)
+    sweep = lab / "conf" / "sweeps" / "lab-fn.yaml"
+    write(sweep, {**yaml.safe_load(sweep.read_text()), "search_space": {"diverge_at_epoch": {"grid": [0, 2]}}})
+    ran = run_orch(["run", "conf/sweeps/lab-fn.yaml"], cwd=lab, timeout=300)
+    lines = [line for line in ran.stderr.splitlines() if line.strip()]
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert lines == ["error: 1 of 2 trials failed; see the MLflow runs for their errors"], ran.stderr
+    assert "Traceback" not in ran.stdout + ran.stderr and "best trial" in ran.stdout, ran.stdout
+    client = MlflowClient(f"sqlite:///{lab}/.orch/mlflow.db")
+    experiment = client.get_experiment_by_name("quad-fn").experiment_id
+    runs = {r.data.params["diverge_at_epoch"]: r for r in client.search_runs([experiment], "tags.`orch.kind` = 'trial'")}
+    assert runs["0"].info.status == "FINISHED" and runs["2"].info.status == "FAILED", runs
+    assert "FloatingPointError: loss diverged at epoch 2" in runs["2"].data.tags["orch.error"], runs["2"].data.tags
+    assert [m.step for m in client.get_metric_history(runs["2"].info.run_id, "loss")] == [1]
+    parent = client.search_runs([experiment], "tags.`orch.kind` = 'sweep'")[0]
+    assert parent.info.status == "FAILED"
+
+
 def test_a_sweep_outside_a_workspace_says_where_it_looked(tmp_path: Path) -> None:
     stray = tmp_path / "stray.yaml"
     stray.write_text("name: x\n")

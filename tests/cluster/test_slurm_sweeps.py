@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_orch
+from tests.conftest import REPO, assert_one_error_line, run_orch
 
 pytestmark = pytest.mark.integration
 
@@ -242,6 +242,51 @@ def test_refused_key(slurm_cluster: Any, tmp_path: Path) -> None:
     )
     result = run_orch(["submit", str(TINY), "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=120)
     assert result.returncode == 2 and "refused our key" in result.stderr and "identity_file" in result.stderr, result.stderr
+
+
+def test_changed_host_key_is_one_line(slurm_cluster: Any, tmp_path: Path) -> None:
+    """The login node's host key is not the one this laptop knows (a reinstalled node, or a man in the middle)."""
+    import subprocess
+
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kind, key = other.with_suffix(".pub").read_text().split()[:2]
+    port = int(slurm_cluster.ssh.get("port", 2222))
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    ssh = slurm_cluster.ssh
+    profile = profile_variant(
+        tmp_path,
+        "changed-host-key",
+        login={
+            "host": "127.0.0.1",
+            "port": port,
+            "user": "root",
+            "identity_file": ssh["key"],
+            "ssh_config": None,
+            "control_persist_s": 0,
+            "options": {"UserKnownHostsFile": str(tmp_path / "known_hosts"), "StrictHostKeyChecking": "yes"},
+        },
+    )
+    sweeps = Path(slurm_cluster.dir) / "remote" / "sweeps"
+    before = set(sweeps.glob("*")) if sweeps.exists() else set()
+    result = run_orch(["submit", str(TINY), "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=120)
+    line = assert_one_error_line(result, "host key verification failed", "accept the host key")
+    assert str(profile) in line, line
+    assert (set(sweeps.glob("*")) if sweeps.exists() else set()) == before  # nothing shipped, nothing queued
+
+
+def test_remote_python_without_the_project_is_one_line(slurm_cluster: Any, tmp_path: Path) -> None:
+    """remote.python names a Python that exists on the login node but has none of this project's packages."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True, timeout=120)
+    bare = str(tmp_path / "bare" / "bin" / "python")
+    profile = profile_variant(tmp_path, "bare-python", remote={"python": bare})
+    result = run_orch(["submit", str(TINY), "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster), timeout=120)
+    assert_one_error_line(result, "remote.python", bare, "lacks this project's dependencies", "install them")
+    missing = profile_variant(tmp_path, "no-python", remote={"python": str(tmp_path / "nowhere" / "python")})
+    result = run_orch(["submit", str(TINY), "--cluster", str(missing)], cwd=REPO, env=orch_env(slurm_cluster), timeout=120)
+    assert_one_error_line(result, "remote.python", "not found on", "set remote.python")
 
 
 # ---------------------------------------------------------------------------- layout: array

@@ -52,6 +52,8 @@ def train(config):
         x, start = state["x"], state["epoch"]
     for epoch in range(start + 1, config["epochs"] + 1):
         time.sleep(config.get("step_s", 0.0))
+        if epoch == config.get("diverge_at_epoch"):
+            raise FloatingPointError(f"loss diverged at epoch {epoch}")
         x -= config["lr"] * 2 * (x - config["target"])
         with tempfile.TemporaryDirectory() as folder:
             with open(os.path.join(folder, "state.json"), "w") as out:

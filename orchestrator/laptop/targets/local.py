@@ -35,6 +35,7 @@ from orchestrator.laptop.state import LocalState
 from orchestrator.laptop.tracking_uri import TrackingTarget
 from orchestrator.tracking.client import TrackingClient
 from orchestrator.tracking.sweep_run import open_sweep_run
+from orchestrator.tracking.tune_callback import error_line
 from trainables import runtime
 
 
@@ -285,7 +286,7 @@ def _result_rows(grid: Any, metric: str, mode: str, tracker: Any) -> list[dict[s
                 "metric": float(value) if isinstance(value, (int, float)) else None,
                 "params": flatten(dict(result.config or {})),
                 "run_id": tracker.run_ids.get(trial_id),
-                "error": _last_line(result.error) if result.error else None,
+                "error": error_line(result.error)[:300] if result.error else None,
                 "reported": "training_iteration" in (result.metrics or {}),
             }
         )
@@ -300,12 +301,6 @@ def _status(result: Any) -> RunStatus:
     if result.error:
         return RunStatus.FAILED
     return RunStatus.FINISHED if (result.metrics or {}).get("done") else RunStatus.KILLED
-
-
-def _last_line(error: BaseException) -> str:
-    """The line of a trial's error that says what went wrong (Tune wraps the trainable's own exception)."""
-    lines = [line.strip() for line in str(getattr(error, "cause", None) or error).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(error).__name__
 
 
 def _log_summary(client: TrackingClient, outcome: SweepOutcome, metric: str) -> None:
