@@ -115,6 +115,7 @@ def power_program(lay: Layout, action: str, python: str, repo: str) -> str:
     return (
         "#!/bin/sh\n"
         f"export SLURM_CONF={shlex.quote(str(lay.slurm_conf))} PYTHONPATH={shlex.quote(repo)}\n"
+        'export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"\n'
         f"exec {shlex.quote(python)} -m cluster.testcluster power {action} --dir {shlex.quote(str(lay.root))} "
         f'"$@" >> {shlex.quote(str(lay.power_log))} 2>&1\n'
     )

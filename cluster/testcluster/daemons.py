@@ -189,10 +189,17 @@ def make_fake_gpus(lay: Layout, node: Node) -> None:
             os.mknod(path, 0o666 | 0o020000, os.makedev(GPU_CHAR_MAJOR, i))
 
 
-def start_slurmd(lay: Layout, env: Mapping[str, str], record: Record, node: Node) -> Daemon:
+def start_slurmd(lay: Layout, env: Mapping[str, str], record: Record, node: Node, booted: bool = False) -> Daemon:
     # nsenter (not `ip netns exec`, which remounts /sys and breaks slurmd) execs slurmd in place,
     # so the recorded pid is slurmd's own.
     argv = ["nsenter", f"--net={netns_path(node)}", "slurmd", "-D", "-N", node.name, "-f", str(lay.slurm_conf)]
+    if booted:
+        # A node powered up by SLURM must come back with a new boot time, or slurmctld keeps it POWERING_UP
+        # until ResumeTimeout: the slurmd runs in a time namespace whose uptime starts at 0 (a fresh boot).
+        # unshare forks it and is what is recorded; stopping unshare stops it (--kill-child) and stop_tree
+        # stops the rest.
+        uptime_s = int(float(Path("/proc/uptime").read_text().split()[0]))
+        argv[2:2] = ["unshare", "--time", f"--boottime=-{uptime_s}", "--kill-child=SIGTERM"]
     daemon = spawn(f"slurmd-{node.name}", argv, lay.daemon_log(f"slurmd-{node.name}"), env, lay.root)
     record(daemon)
     return daemon

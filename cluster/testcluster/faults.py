@@ -32,8 +32,9 @@ def kill_slurmd(root: Path, node_name: str) -> int | None:
     return int(record["pid"])
 
 
-def start_slurmd(root: Path, node_name: str) -> Daemon | None:
-    """Start the node's slurmd again (recorded, so `down` stops it); None while the cluster is going down."""
+def start_slurmd(root: Path, node_name: str, booted: bool = False) -> Daemon | None:
+    """Start the node's slurmd again (recorded, so `down` stops it), as after a reboot when `booted`; None while
+    the cluster is going down."""
     lay = Layout(root.resolve())
     state = load_state(lay.root)
     if not state or not state.get("ready"):
@@ -43,4 +44,4 @@ def start_slurmd(root: Path, node_name: str) -> Daemon | None:
         state["daemons"][daemon.name] = daemon.to_json()
         _save(lay, state)
 
-    return daemons.start_slurmd(lay, daemons.base_env(lay), record, node_named(node_name))
+    return daemons.start_slurmd(lay, daemons.base_env(lay), record, node_named(node_name), booted=booted)

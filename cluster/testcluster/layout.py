@@ -70,7 +70,7 @@ NODES = (Node("n1", 1), Node("n2", 2))
 # needs it; "booting" it (power.py) takes RESUME_DELAY_S, during which its job is CONFIGURING.
 POWER_NODE = Node("n3", 3)
 ALL_NODES = (*NODES, POWER_NODE)
-RESUME_DELAY_S = 12
+RESUME_DELAY_S = 8
 SUSPEND_TIMEOUT_S = 10
 
 

@@ -42,7 +42,7 @@ def resume(root: Path, hostlist: str, delay_s: float = RESUME_DELAY_S, log=print
     log(f"{time.strftime('%H:%M:%S')} resume {','.join(n.name for n in nodes)}: booting for {delay_s:g} s")
     time.sleep(delay_s)
     for node in nodes:
-        daemon = start_slurmd(lay.root, node.name)
+        daemon = start_slurmd(lay.root, node.name, booted=True)
         if daemon is None:
             log(f"resume {node.name}: the cluster is going down, not starting its slurmd")
             return
