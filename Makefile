@@ -67,7 +67,7 @@ slurm-status:
 
 # The soak (tests/soak/driver.py): queued sweeps of three projects on a fresh local cluster while a seeded
 # chaos driver preempts, requeues, kills a slurmd, the agent and the tracking server; the report goes to
-# soak-report.md and it fails if anything was lost, logged twice or submitted twice. A 3-minute version
+# soak-report.md and it fails if anything was lost, logged twice or submitted twice. A 2-minute version
 # runs in `make test` (tests/soak/test_soak.py).
 SOAK_MINUTES ?= 30
 SOAK_SEED ?= 1

@@ -1,6 +1,6 @@
 """Requeue to training resumed: how long a preempted or requeued sweep is away from its GPUs.
 
-On the local test cluster, runs conf/sweeps/avae-slurm-timelimit.yaml (2 trials of 90 epochs, checkpoint every
+On the local test cluster, runs conf/sweeps/avae-slurm-requeue-bench.yaml (2 trials of 90 epochs, checkpoint every
 2 epochs) and interrupts it `--interruptions` times, alternating a preemption (a job in the high
 partition on the sweep's node: SLURM sends USR2, the trials checkpoint, submitit requeues) and
 `scontrol requeue`. Per interruption it reports
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SWEEP = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 90 epochs: room for several interruptions
+SWEEP = REPO / "conf" / "sweeps" / "avae-slurm-requeue-bench.yaml"  # 90 epochs: room for several interruptions
 
 
 def slurm(*argv: str, check: bool = True) -> str:

@@ -29,7 +29,7 @@ HELD_AFTER_FAILED_LAUNCH = "launch failed requeued held"
 
 
 def held_after_failed_launch(state: JobState, reason: str) -> bool:
-    return state.is_waiting and HELD_AFTER_FAILED_LAUNCH in reason.lower()
+    return state.is_waiting and HELD_AFTER_FAILED_LAUNCH in reason.lower().replace("_", " ")
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,8 @@ def _write_configs(lay: Layout, db_password: str) -> None:
     lay.sshd_config.write_text(config.sshd_config(lay))
     lay.ssh_config.write_text(config.ssh_config(lay))
     lay.env_sh.write_text(config.env_sh(lay, job_python()))
+    lay.prolog.write_text(config.prolog(lay))
+    os.chmod(lay.prolog, 0o755)
     repo = str(Path(__file__).resolve().parents[2])
     for action in ("suspend", "resume"):
         lay.power_program(action).write_text(config.power_program(lay, action, job_python(), repo))

@@ -81,6 +81,9 @@ def slurm_conf(lay: Layout) -> str:
         f"SuspendTimeout={SUSPEND_TIMEOUT_S}",
         "ResumeTimeout=120",
         f"SuspendExcNodes={','.join(n.name for n in NODES)}",
+        # A failing Prolog is how a launch fails (faults.fail_next_launch): SLURM drains the node and requeues the
+        # job held ("launch failed requeued held").
+        f"Prolog={lay.prolog}",
     ]
     for node in ALL_NODES:
         lines.append(
@@ -108,6 +111,12 @@ def slurm_conf(lay: Layout) -> str:
 def gres_conf(lay: Layout) -> str:
     last = GPUS_PER_NODE - 1
     return "".join(f"NodeName={n.name} Name=gpu File={lay.gpu_dir(n.name)}/fakegpu[0-{last}]\n" for n in ALL_NODES)
+
+
+def prolog(lay: Layout) -> str:
+    """Succeeds, except once after faults.fail_next_launch: the first node to launch a job then fails it."""
+    marker = shlex.quote(str(lay.fail_next_launch))
+    return f"#!/bin/sh\nrm {marker} 2>/dev/null && exit 1\nexit 0\n"
 
 
 def power_program(lay: Layout, action: str, python: str, repo: str) -> str:

@@ -1,5 +1,6 @@
 """Faults a test or the soak injects into a running test cluster, keeping cluster.json true: a node's slurmd
-killed (its jobs' processes live on, as when a real slurmd crashes) and started again."""
+killed (its jobs' processes live on, as when a real slurmd crashes) and started again; the next job launch failing
+(its node's Prolog fails: SLURM drains the node and holds the job)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,8 @@ def start_slurmd(root: Path, node_name: str, booted: bool = False) -> Daemon | N
         _save(lay, state)
 
     return daemons.start_slurmd(lay, daemons.base_env(lay), record, node_named(node_name), booted=booted)
+
+
+def fail_next_launch(root: Path) -> None:
+    """The next job launched on any node fails in its Prolog: SLURM drains that node and requeues the job held."""
+    Layout(root.resolve()).fail_next_launch.write_text("")

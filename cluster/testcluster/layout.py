@@ -244,6 +244,15 @@ class Layout:
         return f"http://127.0.0.1:{self.ports.slurmrestd}"
 
     # -- power saving --------------------------------------------------------------
+    @property
+    def prolog(self) -> Path:
+        """The Prolog slurmd runs before each job: it fails once when `fail_next_launch` exists."""
+        return self.etc / "prolog.sh"
+
+    @property
+    def fail_next_launch(self) -> Path:
+        return self.run / "fail-next-launch"
+
     def power_program(self, action: str) -> Path:
         """The SuspendProgram ("suspend") or ResumeProgram ("resume") slurmctld runs with a hostlist."""
         return self.etc / f"power-{action}.sh"

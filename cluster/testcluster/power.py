@@ -49,15 +49,18 @@ def resume(root: Path, hostlist: str, delay_s: float = RESUME_DELAY_S, log=print
         log(f"{time.strftime('%H:%M:%S')} resume {node.name}: slurmd pid {daemon.pid}")
 
 
-def power_down(root: Path, node_name: str, timeout_s: float = 60.0) -> None:
-    """Put a node to sleep now (POWER_DOWN_FORCE) and wait until sinfo shows it asleep (`idle~`)."""
+def power_down(root: Path, node_name: str, timeout_s: float = 180.0) -> None:
+    """Put a node to sleep now (POWER_DOWN_FORCE) unless it is, and wait until sinfo shows it asleep (`idle~`).
+    Just after jobs ran there, slurmctld can take a minute or more to suspend it."""
     from .procs import ClusterError, wait_for
 
     env = daemons.base_env(Layout(root.resolve()))
-    run(["scontrol", "update", f"NodeName={node_name}", "State=POWER_DOWN_FORCE"], env=env, timeout_s=15)
 
     def asleep() -> bool:
         return run(["sinfo", "-h", "-n", node_name, "-o", "%t"], env=env, check=False, timeout_s=10).stdout.strip() == "idle~"
+
+    if not asleep():
+        run(["scontrol", "update", f"NodeName={node_name}", "State=POWER_DOWN_FORCE"], env=env, timeout_s=15)
 
     if not wait_for(asleep, timeout_s, 0.5):
         state = run(["sinfo", "-h", "-n", node_name, "-o", "%t %E"], env=env, check=False, timeout_s=10).stdout.strip()

@@ -284,7 +284,7 @@ def status(workdir: Path, sweep_id: str | None) -> StatusAnswer:
         for j in job_ids[b.root.name]
         if (r := record_for(j, records)) is not None and r.state.is_waiting
     ]
-    held = {j for j, r in client.queued(waiting).items() if held_after_failed_launch(r.state, r.reason)}
+    held = {j: r.reason for j, r in client.queued(waiting).items() if held_after_failed_launch(r.state, r.reason)}
     client.release(sorted(held))
     sweeps = []
     for bundle in bundles:
@@ -298,7 +298,7 @@ def status(workdir: Path, sweep_id: str | None) -> StatusAnswer:
                     "node_list": record.node_list,
                     "elapsed": record.elapsed,
                     "restarts": record.restarts,
-                    "reason": record.reason,
+                    "reason": held.get(j, record.reason),
                     "alloc_tres": record.alloc_tres,
                 }
                 if record

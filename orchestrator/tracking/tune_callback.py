@@ -266,6 +266,10 @@ class MLflowTrialTracker(Callback):
             return  # a stale attempt woke up late: it must not write into the run
         run_id = self._run_for(trial)
         step = layout.result_step(result)
+        # Before the re-done check: the result carrying the fallback is itself a re-done step (the older checkpoint).
+        fallback = result.get(runtime.CHECKPOINT_FALLBACK_KEY)
+        if fallback:  # the restore found its checkpoint corrupt and used an older one: say so on the run
+            self._set_tags(run_id, {layout.TAG_CHECKPOINT_FALLBACK: str(fallback)[:5000]})
         if step <= self._resume_after.get(trial.trial_id, -1):
             steps, seconds = self.redone.get(trial.trial_id, (0, 0.0))
             self.redone[trial.trial_id] = (steps + 1, seconds + float(result.get("time_this_iter_s", 0.0)))
@@ -284,9 +288,6 @@ class MLflowTrialTracker(Callback):
                 step=step,
             )
             self._record_recovery(trial.trial_id, steps, seconds, resume_s)
-        fallback = result.get(runtime.CHECKPOINT_FALLBACK_KEY)
-        if fallback:  # the restore found its checkpoint corrupt and used an older one: say so on the run
-            self._set_tags(run_id, {layout.TAG_CHECKPOINT_FALLBACK: str(fallback)[:5000]})
         placement = layout.placement_tags(result)
         if placement and self._placed.get(trial.trial_id) != placement:  # first result of each attempt
             self._set_tags(run_id, placement)

@@ -4,8 +4,6 @@ Sweeps submitted directly and through the queue's agent live through both."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.testcluster.faults import fail_next_launch
 from cluster.testcluster.power import power_down
 from orchestrator.kernel.states import SweepState
 from orchestrator.login.queue.store import QueueStore
@@ -67,13 +66,14 @@ def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster:
                 if name in names:
                     seen[names[name]].add(state)
             if all("CONFIGURING" in s for s in seen.values()) and not during:
-                # While the node boots: orch status says CONFIGURING, the agent keeps the sweep, its runs are open.
+                # While the node boots: orch status does not call it ended, the agent keeps the sweep, its runs are open.
                 during["status"] = status(slurm_cluster, direct_id, direct_profile)
                 during["queued"] = store.get(queued_id).state
                 during["parents"] = {sid: mlflow_runs(slurm_cluster, sid)[0].info.status for sid in (direct_id, queued_id)}
             time.sleep(0.5)
         assert seen["direct"] >= {"CONFIGURING", "RUNNING"} and seen["queued"] >= {"CONFIGURING", "RUNNING"}, seen
-        assert [job["state"] for job in during["status"]["jobs"]] == ["CONFIGURING"], during
+        # sacct (what orch status reads) may already say RUNNING for a job squeue still shows CONFIGURING.
+        assert [job["state"] for job in during["status"]["jobs"]] in (["CONFIGURING"], ["RUNNING"]), during
         assert during["queued"] in (SweepState.SUBMITTED, SweepState.RUNNING), during
         assert during["parents"] == {direct_id: "RUNNING", queued_id: "RUNNING"}, during
 
@@ -99,33 +99,35 @@ def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster:
 
 
 def test_a_job_held_after_a_failed_launch_is_noticed_and_released_by_orch_status(slurm_cluster: Any) -> None:
-    """A node whose slurmd does not answer when the job launches there: SLURM requeues the job HELD, where it would
-    stay forever. `orch status` releases it and says so; the sweep then runs to its end."""
-    slurmd = slurm_cluster.daemons["slurmd-n2"]
-    slurm_cluster.run(["scontrol", "update", "NodeName=n1", "State=DRAIN", "Reason=orch-test"])
-    os.kill(slurmd["pid"], signal.SIGSTOP)
-    stopped = True
+    """A launch that fails on its node (here its Prolog fails): SLURM drains the node and requeues the job HELD, where
+    it would stay forever. `orch status` releases it and says so; the sweep then runs to its end on the other node."""
+    fail_next_launch(slurm_cluster.dir)
     try:
         sweep_id = run_orch(["submit", str(TINY), "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
         assert sweep_id.returncode == 0, sweep_id.stdout + sweep_id.stderr
         sweep = sweep_id.stdout.split("submitted sweep ", 1)[1].split()[0]
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 120
         while True:
             out = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep}", "-o", "%T|%r"], check=False).stdout.strip()
             if "launch failed requeued held" in out.lower():
                 break
             assert time.monotonic() < deadline, out
             time.sleep(1)
-        os.kill(slurmd["pid"], signal.SIGCONT)
-        stopped = False
+        time.sleep(3)  # held stays held: nothing but a release moves it
+        still = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep}", "-o", "%T|%r"], check=False).stdout.strip()
+        assert "launch failed requeued held" in still.lower(), still
     finally:
-        if stopped:
-            os.kill(slurmd["pid"], signal.SIGCONT)
-        slurm_cluster.run(["scontrol", "update", "NodeName=n1", "State=RESUME"], check=False)
+        slurm_cluster.dir.joinpath("run", "fail-next-launch").unlink(missing_ok=True)
+        drained = slurm_cluster.run(["sinfo", "-h", "-N", "-t", "drain", "-o", "%N"], check=False).stdout.split()
     shown = run_orch(["status", sweep, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster))
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert "was held by SLURM (launch failed requeued held): released" in " ".join(shown.stdout.split()), shown.stdout
-    state = wait_for(slurm_cluster, sweep, finished, 420)
+    try:
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "was held by SLURM (launch failed requeued held): released" in " ".join(shown.stdout.split()), shown.stdout
+        state = wait_for(slurm_cluster, sweep, finished, 420)
+    finally:
+        for node in set(drained):
+            slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
+    assert drained, "the failed launch drained its node"
     assert [job["state"] for job in state["jobs"]] == ["COMPLETED"], state
     parent, children = mlflow_runs(slurm_cluster, sweep)
     assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}

@@ -22,8 +22,8 @@ from tests.harness.s3 import BUCKET, S3Server, free_port
 pytestmark = pytest.mark.integration
 
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
-TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 90 epochs: about two 2-minute jobs' work
-TIMELIMIT_EPOCHS = 90
+TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 50 epochs: more than one 2-minute job's work
+TIMELIMIT_EPOCHS = 50
 FAULTS = REPO / "conf" / "sweeps" / "avae-slurm-faults.yaml"
 FAULTS_EPOCHS = 36
 EPOCHS = 20  # three interruptions leave ~8 epochs of margin (14 left ~3: one slow preemption from finishing early)

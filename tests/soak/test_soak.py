@@ -1,4 +1,4 @@
-"""The short soak that runs in `make test`: three minutes of every interruption at once (seeded) on queued sweeps
+"""The short soak that runs in `make test`: two minutes of every interruption at once (seeded) on queued sweeps
 of the three projects; nothing lost, nothing logged twice, nothing submitted twice. `make soak` runs it longer."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_short_soak_loses_doubles_and_resubmits_nothing(slurm_cluster: Any, tmp_path: Path) -> None:
     report = Soak(
-        slurm_cluster, tmp_path / "soak", SoakSettings(minutes=3.0, seed=20261129, in_flight=3, pause_s=(6.0, 12.0))
+        slurm_cluster, tmp_path / "soak", SoakSettings(minutes=2.0, seed=20261129, in_flight=3, pause_s=(5.0, 10.0))
     ).run()
     text = report.markdown()
     print(text)
