@@ -127,6 +127,22 @@ def checkpoint_tune_restores(experiment: Path, trial_id: str) -> str:
     raise AssertionError(f"trial {trial_id} not in {state}")
 
 
+def fallback_target(experiment: Path) -> tuple[Path, str, list[str]] | None:
+    """A trial whose checkpoint Tune would restore has an older one kept on disk: (its folder, that checkpoint,
+    the kept ones); None when no trial has."""
+    if not list(experiment.glob("experiment_state-*.json")):
+        return None
+    for trial_dir in sorted(p for p in experiment.glob("*") if p.is_dir()):
+        kept = sorted(p.name for p in trial_dir.glob("checkpoint_*"))
+        try:
+            restoring = checkpoint_tune_restores(experiment, trial_dir.name)
+        except (AssertionError, ValueError, KeyError, json.JSONDecodeError):  # not in the state yet, or mid-write
+            continue
+        if restoring in kept[1:]:
+            return trial_dir, restoring, kept
+    return None
+
+
 def assert_every_metric_once(client: Any, run_id: str, epochs: int) -> None:
     """Every metric the trainable reported (all of the run's metrics but orch's own recovery figures): no step
     logged twice, none beyond the last epoch, and the per-epoch ones (val_loss, epoch_time_s, ...) at every step."""
@@ -167,16 +183,20 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     preempt(slurm_cluster, job_id)  # 2: again
     resumed(slurm_cluster, sweep_id, 3)
     # 3: `scontrol requeue`; once the job has stopped, the checkpoint Tune will restore for one trial (the newest its
-    # experiment state knows, which can lag the newest on disk) is corrupted: that trial must fall back to an older one.
+    # experiment state knows, which can lag the newest on disk by a few checkpoints) is corrupted: that trial must
+    # fall back to an older one. Requeued once Tune's state names, for some trial, a checkpoint with an older one kept.
+    experiment = sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id
+    deadline = time.monotonic() + 120
+    while fallback_target(experiment) is None:
+        assert time.monotonic() < deadline, "no trial has an older checkpoint kept than the one Tune would restore"
+        time.sleep(1)
     slurm_cluster.run(["scontrol", "requeue", job_id])
     stopped = wait_for(slurm_cluster, sweep_id, lambda s: s["jobs"][0]["state"] not in ("RUNNING", "COMPLETING"), 120)
     assert stopped["jobs"][0]["state"] in ("PENDING", "REQUEUED"), stopped
-    experiment = sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id
-    trial_dirs = sorted(p for p in experiment.glob("*") if p.is_dir())
-    kept = sorted(trial_dirs[0].glob("checkpoint_*"), key=lambda p: p.name)
-    restoring = checkpoint_tune_restores(experiment, trial_dirs[0].name)
-    assert restoring in [d.name for d in kept[1:]], (restoring, [d.name for d in kept])  # an older good one exists
-    with open(trial_dirs[0] / restoring / "state.pt", "r+b") as handle:
+    target = fallback_target(experiment)
+    assert target is not None, "Tune's experiment state moved back"
+    trial_dir, restoring, kept = target
+    with open(trial_dir / restoring / "state.pt", "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00" * 64)
     corrupted = True  # the fallback re-does up to one more checkpoint interval
@@ -193,11 +213,14 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
 
     runs_of = json.loads((sweep_folder(slurm_cluster, sweep_id) / "mlflow_runs.json").read_text())
     client = MlflowClient(f"sqlite:///{slurm_cluster.dir}/mlflow.db")
-    tags = client.get_run(runs_of[trial_dirs[0].name]).data.tags
+    tags = client.get_run(runs_of[trial_dir.name]).data.tags
     fallback = tags.get("orch.checkpoint_fallback", "")
-    corrupt, _, used = fallback.partition(" is corrupt ")
-    assert corrupt.endswith(restoring) and "resumed from" in used and restoring not in used, fallback
-    assert "orch.checkpoint_fallback" not in client.get_run(runs_of[trial_dirs[1].name]).data.tags
+    corrupt = fallback.partition(" is corrupt ")[0]
+    used = fallback.rpartition(" resumed from ")[2]  # "<older checkpoint> (epoch N)"
+    assert corrupt.endswith(restoring) and used.split()[0].rsplit("/", 1)[-1] in kept, fallback
+    assert restoring not in used, fallback
+    other = next(name for name in runs_of if name != trial_dir.name)
+    assert "orch.checkpoint_fallback" not in client.get_run(runs_of[other]).data.tags
     log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.out"))
     for attempt in (1, 2, 3):
         assert f"attempt {attempt} (SLURM job {job_id}, restart {attempt})" in log, log[-3000:]
@@ -208,8 +231,8 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     import torch
 
     runs = json.loads((sweep_folder(slurm_cluster, sweep_id) / "mlflow_runs.json").read_text())
-    for trial_dir in trial_dirs:
-        newest = max(trial_dir.glob("checkpoint_*"), key=lambda p: p.name)
+    for folder in sorted(p for p in experiment.glob("*") if p.is_dir()):
+        newest = max(folder.glob("checkpoint_*"), key=lambda p: p.name)
         identity = torch.load(newest / "state.pt", map_location="cpu", weights_only=True)["extra"]["identity"]
         assert identity["mlflow_run_id"] == runs[identity["trial_id"]] and identity["slurm_job_id"] == job_id, identity
         assert identity["attempt_token"] == ledger[-1]["token"], (identity, ledger[-1])
