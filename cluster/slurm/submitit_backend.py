@@ -8,6 +8,8 @@ hands the sweep's `SweepJob` to submitit's `SlurmExecutor`, which writes the bat
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,18 @@ def job_parameters(
     return sweep_job(settings, sweep_id, shards).submitit_parameters(setup_lines(remote, bundle_root))
 
 
+# The job's Python starts with USR2 ignored, until submitit (then the job entry) installs its handler: a preemption
+# or a time-limit signal in the job's first second would otherwise kill it (exit 140: FAILED, never requeued; the
+# soak found it). A USR2 that arrives that early is lost, which costs nothing: SLURM still requeues a preempted job
+# when its GraceTime ends, and nothing has trained yet.
+STARTUP_SIGNAL_GUARD = 'trap \'\' USR2; exec "$0" "$@"'
+
+
+def guarded_python(python: str = sys.executable) -> str:
+    """The command submitit runs the job's Python with (its `python` parameter), USR2 ignored until handled."""
+    return f"/bin/sh -c {shlex.quote(STARTUP_SIGNAL_GUARD)} {shlex.quote(python)}"
+
+
 @dataclass(frozen=True)
 class SubmittedJob:
     job_id: str
@@ -35,7 +49,9 @@ def make_executor(
 ) -> Any:
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues)
+    executor = submitit.SlurmExecutor(
+        folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues, python=guarded_python()
+    )
     executor.update_parameters(**job_parameters(settings, remote, sweep_id, str(bundle.root), shards))
     return executor
 

@@ -114,9 +114,10 @@ def gres_conf(lay: Layout) -> str:
 
 
 def prolog(lay: Layout) -> str:
-    """Succeeds, except once after faults.fail_next_launch: the first node to launch a job then fails it."""
-    marker = shlex.quote(str(lay.fail_next_launch))
-    return f"#!/bin/sh\nrm {marker} 2>/dev/null && exit 1\nexit 0\n"
+    """Succeeds, except once per marker faults.fail_next_launch left: the launch that removes one (rm is atomic,
+    so two nodes never take the same) fails."""
+    markers = shlex.quote(str(lay.run)) + "/fail-next-launch.*"
+    return f'#!/bin/sh\nfor f in {markers}; do rm "$f" 2>/dev/null && exit 1; done\nexit 0\n'
 
 
 def power_program(lay: Layout, action: str, python: str, repo: str) -> str:

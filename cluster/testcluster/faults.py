@@ -48,6 +48,15 @@ def start_slurmd(root: Path, node_name: str, booted: bool = False) -> Daemon | N
     return daemons.start_slurmd(lay, daemons.base_env(lay), record, node_named(node_name), booted=booted)
 
 
-def fail_next_launch(root: Path) -> None:
-    """The next job launched on any node fails in its Prolog: SLURM drains that node and requeues the job held."""
-    Layout(root.resolve()).fail_next_launch.write_text("")
+def fail_next_launch(root: Path, launches: int = 1) -> None:
+    """The next `launches` job launches, on any node, fail in their Prolog: SLURM drains each such node and requeues
+    the job held."""
+    lay = Layout(root.resolve())
+    for n in range(launches):
+        lay.fail_next_launch(n).write_text("")
+
+
+def clear_launch_failures(root: Path) -> None:
+    """Launch failures asked for and not yet used: gone."""
+    for marker in Layout(root.resolve()).run.glob("fail-next-launch.*"):
+        marker.unlink(missing_ok=True)

@@ -246,12 +246,12 @@ class Layout:
     # -- power saving --------------------------------------------------------------
     @property
     def prolog(self) -> Path:
-        """The Prolog slurmd runs before each job: it fails once when `fail_next_launch` exists."""
+        """The Prolog slurmd runs before each job: it fails once per `fail_next_launch` marker."""
         return self.etc / "prolog.sh"
 
-    @property
-    def fail_next_launch(self) -> Path:
-        return self.run / "fail-next-launch"
+    def fail_next_launch(self, n: int) -> Path:
+        """One marker per launch to fail (the Prolog removes one, atomically, and fails)."""
+        return self.run / f"fail-next-launch.{n}"
 
     def power_program(self, action: str) -> Path:
         """The SuspendProgram ("suspend") or ResumeProgram ("resume") slurmctld runs with a hostlist."""

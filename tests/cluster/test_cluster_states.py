@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.testcluster.faults import fail_next_launch
+from cluster.testcluster.faults import clear_launch_failures, fail_next_launch
 from cluster.testcluster.power import power_down
 from orchestrator.kernel.states import SweepState
+from orchestrator.login.queue.agent import HOLD_RELEASED
 from orchestrator.login.queue.store import QueueStore
 from tests.cluster.test_slurm_sweeps import TINY, finished, mlflow_runs, orch_env, profile_variant, status, wait_for
 from tests.conftest import REPO, run_orch
@@ -98,36 +99,68 @@ def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster:
     assert f"resume {power['node']}: booting" in log, log
 
 
-def test_a_job_held_after_a_failed_launch_is_noticed_and_released_by_orch_status(slurm_cluster: Any) -> None:
-    """A launch that fails on its node (here its Prolog fails): SLURM drains the node and requeues the job HELD, where
-    it would stay forever. `orch status` releases it and says so; the sweep then runs to its end on the other node."""
-    fail_next_launch(slurm_cluster.dir)
+def held_reason(cluster: Any, sweep_id: str) -> str:
+    return cluster.run(["squeue", "-h", "-n", f"orch.{sweep_id}", "-o", "%T|%r"], check=False).stdout.strip()
+
+
+def wait_held(cluster: Any, sweep_id: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while "launch failed requeued held" not in (out := held_reason(cluster, sweep_id)).lower():
+        assert time.monotonic() < deadline, out
+        time.sleep(1)
+
+
+def test_jobs_held_after_a_failed_launch_are_released_by_orch_status_and_by_the_agent(slurm_cluster: Any, tmp_path: Path) -> None:
+    """Two launches that fail on their nodes (their Prolog fails): SLURM drains each node and requeues the job HELD,
+    where it would stay forever. A direct sweep's hold is released by `orch status`, which says so; a queued sweep's
+    by the agent, which records it in the queue's events. Once an admin resumes the nodes, both sweeps complete."""
+    queue_profile = make_profile(tmp_path, "queue-held")
+    fail_next_launch(slurm_cluster.dir, launches=2)
+    agent = AgentProcess(slurm_cluster, resolved_profile_json(slurm_cluster, queue_profile), tmp_path / "agent.log")
+    store = QueueStore(f"sqlite:///{tmp_path}/queue.db")
     try:
-        sweep_id = run_orch(["submit", str(TINY), "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
-        assert sweep_id.returncode == 0, sweep_id.stdout + sweep_id.stderr
-        sweep = sweep_id.stdout.split("submitted sweep ", 1)[1].split()[0]
-        deadline = time.monotonic() + 120
-        while True:
-            out = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep}", "-o", "%T|%r"], check=False).stdout.strip()
-            if "launch failed requeued held" in out.lower():
-                break
-            assert time.monotonic() < deadline, out
+        direct = run_orch(["submit", str(TINY), "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster), timeout=180)
+        assert direct.returncode == 0, direct.stdout + direct.stderr
+        direct_id = direct.stdout.split("submitted sweep ", 1)[1].split()[0]
+        wait_held(slurm_cluster, direct_id)
+        queued = run_orch(
+            ["submit", str(SWEEPS["avae"]), "--cluster", str(queue_profile), "--yes"], cwd=REPO, env=orch_env(slurm_cluster)
+        )
+        assert queued.returncode == 0, queued.stdout + queued.stderr
+        queued_id = queued.stdout.split("queued sweep ", 1)[1].split()[0]
+        agent.start()
+        # The queued sweep's job fails its launch on the other node; the agent's next tick releases the hold.
+        deadline = time.monotonic() + 180
+        while not (released := store.events(queued_id, kinds=[HOLD_RELEASED])):
+            assert time.monotonic() < deadline, (
+                held_reason(slurm_cluster, queued_id),
+                (tmp_path / "agent.log").read_text()[-3000:],
+            )
             time.sleep(1)
-        time.sleep(3)  # held stays held: nothing but a release moves it
-        still = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep}", "-o", "%T|%r"], check=False).stdout.strip()
-        assert "launch failed requeued held" in still.lower(), still
+        assert "(launch failed requeued held): released" in released[0]["detail"], released
+        # Nothing released the direct sweep's job: it is still held, and would stay so.
+        assert "launch failed requeued held" in held_reason(slurm_cluster, direct_id).lower()
     finally:
-        slurm_cluster.dir.joinpath("run", "fail-next-launch").unlink(missing_ok=True)
+        clear_launch_failures(slurm_cluster.dir)
         drained = slurm_cluster.run(["sinfo", "-h", "-N", "-t", "drain", "-o", "%N"], check=False).stdout.split()
-    shown = run_orch(["status", sweep, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster))
+        for node in set(drained):  # what an admin does about a node whose launches fail
+            slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
     try:
+        assert len(set(drained)) == 2, drained  # each failed launch drained its node
+        shown = run_orch(["status", direct_id, "--cluster", "slurm-local"], cwd=REPO, env=orch_env(slurm_cluster))
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert "was held by SLURM (launch failed requeued held): released" in " ".join(shown.stdout.split()), shown.stdout
-        state = wait_for(slurm_cluster, sweep, finished, 420)
+        state = wait_for(slurm_cluster, direct_id, finished, 420)
+        deadline = time.monotonic() + 420
+        while not store.get(queued_id).state.terminal:
+            assert time.monotonic() < deadline, (tmp_path / "agent.log").read_text()[-3000:]
+            time.sleep(1)
+        row = store.get(queued_id)
     finally:
-        for node in set(drained):
-            slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
-    assert drained, "the failed launch drained its node"
+        agent.kill()
+        store.close()
     assert [job["state"] for job in state["jobs"]] == ["COMPLETED"], state
-    parent, children = mlflow_runs(slurm_cluster, sweep)
-    assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}
+    assert row.state == SweepState.SUCCEEDED, (row.state, row.reason)
+    for sweep_id in (direct_id, queued_id):
+        parent, children = mlflow_runs(slurm_cluster, sweep_id)
+        assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}, sweep_id

@@ -22,8 +22,8 @@ from tests.harness.s3 import BUCKET, S3Server, free_port
 pytestmark = pytest.mark.integration
 
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
-TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 50 epochs: more than one 2-minute job's work
-TIMELIMIT_EPOCHS = 50
+TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 30 epochs: more than one 2-minute job's work
+TIMELIMIT_EPOCHS = 30
 FAULTS = REPO / "conf" / "sweeps" / "avae-slurm-faults.yaml"
 FAULTS_EPOCHS = 36
 EPOCHS = 20  # three interruptions leave ~8 epochs of margin (14 left ~3: one slow preemption from finishing early)
@@ -308,11 +308,12 @@ def test_node_failure_mid_trial_requeues_on_the_other_node_tracked_on_the_server
         deadline = time.monotonic() + 120
         while node_of(slurm_cluster, job_id) in ("", node):  # requeued, then started on the other node
             assert time.monotonic() < deadline, slurm_cluster.run(["squeue", "-j", job_id], check=False).stdout
-            # A node failing under a launching job makes SLURM requeue it HELD ("launch failed requeued held"):
-            # released as the queue's agent does; StartTime=now skips the requeue delay.
-            slurm_cluster.run(["scontrol", "release", job_id], check=False)
+            # A node failing under a launching job can make SLURM requeue it HELD ("launch failed requeued held"):
+            # `orch status` releases it, as a user looking at the sweep would; StartTime=now skips the requeue delay.
+            shown = run_orch(["status", sweep_id, "--cluster", str(profile)], cwd=REPO, env=orch_env(slurm_cluster))
+            assert shown.returncode == 0, shown.stdout + shown.stderr
             slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
-            time.sleep(2)
+            time.sleep(1)
     finally:
         slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
     state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
@@ -408,7 +409,7 @@ def _is_trial_actor(proc: Path) -> bool:
 
 
 def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path) -> None:
-    profile = profile_variant(tmp_path, "slurm-local-short", slurm={"time_limit_min": 2, "signal_lead_s": 30, "max_requeues": 6})
+    profile = profile_variant(tmp_path, "slurm-local-short", slurm={"time_limit_min": 2, "signal_lead_s": 60, "max_requeues": 6})
     sweep_id, job_id = submit(slurm_cluster, profile, TIMELIMIT)
     state = wait_for(slurm_cluster, sweep_id, finished, 900)
     assert state["jobs"][0]["state"] == "COMPLETED", state
@@ -459,6 +460,28 @@ def test_resume_of_a_killed_sweep_finishes_it_in_the_same_runs(slurm_cluster: An
     state = wait_for(slurm_cluster, sweep_id, finished, 600)
     assert [job["state"] for job in state["jobs"]][-1] == "COMPLETED" and len(state["jobs"]) == 2, state
     assert_exactly_once(slurm_cluster, sweep_id, interruptions=1)
+
+
+def test_drill_on_a_partition_without_grace_time_says_a_preemption_gives_nothing(slurm_cluster: Any) -> None:
+    """The partition the sweep runs in has no GraceTime (set so with scontrol for this test): a preempted job gets no
+    signal, so the drill must not call the checkpoint a fit for preemption; it says what a preemption loses."""
+    slurm_cluster.run(["scontrol", "update", "PartitionName=low", "GraceTime=0"])
+    try:
+        result = run_orch(
+            ["drill", "--cluster", "slurm-local", "--sweep", str(RECOVERY), "--preempt-with", "high"],
+            cwd=REPO,
+            env=orch_env(slurm_cluster),
+            timeout=600,
+        )
+    finally:
+        slurm_cluster.run(["scontrol", "update", "PartitionName=low", "GraceTime=30"], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "PreemptMode=REQUEUE, GraceTime=0 s" in out and "preempted by a 'high' job: requeued" in out, out
+    assert "time limit: USR2 60 s before the end: fits" in out, out
+    assert "preemption: no GraceTime, a preempted job stops at once and loses the work since its last checkpoint" in out
+    assert "(checkpoint.every_epochs: 2, about " in out and "s of training): checkpoint more often to lose less" in out, out
+    assert "GraceTime: fits" not in out, out
 
 
 def test_drill_reports_signal_preemption_and_checkpoint_time(slurm_cluster: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from cluster.slurm.job_spec import sweep_job
-from cluster.slurm.submitit_backend import job_parameters, make_executor
+from cluster.slurm.submitit_backend import guarded_python, job_parameters, make_executor
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from orchestrator.kernel.sweep_folder import Bundle
 
@@ -107,3 +108,31 @@ def test_control_characters_in_any_sbatch_value_are_refused(tmp_path: Path, key:
     path.parent.mkdir(parents=True)
     path.write_text(yaml.safe_dump(profile))
     assert_one_error_line(run_orch(["validate", str(path)], cwd=tmp_path), f"slurm.{key}", "control characters")
+
+
+def test_the_jobs_python_survives_usr2_until_it_handles_it(tmp_path: Path) -> None:
+    """The command submitit runs the job's Python with ignores USR2 from the first instant: a preemption signal in
+    the job's first second no longer kills it (the soak saw a job die of it, exit 140, FAILED and never requeued).
+    A handler installed later still gets the signal."""
+    import signal
+    import sys
+    import time
+
+    executor = make_executor(SETTINGS, REMOTE, "avae-tiny-20261123-120000-abcd", Bundle(tmp_path / "bundle"))
+    assert executor.python == guarded_python() and executor.python.endswith(sys.executable)
+    handled = tmp_path / "handled"
+    program = (
+        "import signal, sys, time\n"
+        "assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN, signal.getsignal(signal.SIGUSR2)\n"
+        "time.sleep(1.0)\n"  # start-up: a USR2 now is ignored
+        f"signal.signal(signal.SIGUSR2, lambda *_: open({str(handled)!r}, 'w').close())\n"
+        "print('handler', flush=True)\n"
+        "time.sleep(3.0)\n"
+    )
+    process = subprocess.Popen([*shlex.split(executor.python), "-c", program], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGUSR2)  # the shell has exec'd Python by now, USR2 ignored
+    assert process.stdout is not None and process.stdout.readline().strip() == "handler"
+    process.send_signal(signal.SIGUSR2)
+    assert process.wait(timeout=30) == 0
+    assert handled.exists()

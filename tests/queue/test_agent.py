@@ -243,6 +243,8 @@ def test_jobs_held_after_a_failed_launch_are_released(store: QueueStore) -> None
     cluster.jobs[job_id] = QueueJob(job_id, "orch.a", JobState.PENDING, 30.0, 1, "launch failed requeued held")
     report = agent.tick()
     assert report.released == 1 and cluster.released == [job_id] and store.get("a").state == SweepState.REQUEUED
+    (event,) = store.events("a", kinds=["slurm_hold_released"])
+    assert event["detail"] == f"job {job_id} was held by SLURM (launch failed requeued held): released", event
 
 
 def test_second_agent_waits_for_the_lease(store: QueueStore) -> None:

@@ -31,6 +31,7 @@ from orchestrator.login.queue import policy
 from orchestrator.login.queue.rows import JobUpdate, SweepRow, SweepUpdate, TrialRow
 from orchestrator.login.queue.store import QueueStore
 
+HOLD_RELEASED = "slurm_hold_released"  # the event of a sweep whose job SLURM held after a failed launch
 MAX_SUBMITS_PER_TICK = 20
 T = TypeVar("T")
 CRASH_ENV = "ORCH_AGENT_CRASH_AT"  # tests: os._exit at a named point (claimed, submitted)
@@ -170,17 +171,22 @@ class Agent:
             report.delivered += self.cluster.deliver_tracking(row)
         self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
         # A node that failed while the job launched: SLURM requeues the job HELD; ours go on elsewhere.
-        held = sorted(
-            {
-                j.job_id.partition("_")[0]
-                for jobs in by_sweep.values()
-                for j in jobs
-                if held_after_failed_launch(j.state, j.reason)
-            }
-        )
+        held = {
+            j.job_id.partition("_")[0]: (sweep_id, j.reason)
+            for sweep_id, jobs in by_sweep.items()
+            for j in jobs
+            if held_after_failed_launch(j.state, j.reason)
+        }
         if held and {sid for sid in by_sweep} & {row.sweep_id for row in live}:
-            self._timed(report, lambda: self.cluster.release(held))
+            self._timed(report, lambda: self.cluster.release(sorted(held)))
             report.released += len(held)
+            self.store.note(
+                [
+                    (sid, HOLD_RELEASED, f"job {job} was held by SLURM ({reason}): released")
+                    for job, (sid, reason) in held.items()
+                ],
+                now,
+            )
         if updates:
             self.store.apply(updates, now)
             report.changed += sum(1 for u in updates if u.state is not None)

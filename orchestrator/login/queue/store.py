@@ -327,6 +327,13 @@ class QueueStore:
     def release(self, sweep_id: str, now: float | None = None) -> SweepRow:
         return self._move(sweep_id, SweepState.HELD, SweepState.QUEUED, "released", now)
 
+    def note(self, notes: Sequence[tuple[str, str, str]], now: float | None = None) -> None:
+        """Events that change no state: (sweep id, kind, detail) each, e.g. the agent releasing a SLURM hold."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            for sweep_id, kind, detail in notes:
+                self._event(conn, now, sweep_id, kind, detail)
+
     def cancel(self, sweep_id: str, now: float | None = None) -> SweepRow:
         """Mark cancelled; returns the row as it was, so the caller can scancel its jobs."""
         now = time.time() if now is None else now
