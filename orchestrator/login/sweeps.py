@@ -402,9 +402,12 @@ def cancel(workdir: Path, sweep_id: str) -> CancelAnswer:
 def close_runs(manifest: BundleManifest, bundle: Bundle) -> int:
     """The sweep's runs (trials and parent) still RUNNING are closed as KILLED (cancel, zombies); how many."""
     from orchestrator.tracking.client import TrackingClient
+    from orchestrator.tracking.spool import RunSpool
 
     ledgers = [bundle.read_json(path, {}) for path in bundle.runs_files()]  # one, or one per shard
-    run_ids = [run_id for ledger in ledgers for run_id in ledger.values()] + (
-        [manifest.parent_run_id] if manifest.parent_run_id else []
-    )
+    keys = [key for ledger in ledgers for key in ledger.values()]
+    # Nodes that cannot reach the server keep local keys (deferred-...): the run the deliverer created for each
+    # (none yet: nothing to close). The parent first, so a trial the server cannot read never keeps it open.
+    run_ids = [manifest.parent_run_id] if manifest.parent_run_id else []
+    run_ids += [run_id for key in keys if (run_id := RunSpool(bundle.spool_dir, key).server_run_id())]
     return TrackingClient(manifest.tracking_uri).close_running(run_ids, RunStatus.KILLED)

@@ -245,6 +245,11 @@ def test_jobs_held_after_a_failed_launch_are_released(store: QueueStore) -> None
     assert report.released == 1 and cluster.released == [job_id] and store.get("a").state == SweepState.REQUEUED
     (event,) = store.events("a", kinds=["slurm_hold_released"])
     assert event["detail"] == f"job {job_id} was held by SLURM (launch failed requeued held): released", event
+    # A held job of a sweep this queue does not hold (a direct `orch submit`): not the agent's to release.
+    cluster.jobs[job_id] = QueueJob(job_id, "orch.a", JobState.PENDING, 30.0, 1, "BeginTime")  # released: waits
+    cluster.jobs["99"] = QueueJob("99", "orch.direct-1", JobState.PENDING, 0.0, 1, "launch failed requeued held")
+    report = agent.tick()
+    assert report.released == 0 and "99" not in cluster.released, cluster.released
 
 
 def test_second_agent_waits_for_the_lease(store: QueueStore) -> None:

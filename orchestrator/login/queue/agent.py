@@ -171,13 +171,14 @@ class Agent:
             report.delivered += self.cluster.deliver_tracking(row)
         self._cancel_leftovers(by_sweep, {row.sweep_id for row in live}, report)
         # A node that failed while the job launched: SLURM requeues the job HELD; ours go on elsewhere.
+        # Only this queue's live sweeps: a direct `orch submit` on the same cluster is `orch status`'s to release.
         held = {
-            j.job_id.partition("_")[0]: (sweep_id, j.reason)
-            for sweep_id, jobs in by_sweep.items()
-            for j in jobs
+            j.job_id.partition("_")[0]: (row.sweep_id, j.reason)
+            for row in live
+            for j in by_sweep.get(row.sweep_id, [])
             if held_after_failed_launch(j.state, j.reason)
         }
-        if held and {sid for sid in by_sweep} & {row.sweep_id for row in live}:
+        if held:
             self._timed(report, lambda: self.cluster.release(sorted(held)))
             report.released += len(held)
             self.store.note(
