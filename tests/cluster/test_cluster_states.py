@@ -140,6 +140,10 @@ def test_jobs_held_after_a_failed_launch_are_released_by_orch_status_and_by_the_
         assert "(launch failed requeued held): released" in released[0]["detail"], released
         # Nothing released the direct sweep's job: it is still held, and would stay so.
         assert "launch failed requeued held" in held_reason(slurm_cluster, direct_id).lower()
+    except BaseException:
+        agent.kill()  # the block below, which stops it otherwise, will not run
+        store.close()
+        raise
     finally:
         clear_launch_failures(slurm_cluster.dir)
         drained = slurm_cluster.run(["sinfo", "-h", "-N", "-t", "drain", "-o", "%N"], check=False).stdout.split()
