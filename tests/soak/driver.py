@@ -249,15 +249,15 @@ class Soak:
         self.say(f"  {time.strftime('%H:%M:%S')} {kind}")
         return True
 
-    def heal(self) -> None:
-        """Start again the slurmd killed earlier, once their downtime is over."""
+    def heal(self, agent: bool = True) -> None:
+        """Start again the slurmd killed earlier, once their downtime is over, and (`agent`) a dead agent."""
         from cluster.testcluster.faults import start_slurmd
 
         for node, when in list(self.dead_slurmd):
             if time.monotonic() >= when:
                 start_slurmd(self.cluster.dir, node)
                 self.dead_slurmd.remove((node, when))
-        if self.agent is None or self.agent.poll() is not None:
+        if agent and (self.agent is None or self.agent.poll() is not None):
             self.start_agent()
 
     def run(self) -> SoakReport:
@@ -289,10 +289,11 @@ class Soak:
                 time.sleep(2)
             self.collect()
         finally:
-            self.kill_agent()
             for job in self.high_jobs:
                 self.cluster.run(["scancel", job], check=False)
-            self.heal()
+            self.dead_slurmd = [(node, 0.0) for node, _ in self.dead_slurmd]
+            self.heal(agent=False)  # the slurmd it killed run again; the agent, stopped last, is not restarted
+            self.kill_agent()
             self.stop_tracking()
         self.report.seconds = time.monotonic() - started
         return self.report

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_short_soak_loses_doubles_and_resubmits_nothing(slurm_cluster: Any, tmp_path: Path) -> None:
-    report = Soak(
-        slurm_cluster, tmp_path / "soak", SoakSettings(minutes=2.0, seed=20261129, in_flight=3, pause_s=(5.0, 10.0))
-    ).run()
+    soak = Soak(slurm_cluster, tmp_path / "soak", SoakSettings(minutes=2.0, seed=20261129, in_flight=3, pause_s=(5.0, 10.0)))
+    report = soak.run()
+    assert soak.agent is not None and soak.agent.poll() is not None, "the soak left its agent running"
     text = report.markdown()
     print(text)
     assert all(report.interruptions[kind] >= 1 for kind in KINDS), text  # every kind of fault happened
