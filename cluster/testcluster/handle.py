@@ -77,6 +77,12 @@ class SlurmCluster:
             raise ClusterError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
         return done
 
+    def fill_node_with_high_job(self, node: str, seconds: int) -> str:
+        """A job in the high partition asking for every GPU of `node`, sleeping `seconds`: SLURM preempts (requeues)
+        the low-partition jobs there. Its job id."""
+        argv = ["sbatch", "--parsable", "-p", "high", "-w", node, f"--gres=gpu:{self.gpus_per_node}"]
+        return self.run([*argv, "--output=/dev/null", "--wrap", f"sleep {seconds}"]).stdout.strip()
+
     def ssh_argv(self, *remote: str) -> list[str]:
         """ssh to the login node; `remote` words are joined by the remote shell, so quote them."""
         return ["ssh", "-F", str(self.ssh_config), self.ssh["host"], *remote]

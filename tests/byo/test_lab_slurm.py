@@ -62,23 +62,7 @@ def _ended(state: dict[str, Any]) -> bool:
 def _preempt_nodes(cluster: Any, job_ids: list[str]) -> None:
     """A high-partition job that needs every GPU of each node our jobs run on: SLURM preempts (requeues) them."""
     nodes = {cluster.run(["squeue", "--noheader", "--jobs", job, "--format=%N"]).stdout.strip() for job in job_ids} - {""}
-    highs = [
-        cluster.run(
-            [
-                "sbatch",
-                "--parsable",
-                "-p",
-                "high",
-                "-w",
-                node,
-                f"--gres=gpu:{cluster.gpus_per_node}",
-                "--output=/dev/null",
-                "--wrap",
-                "sleep 3",
-            ]
-        ).stdout.strip()
-        for node in sorted(nodes)
-    ]
+    highs = [cluster.fill_node_with_high_job(node, 3) for node in sorted(nodes)]
     deadline = time.monotonic() + 120
     for high in highs:
         while cluster.run(["squeue", "--noheader", "--jobs", high, "--format=%T"], check=False).stdout.strip() not in (

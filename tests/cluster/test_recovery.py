@@ -90,20 +90,7 @@ def node_of(cluster: Any, job_id: str) -> str:
 def preempt(cluster: Any, job_id: str) -> None:
     """A job in the high partition that needs every GPU of the sweep's node: SLURM preempts (requeues) ours."""
     node = node_of(cluster, job_id)
-    high = cluster.run(
-        [
-            "sbatch",
-            "--parsable",
-            "-p",
-            "high",
-            "-w",
-            node,
-            f"--gres=gpu:{cluster.gpus_per_node}",
-            "--output=/dev/null",
-            "--wrap",
-            "sleep 3",
-        ]
-    ).stdout.strip()
+    high = cluster.fill_node_with_high_job(node, 3)
     deadline = time.monotonic() + 90
     while cluster.run(["squeue", "--noheader", "--jobs", high, "--format=%T"], check=False).stdout.strip() not in (
         "",

@@ -145,18 +145,9 @@ class Soak:
         self.start_agent()
 
     def profile_json(self) -> str:
-        from orchestrator.kernel.config.loading import load_cluster
+        from tests.queue.test_queue_slurm import resolved_profile_json
 
-        saved = {k: os.environ.get(k) for k in ("ORCH_SLURM_DIR", "ORCH_PYTHON")}
-        os.environ.update({"ORCH_SLURM_DIR": str(self.cluster.dir), "ORCH_PYTHON": sys.executable})
-        try:
-            return load_cluster(str(self.profile), REPO / "conf").model_dump_json()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        return resolved_profile_json(self.cluster, self.profile)
 
     def start_agent(self) -> None:
         env = {**self.cluster.env(), "PYTHONPATH": str(REPO)}
@@ -208,20 +199,7 @@ class Soak:
             if not jobs:
                 return False
             _, node = self.rng.choice(jobs)
-            high = self.cluster.run(
-                [
-                    "sbatch",
-                    "--parsable",
-                    "-p",
-                    "high",
-                    "-w",
-                    node,
-                    f"--gres=gpu:{self.cluster.gpus_per_node}",
-                    "--output=/dev/null",
-                    "--wrap",
-                    "sleep 5",
-                ],
-            ).stdout.strip()
+            high = self.cluster.fill_node_with_high_job(node, 5)
             self.high_jobs.append(high)
         elif kind == "scontrol requeue":
             if not jobs:
