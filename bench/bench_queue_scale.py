@@ -153,8 +153,8 @@ class SnapshotCluster:
     def cancel(self, job_ids: list[str]) -> None:
         pass
 
-    def adopt(self, bundle: str, job_ids: list[str]) -> None:
-        pass
+    def adopt(self, bundle: str, job_ids: list[str]) -> list[str]:
+        return []
 
     def trials(self, row: SweepRow) -> TrialCounts | None:
         return None

@@ -216,11 +216,12 @@ class SlurmClient:
                 )
         return records
 
-    def release(self, job_ids: Iterable[str]) -> None:
-        """`scontrol release`: jobs SLURM held (e.g. requeued after a node failed during launch)."""
+    def release(self, job_ids: Iterable[str], strict: bool = False) -> None:
+        """`scontrol release`: jobs SLURM held (requeued after a node failed during launch, or submitted held).
+        `strict`: SlurmError when SLURM refuses (otherwise a job that was not held is no error)."""
         ids = [j for j in job_ids if j]
         if ids:
-            self._run(["scontrol", "release", ",".join(ids)], check=False)
+            self._run(["scontrol", "release", ",".join(ids)], check=strict)
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         ids = [j for j in job_ids if j]

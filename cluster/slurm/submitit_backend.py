@@ -4,12 +4,20 @@ The job's shape comes from `job_spec.sweep_job` (the one profile-to-sbatch mappi
 hands the sweep's `SweepJob` to submitit's `SlurmExecutor`, which writes the batch script and runs
 `sbatch` itself: one job (`layout: allocation`), or one job array whose task i runs shard i
 (`layout: array`). Every other SLURM command goes through cluster/adaptors/slurm.py.
+
+The job is submitted HELD and released once submitit has written its bookkeeping (the job's folder, where
+its log goes, and its pickle): a job that started before them could not open its log and would fail. A
+submitter killed in between (the queue agent under SIGKILL) leaves a held job and the pickle(s) at the top
+of submitit/; `complete_submission` finishes that bookkeeping and releases the job.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +46,24 @@ def guarded_python(python: str = sys.executable) -> str:
     return f"/bin/sh -c {shlex.quote(STARTUP_SIGNAL_GUARD)} {shlex.quote(python)}"
 
 
+# Tests: the queue agent's process SIGKILLs itself at a named point; "sbatch" is the moment `sbatch` has answered,
+# before submitit's bookkeeping (the agent's own points are "claimed" and "submitted").
+CRASH_ENV = "ORCH_AGENT_CRASH_AT"
+
+
+def _crash_after_sbatch(executor: Any) -> None:
+    if os.environ.get(CRASH_ENV) != "sbatch":
+        return
+    parse = executor._get_job_id_from_submission_command
+
+    def parse_then_die(output: Any) -> str:
+        parse(output)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    executor._get_job_id_from_submission_command = parse_then_die
+
+
 @dataclass(frozen=True)
 class SubmittedJob:
     job_id: str
@@ -52,19 +78,24 @@ def make_executor(
     executor = submitit.SlurmExecutor(
         folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues, python=guarded_python()
     )
-    executor.update_parameters(**job_parameters(settings, remote, sweep_id, str(bundle.root), shards))
+    parameters = job_parameters(settings, remote, sweep_id, str(bundle.root), shards)
+    parameters["additional_parameters"] = {**parameters.get("additional_parameters", {}), "hold": True}
+    executor.update_parameters(**parameters)
     return executor
 
 
 def submit_sweep(
     settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle, shards: int | None = None
 ) -> list[SubmittedJob]:
-    """One job for the sweep, or (`shards`) one job array of that many tasks; job ids in shard order."""
+    """One job for the sweep, or (`shards`) one job array of that many tasks; job ids in shard order. The job is
+    submitted held and released here, once submitit's bookkeeping is on disk."""
     from submitit.core.utils import JobPaths
 
+    from cluster.adaptors.slurm import SlurmClient, SlurmError
     from cluster.node.job_entry import SweepJob
 
     executor = make_executor(settings, remote, sweep_id, bundle, shards)
+    _crash_after_sbatch(executor)
     if shards is None:
         jobs = [executor.submit(SweepJob(str(bundle.root)))]
     else:  # ONE sbatch --array (a single shard is a plain job); each task unpickles its own SweepJob
@@ -74,4 +105,53 @@ def submit_sweep(
         # An array has one script, in the folder of its array job id (our folder is submitit/%j).
         script = JobPaths(executor.folder, job_id=job.job_id.split("_")[0]).submission_file
         submitted.append(SubmittedJob(job.job_id, script.read_text() if script.exists() else ""))
+    client, ids = SlurmClient(env=remote.env), sorted({job.job_id.split("_")[0] for job in jobs})
+    try:
+        client.release(ids, strict=True)
+    except SlurmError:  # nothing left held forever: the submit fails whole
+        client.cancel(ids)
+        raise
     return submitted
+
+
+def complete_submission(bundle: Bundle, job_ids: Sequence[str], env: dict[str, str]) -> list[str]:
+    """Finish the bookkeeping of a submit killed between `sbatch` and the release: the job's submitit folder and
+    each task's pickle (moved from where submitit dumped it before `sbatch`), then release the job. Idempotent;
+    the pickles it moved, as "<pickle> -> <job id>"."""
+    from submitit.core.utils import DelayedSubmission, JobPaths
+
+    from cluster.adaptors.slurm import SlurmClient
+
+    pattern = bundle.submitit_dir / "%j"
+    job_ids = task_ids(bundle, job_ids)
+    missing = [j for j in job_ids if not JobPaths(pattern, job_id=j).submitted_pickle.exists()]
+    leftovers = sorted(bundle.submitit_dir.glob("*.pkl")) if bundle.submitit_dir.is_dir() else []
+    moved = []
+    for job_id in missing:
+        _, _, task = job_id.partition("_")
+        for pickle in leftovers:
+            if task and str(getattr(DelayedSubmission.load(pickle).function, "shard", "")) != task:
+                continue  # an array task runs its own shard's SweepJob
+            target = JobPaths(pattern, job_id=job_id).submitted_pickle
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pickle.replace(target)
+            leftovers.remove(pickle)
+            moved.append(f"{pickle.name} -> {job_id}")
+            break
+    for job_id in job_ids:  # the folder the job's log goes to, pickle moved or not
+        JobPaths(pattern, job_id=job_id).folder.mkdir(parents=True, exist_ok=True)
+    SlurmClient(env=env).release(sorted({j.split("_")[0] for j in job_ids}))
+    return moved
+
+
+def task_ids(bundle: Bundle, job_ids: Sequence[str]) -> list[str]:
+    """The ids a submit records (jobs.json): an array job's id (as squeue names a pending array by its job name)
+    becomes one id per task, `<array id>_<shard>`; a sweep of one shard is a plain job."""
+    if not bundle.shards_file.exists():
+        return list(job_ids)
+    from cluster.node.shards import read_plan
+
+    count = len(read_plan(bundle.shards_file).shards)
+    if count == 1:
+        return list(job_ids)
+    return [task for j in job_ids for task in ([j] if "_" in j else [f"{j}_{i}" for i in range(count)])]

@@ -19,7 +19,7 @@ from tests.harness.lab_workspace import FORMS, make_lab, write
 
 pytestmark = pytest.mark.integration
 
-EPOCHS = 30  # the three jobs start up to ~30 s apart: the first must still be training when the last is
+EPOCHS = 30  # each node is preempted once its jobs train: a job is ~27 epochs from its end when preempted
 STEP_S = 1.0
 
 
@@ -59,11 +59,31 @@ def _ended(state: dict[str, Any]) -> bool:
     return bool(state["jobs"]) and all(job["state"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") for job in state["jobs"])
 
 
-def _preempt_nodes(cluster: Any, job_ids: list[str]) -> None:
-    """A high-partition job that needs every GPU of each node our jobs run on: SLURM preempts (requeues) them."""
-    nodes = {cluster.run(["squeue", "--noheader", "--jobs", job, "--format=%N"]).stdout.strip() for job in job_ids} - {""}
-    highs = [cluster.fill_node_with_high_job(node, 3) for node in sorted(nodes)]
-    deadline = time.monotonic() + 120
+def _preempt_each_node_once_training(cluster: Any, lab: Path, sweep_ids: dict[str, str], timeout_s: float = 420) -> None:
+    """Each node our jobs run on, as soon as a job there trains (epoch 3 or more) that was not yet preempted, gets a
+    high-partition job needing all its GPUs: SLURM preempts (requeues) ours there. Node by node, so that a job
+    which started early is preempted mid-training however far apart the three started (a node powering up delays
+    one)."""
+    job_of = {form: json.loads((sweep_folder(cluster, sid) / "jobs.json").read_text())[0] for form, sid in sweep_ids.items()}
+    preempted: set[str] = set()  # the forms whose job a high-partition job has preempted
+    highs: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while len(preempted) < len(job_of):
+        assert time.monotonic() < deadline, f"not every form was preempted while training: only {sorted(preempted)}"
+        states = {form: _status(cluster, lab, sweep_id) for form, sweep_id in sweep_ids.items()}
+        node_of = {
+            form: cluster.run(["squeue", "--noheader", "--jobs", job, "--format=%N"], check=False).stdout.strip()
+            for form, job in job_of.items()
+            if form not in preempted
+        }
+        for node in sorted({node for node in node_of.values() if node}):
+            training = [form for form, at in node_of.items() if at == node and _training(states[form])]
+            if training:  # a job there still starting is requeued too; it is counted once preempted training
+                highs.append(cluster.fill_node_with_high_job(node, 3))
+                preempted.update(training)
+        for job in job_of.values():  # a requeued job may start at once (no need to wait out SLURM's delay)
+            cluster.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False)
+        time.sleep(2)
     for high in highs:
         while cluster.run(["squeue", "--noheader", "--jobs", high, "--format=%T"], check=False).stdout.strip() not in (
             "",
@@ -82,9 +102,7 @@ def test_each_form_is_preempted_and_finishes_in_the_same_run(slurm_cluster: Any,
         done = _orch(slurm_cluster, lab, "submit", f"conf/sweeps/lab-{form}.yaml", "--cluster", "slurm")
         assert done.returncode == 0, done.stdout + done.stderr
         sweep_ids[form] = done.stdout.split("submitted sweep ", 1)[1].split()[0]
-    _wait(slurm_cluster, lab, sweep_ids, _training, "every form training")
-    jobs = [json.loads((sweep_folder(slurm_cluster, sid) / "jobs.json").read_text())[0] for sid in sweep_ids.values()]
-    _preempt_nodes(slurm_cluster, jobs)
+    _preempt_each_node_once_training(slurm_cluster, lab, sweep_ids)
     states = _wait(slurm_cluster, lab, sweep_ids, _ended, "every sweep's end", timeout_s=600)
 
     client = MlflowClient(f"sqlite:///{slurm_cluster.dir}/mlflow.db")

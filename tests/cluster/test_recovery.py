@@ -101,33 +101,54 @@ def preempt(cluster: Any, job_id: str) -> None:
     cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip SLURM's requeue delay
 
 
-def checkpoint_tune_restores(experiment: Path, trial_id: str) -> str:
+def checkpoint_tune_restores(experiment: Path, trial_id: str) -> str | None:
     """The checkpoint folder Tune will hand a trial on restore: the newest its latest experiment state records
-    (Ray keeps the trial's checkpoint manager pickled, hex-encoded, in experiment_state-*.json)."""
+    (Ray keeps the trial's checkpoint manager pickled, hex-encoded, in experiment_state-*.json); None when the
+    state says the trial has ended (Tune restores no checkpoint into a TERMINATED or ERROR trial)."""
     import re
 
     state = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
     for trial_json, run_json in json.loads(state.read_text())["trial_data"]:
-        if json.loads(trial_json)["trial_id"] == trial_id:
+        trial = json.loads(trial_json)
+        if trial["trial_id"] == trial_id:
+            if trial.get("status") in ("TERMINATED", "ERROR"):
+                return None
             manager = bytes.fromhex(json.loads(run_json)["checkpoint_manager"]["value"])
             return max(f"checkpoint_{n.decode()}" for n in re.findall(rb"checkpoint_(\d{6})", manager))
     raise AssertionError(f"trial {trial_id} not in {state}")
 
 
-def fallback_target(experiment: Path) -> tuple[Path, str, list[str]] | None:
-    """A trial whose checkpoint Tune would restore has an older one kept on disk: (its folder, that checkpoint,
-    the kept ones); None when no trial has."""
+def fallback_target(experiment: Path, epochs_left: int = 0) -> tuple[Path, str, list[str]] | None:
+    """A trial Tune would restore, whose checkpoint to restore has an older one kept on disk and which has more
+    than `epochs_left` epochs still to train: (its folder, that checkpoint, the kept ones); None when no trial has.
+    A trial that ends before the job stops is not restored, so a target must not be close to its end."""
     if not list(experiment.glob("experiment_state-*.json")):
         return None
     for trial_dir in sorted(p for p in experiment.glob("*") if p.is_dir()):
         kept = sorted(p.name for p in trial_dir.glob("checkpoint_*"))
         try:
             restoring = checkpoint_tune_restores(experiment, trial_dir.name)
-        except (AssertionError, ValueError, KeyError, json.JSONDecodeError):  # not in the state yet, or mid-write
+            reported = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+        except (AssertionError, ValueError, KeyError, OSError):  # not in the state yet, or mid-write
             continue
-        if restoring in kept[1:]:
+        epoch = max((int(r.get("training_iteration") or 0) for r in reported), default=0)
+        if restoring in kept[1:] and EPOCHS - epoch > epochs_left:
             return trial_dir, restoring, kept
     return None
+
+
+def quiet_for(folder: Path, seconds: float, timeout_s: float = 120) -> None:
+    """Wait until no file under `folder` has changed for `seconds`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            newest = max((path.stat().st_mtime for path in folder.rglob("*")), default=0.0)
+        except OSError:  # a file or folder removed meanwhile (Tune rotates checkpoints): still being written
+            newest = time.time()
+        if time.time() - newest >= seconds:
+            return
+        assert time.monotonic() < deadline, f"{folder} is still being written {timeout_s:g} s after its job stopped"
+        time.sleep(1)
 
 
 def assert_every_metric_once(client: Any, run_id: str, epochs: int) -> None:
@@ -174,12 +195,16 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     # fall back to an older one. Requeued once Tune's state names, for some trial, a checkpoint with an older one kept.
     experiment = sweep_folder(slurm_cluster, sweep_id) / "ray_results" / sweep_id
     deadline = time.monotonic() + 120
-    while fallback_target(experiment) is None:
+    while fallback_target(experiment, epochs_left=3) is None:  # the requeue's signal comes within an epoch or two
         assert time.monotonic() < deadline, "no trial has an older checkpoint kept than the one Tune would restore"
         time.sleep(1)
-    slurm_cluster.run(["scontrol", "requeue", job_id])
+    # Requeued HELD, so that it restarts only once the checkpoint is corrupted: the job's processes outlive its
+    # SLURM state here (proctrack/linuxproc does not follow Ray's daemonised workers), and Tune's last experiment
+    # state is only known once nothing writes to the experiment any more.
+    slurm_cluster.run(["scontrol", "requeuehold", job_id])
     stopped = wait_for(slurm_cluster, sweep_id, lambda s: s["jobs"][0]["state"] not in ("RUNNING", "COMPLETING"), 120)
-    assert stopped["jobs"][0]["state"] in ("PENDING", "REQUEUED"), stopped
+    assert stopped["jobs"][0]["state"] in ("PENDING", "REQUEUED", "REQUEUE_HOLD"), stopped
+    quiet_for(experiment, 5.0)
     target = fallback_target(experiment)
     assert target is not None, "Tune's experiment state moved back"
     trial_dir, restoring, kept = target
@@ -187,6 +212,7 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
         handle.seek(100)
         handle.write(b"\x00" * 64)
     corrupted = True  # the fallback re-does up to one more checkpoint interval
+    slurm_cluster.run(["scontrol", "release", job_id])
     slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
     state = wait_for(slurm_cluster, sweep_id, finished, 600)
     assert state["jobs"][0]["state"] == "COMPLETED", state

@@ -67,8 +67,9 @@ class FakeCluster:
         self.closed.append(row.sweep_id)
         return 1
 
-    def adopt(self, bundle: str, job_ids: Sequence[str]) -> None:
+    def adopt(self, bundle: str, job_ids: Sequence[str]) -> list[str]:
         self.adopted[Path(bundle).name] = list(job_ids)
+        return []
 
     def trials(self, row: SweepRow) -> TrialCounts | None:
         return TrialCounts(1, 0, 0, 0.25)

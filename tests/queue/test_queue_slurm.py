@@ -1,6 +1,6 @@
 """The queue and its agent against the real local SLURM cluster, through the ssh login node:
 three projects with different priorities and budgets fill the cluster in the policy's order
-while the agent is SIGKILLed at random moments (and at the two crash windows of a submit);
+while the agent is SIGKILLed at random moments (and at the three crash windows of a submit);
 every sweep ends exactly once, SLURM's records show no duplicate submission. Bad input is
 one line and changes nothing."""
 
@@ -133,8 +133,9 @@ def test_three_projects_by_policy_while_the_agent_is_killed(slurm_cluster: Any, 
 
     agent = AgentProcess(slurm_cluster, resolved_profile_json(slurm_cluster, profile), tmp_path / "agent.log")
     rng = random.Random(20261123)
-    # The two crash windows of a submit first (the agent SIGKILLs itself there), then random kills.
-    for crash_at in ("claimed", "submitted"):
+    # The three crash windows of a submit first (the agent SIGKILLs itself there: claimed, sbatch answered but
+    # submitit's bookkeeping not written, submitted), then random kills.
+    for crash_at in ("claimed", "sbatch", "submitted"):
         agent.start(crash_at)
         assert agent.process is not None
         agent.process.wait(timeout=120)
@@ -161,7 +162,11 @@ def test_three_projects_by_policy_while_the_agent_is_killed(slurm_cluster: Any, 
     finally:
         agent.kill()
         store.close()
-    assert kills >= 1 and agent.starts >= 4
+    assert kills >= 1 and agent.starts >= 5
+    # The job the agent killed at "sbatch" left held (never started without its log folder and pickle): the next
+    # agent moved its pickle into place and released it.
+    finished = [e["detail"] for e in events if e["kind"] == "submitted" and "submit finished, released" in (e["detail"] or "")]
+    assert len(finished) == 1 and ".pkl -> " in finished[0], [e["detail"] for e in events if e["kind"] == "submitted"]
     assert {sid: row.state for sid, row in rows.items()} == dict.fromkeys(sweeps, SweepState.SUCCEEDED), {
         sid: (row.state, row.reason) for sid, row in rows.items()
     }

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from cluster.adaptors.slurm import JobRecord, QueueJob, held_after_failed_launch, parse_duration_s
+from cluster.slurm.submitit_backend import CRASH_ENV
 from cluster.slurm.job_spec import sweep_id_of, sweep_job_name
 from orchestrator.kernel.config.models import QueueSettings
 from orchestrator.kernel.states import ON_CLUSTER, JobState, SweepState, sweep_state_from_jobs
@@ -34,7 +35,7 @@ from orchestrator.login.queue.store import QueueStore
 HOLD_RELEASED = "slurm_hold_released"  # the event of a sweep whose job SLURM held after a failed launch
 MAX_SUBMITS_PER_TICK = 20
 T = TypeVar("T")
-CRASH_ENV = "ORCH_AGENT_CRASH_AT"  # tests: os._exit at a named point (claimed, submitted)
+# Tests: SIGKILL at a named point: claimed, submitted (and "sbatch", inside the submit: submitit_backend)
 
 
 class SubmitRefused(Exception):
@@ -58,7 +59,7 @@ class ClusterPort(Protocol):
     def submit(self, bundle: str) -> list[str]: ...
     def submit_in_flight(self, bundle: str) -> bool: ...
     def cancel(self, job_ids: Sequence[str]) -> None: ...
-    def adopt(self, bundle: str, job_ids: Sequence[str]) -> None: ...  # record jobs a killed agent submitted
+    def adopt(self, bundle: str, job_ids: Sequence[str]) -> list[str]: ...  # finish and record a killed agent's submit
     def close_runs(self, row: SweepRow) -> int: ...  # MLflow runs still RUNNING of an ended sweep -> KILLED
     def deliver_tracking(self, row: SweepRow) -> int: ...  # nodes_reach_server: false -> deliver the spool
     def release(self, job_ids: Sequence[str]) -> None: ...  # jobs SLURM held after a failed launch
@@ -211,8 +212,9 @@ class Agent:
         """A sweep claimed for submit whose submit may or may not have reached SLURM (crash window)."""
         found = [j.job_id for j in jobs] if jobs else [r.job_id for r in records or []]
         if found:
-            self.cluster.adopt(row.bundle, _job_ids(found))
-            self.store.record_submitted(row.sweep_id, _job_ids(found), self.clock(), "found in SLURM by its job name")
+            moved = self.cluster.adopt(row.bundle, _job_ids(found))
+            detail = "found in SLURM by its job name" + (f"; submit finished, released ({', '.join(moved)})" if moved else "")
+            self.store.record_submitted(row.sweep_id, _job_ids(found), self.clock(), detail)
             report.reconciled.append(row.sweep_id)
             return
         if self.cluster.submit_in_flight(row.bundle):

@@ -60,13 +60,19 @@ class SlurmPort:
     def cancel(self, job_ids: Sequence[str]) -> None:
         self.client.cancel(job_ids)
 
-    def adopt(self, bundle: str, job_ids: Sequence[str]) -> None:
-        """Write the sweep folder's jobs.json that a killed agent did not get to write."""
+    def adopt(self, bundle: str, job_ids: Sequence[str]) -> list[str]:
+        """What a killed agent's submit did not get to do: submitit's bookkeeping and the release of the job it
+        submitted held, and the sweep folder's jobs.json. The pickles it had to move."""
+        from cluster.slurm.submitit_backend import complete_submission, task_ids
         from orchestrator.kernel.files import write_atomic
 
         folder = Bundle(Path(bundle))
-        if folder.root.exists() and not folder.jobs_file.exists():
-            write_atomic(folder.jobs_file, json.dumps(list(job_ids)))
+        if not folder.root.exists():
+            return []
+        moved = complete_submission(folder, job_ids, dict(self.env))
+        if not folder.jobs_file.exists():
+            write_atomic(folder.jobs_file, json.dumps(task_ids(folder, job_ids)))
+        return moved
 
     def release(self, job_ids: Sequence[str]) -> None:
         self.client.release(job_ids)

@@ -7,6 +7,7 @@
 #SBATCH --cpus-per-task=6
 #SBATCH --error=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%A_%a/%A_%a_0_log.err
 #SBATCH --gres=gpu:a100:2
+#SBATCH --hold
 #SBATCH --job-name=orch.avae-tiny-20261123-120000-abcd
 #SBATCH --mem=3072M
 #SBATCH --nodes=2
