@@ -21,6 +21,19 @@ from orchestrator.kernel.states import JobState, RunStatus
 from orchestrator.kernel.sweep_folder import Bundle
 from trainables import runtime
 
+# The file (one per job and attempt, its path set by the batch script: cluster/slurm/job_spec.step_guard_lines)
+# this job's Python touches as it starts: a step that failed without it requeues the job instead of failing.
+STEP_STARTED_ENV = "ORCH_STEP_STARTED"
+
+
+def mark_step_started() -> None:
+    marker = os.environ.get(STEP_STARTED_ENV)
+    if marker:
+        try:
+            Path(marker).touch()
+        except OSError:  # the sweep folder unwritable: the job fails on its own soon, and says why
+            pass
+
 
 @dataclass
 class SweepJob:
@@ -29,6 +42,8 @@ class SweepJob:
 
     def __call__(self) -> dict[str, Any] | None:
         from cluster.node.ray_allocation import Allocation, run_ray_worker
+
+        mark_step_started()
 
         bundle, allocation = Bundle(Path(self.bundle_root)), Allocation.from_environment()
         if allocation.rank > 0:  # one task per node: the others join the head's Ray cluster

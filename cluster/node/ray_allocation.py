@@ -120,7 +120,7 @@ def ray_head(allocation: Allocation, rendezvous: Path) -> Iterator[str]:
         yield address
     finally:
         write_atomic(rendezvous / "done", "")
-        stop_process_group(head)
+        stop_process_group(head, RAY_STOP_GRACE_S)
 
 
 def run_ray_worker(allocation: Allocation, rendezvous: Path, timeout_s: float = 600) -> None:
@@ -136,7 +136,7 @@ def run_ray_worker(allocation: Allocation, rendezvous: Path, timeout_s: float = 
         while not (rendezvous / "done").exists() and worker.poll() is None:
             time.sleep(1)
     finally:
-        stop_process_group(worker)
+        stop_process_group(worker, RAY_STOP_GRACE_S)
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout_s: float = 90) -> None:
@@ -152,17 +152,31 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout_s: f
     raise RuntimeError(f"the Ray head did not listen on {host}:{port} within {timeout_s:g} s")
 
 
-def stop_process_group(process: subprocess.Popen | None, grace_s: float = 20) -> None:
+# When the sweep's driver has stopped (tuner.fit returned or the attempt handed over, ray.shutdown done), nothing
+# in Ray's daemons is worth waiting for, yet `ray start --block` given SIGTERM stops its children one by one and
+# took ~30 s here (bench/bench_ray_stop.py): with a 20 s grace, that was most of every job's ~22 s tail
+# (docs/benchmarks.md). SIGTERM, this grace, then SIGKILL to the whole group.
+RAY_STOP_GRACE_S = 2.0
+
+
+def stop_process_group(process: subprocess.Popen | None, grace_s: float = RAY_STOP_GRACE_S) -> None:
+    """SIGTERM to the process group `process` leads, up to `grace_s` for the leader to exit, then SIGKILL to what is
+    left of the group (the leader can exit before its children)."""
     if process is None or process.poll() is not None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
+        pass
+    try:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=grace_s)
     except ProcessLookupError:
         pass
+    process.wait(timeout=30)
 
 
 def wait_for_nodes(expected: int, timeout_s: float = 180) -> None:

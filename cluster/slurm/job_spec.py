@@ -55,6 +55,26 @@ def setup_lines(remote: RemoteSettings, bundle_root: str | None) -> list[str]:
     return [*remote.setup, *exports, *code, "export PYTHONUNBUFFERED=1"]
 
 
+def step_guard_lines(bundle_root: str, max_requeues: int) -> tuple[list[str], list[str]]:
+    """(setup, teardown) shell lines of a sweep job: the path of the file its Python touches as it starts (one per
+    job and attempt), and after `srun`: a step that failed before our Python started (slurmd restarted while the
+    step launched: "Job credential expired") requeues the job instead of failing it, at most `max_requeues` times
+    in all."""
+    from cluster.node.job_entry import STEP_STARTED_ENV
+
+    marker = f"{shlex.quote(f'{bundle_root}/submitit')}/step-started.${{SLURM_JOB_ID}}.${{SLURM_RESTART_COUNT:-0}}"
+    setup = [f"export {STEP_STARTED_ENV}={marker}"]
+    teardown = [
+        "status=$?",
+        f'if [ "$status" -ne 0 ] && [ ! -e "${STEP_STARTED_ENV}" ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt {int(max_requeues)} ]; then',
+        '    echo "orch: the job step never started (exit $status): requeueing job $SLURM_JOB_ID" >&2',
+        '    scontrol requeue "$SLURM_JOB_ID"',
+        "fi",
+        'exit "$status"',
+    ]
+    return setup, teardown
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One job's request to SLURM, whatever submits it."""

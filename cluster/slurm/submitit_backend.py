@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.slurm.job_spec import setup_lines, sweep_job
+from cluster.slurm.job_spec import setup_lines, step_guard_lines, sweep_job
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from orchestrator.kernel.sweep_folder import Bundle
 
@@ -31,7 +31,9 @@ def job_parameters(
 ) -> dict[str, Any]:
     """Parameters for submitit's SlurmExecutor; `shards`: of a job array, each task being the same shape
     (submitit adds `--array`; array task i runs shard i)."""
-    return sweep_job(settings, sweep_id, shards).submitit_parameters(setup_lines(remote, bundle_root))
+    guard_setup, guard_teardown = step_guard_lines(bundle_root, settings.max_requeues)
+    parameters = sweep_job(settings, sweep_id, shards).submitit_parameters([*setup_lines(remote, bundle_root), *guard_setup])
+    return {**parameters, "teardown": guard_teardown}
 
 
 # The job's Python starts with USR2 ignored, until submitit (then the job entry) installs its handler: a preemption

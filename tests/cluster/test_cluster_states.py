@@ -168,3 +168,39 @@ def test_jobs_held_after_a_failed_launch_are_released_by_orch_status_and_by_the_
     for sweep_id in (direct_id, queued_id):
         parent, children = mlflow_runs(slurm_cluster, sweep_id)
         assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}, sweep_id
+
+
+def test_a_step_slurmd_could_not_launch_requeues_its_job_instead_of_failing_it(slurm_cluster: Any, tmp_path: Path) -> None:
+    """The soak found it: a node's slurmd killed and started again while a job's step launched, `srun` fails
+    ("Job credential expired") before the job's Python runs, and the job ended FAILED. The batch script now
+    requeues such a job (cluster/slurm/job_spec.step_guard_lines), which then completes."""
+    from cluster.testcluster.faults import kill_slurmd, start_slurmd
+    from tests.cluster.test_slurm_sweeps import submit, sweep_folder
+
+    slow = profile_variant(tmp_path, "slurm-slow-setup", remote={"setup": ["sleep 8"]})  # a slow `module load`
+    sweep_id = submit(slurm_cluster, TINY, slow)
+    deadline = time.monotonic() + 120
+    while True:  # the batch script has started (its setup sleeps): its step is not launched yet
+        out = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep_id}", "-o", "%i %T %N"], check=False).stdout.split()
+        if len(out) == 3 and out[1] == "RUNNING":
+            job_id, node = out[0], out[2]
+            break
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    assert kill_slurmd(slurm_cluster.dir, node) is not None
+    time.sleep(1)
+    start_slurmd(slurm_cluster.dir, node)
+    state = wait_for(
+        slurm_cluster,
+        sweep_id,
+        lambda s: bool(s["jobs"]) and s["jobs"][0]["state"] in ("COMPLETED", "FAILED", "CANCELLED"),
+        420,
+        slow,
+    )
+    log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.err"))
+    assert state["jobs"][0]["state"] == "COMPLETED", (state, log[-2000:])
+    assert "orch: the job step never started" in log and f"requeueing job {job_id}" in log, log[-2000:]
+    attempts = slurm_cluster.run(
+        ["sacct", "--noheader", "--allocations", "--duplicates", "--parsable2", "-j", job_id, "--format=State"]
+    ).stdout.split()
+    assert attempts[0] == "REQUEUED" and attempts[-1] == "COMPLETED", attempts

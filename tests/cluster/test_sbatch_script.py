@@ -136,3 +136,47 @@ def test_the_jobs_python_survives_usr2_until_it_handles_it(tmp_path: Path) -> No
     process.send_signal(signal.SIGUSR2)
     assert process.wait(timeout=30) == 0
     assert handled.exists()
+
+
+def _run_script_with(tmp: Path, srun_body: str, restart_count: int) -> tuple[int, str]:
+    """The generated script run by bash with stand-ins for `srun` (its body given) and `scontrol` (records its
+    arguments): (the script's exit code, what scontrol was asked)."""
+    bundle_root = tmp / "sweep"
+    (bundle_root / "submitit").mkdir(parents=True)
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    for name, body in (("srun", srun_body), ("scontrol", f'echo "$@" >> {tmp}/scontrol.calls')):
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    script = tmp / "job.sh"
+    script.write_text(_script(bundle_root, RemoteSettings(workdir="/scratch/orch", python="/opt/venv/bin/python")))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": str(restart_count)}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=30)
+    calls = tmp / "scontrol.calls"
+    return done.returncode, calls.read_text().strip() if calls.exists() else ""
+
+
+def test_a_step_that_never_started_requeues_its_job(tmp_path: Path) -> None:
+    # slurmd restarted while the step launched: srun fails, the job's Python never ran.
+    code, asked = _run_script_with(tmp_path, "echo 'srun: error: Job credential expired' >&2; exit 1", restart_count=0)
+    assert (code, asked) == (1, "requeue 42")
+
+
+def test_a_step_whose_python_ran_and_failed_is_not_requeued(tmp_path: Path) -> None:
+    code, asked = _run_script_with(tmp_path, 'touch "$ORCH_STEP_STARTED"; exit 3', restart_count=0)
+    assert (code, asked) == (3, "")
+
+
+def test_a_step_that_never_starts_is_requeued_at_most_max_requeues_times(tmp_path: Path) -> None:
+    code, asked = _run_script_with(tmp_path, "exit 1", restart_count=SETTINGS.max_requeues)
+    assert (code, asked) == (1, "")
+
+
+def test_the_job_s_python_marks_its_step_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cluster.node.job_entry import STEP_STARTED_ENV, mark_step_started
+
+    marker = tmp_path / "step-started.42.0"
+    monkeypatch.setenv(STEP_STARTED_ENV, str(marker))
+    mark_step_started()
+    assert marker.exists()

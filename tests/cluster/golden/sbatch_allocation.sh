@@ -25,7 +25,17 @@ module load cuda/12.4
 export SLURM_CONF=/etc/slurm/test.conf
 export PYTHONPATH=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/code${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
+export ORCH_STEP_STARTED=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/step-started.${SLURM_JOB_ID}.${SLURM_RESTART_COUNT:-0}
 
 # command
 export SUBMITIT_EXECUTOR=slurm
 srun --unbuffered --output /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j/%j_%t_log.out --error /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j/%j_%t_log.err python -u -m submitit.core._submit FOLDER
+
+
+# teardown
+status=$?
+if [ "$status" -ne 0 ] && [ ! -e "$ORCH_STEP_STARTED" ] && [ "${SLURM_RESTART_COUNT:-0}" -lt 5 ]; then
+    echo "orch: the job step never started (exit $status): requeueing job $SLURM_JOB_ID" >&2
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status"
