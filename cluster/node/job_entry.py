@@ -35,6 +35,16 @@ def mark_step_started() -> None:
             pass
 
 
+def ignore_late_signals(result: Any) -> Any:
+    """The sweep's work is done (every trial ended, its runs closed): a USR2 from now on (a preemption or the time
+    limit reaching a job that is exiting) is ignored. Its default action would kill the exiting Python, and the
+    job would end FAILED with nothing left to do (the soak found it); submitit's handler would requeue it."""
+    import signal
+
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    return result
+
+
 @dataclass
 class SweepJob:
     bundle_root: str
@@ -48,8 +58,8 @@ class SweepJob:
         bundle, allocation = Bundle(Path(self.bundle_root)), Allocation.from_environment()
         if allocation.rank > 0:  # one task per node: the others join the head's Ray cluster
             run_ray_worker(allocation, bundle.rendezvous(allocation.key))
-            return None
-        return run_sweep_job(bundle, allocation, self.shard)
+            return ignore_late_signals(None)
+        return ignore_late_signals(run_sweep_job(bundle, allocation, self.shard))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Called by submitit on USR2 (preemption, time limit): requeue; Tune restores on restart."""

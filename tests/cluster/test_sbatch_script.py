@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +182,18 @@ def test_the_job_s_python_marks_its_step_started(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv(STEP_STARTED_ENV, str(marker))
     mark_step_started()
     assert marker.exists()
+
+
+def test_a_finished_job_s_python_exits_0_through_a_late_usr2() -> None:
+    """A preemption's USR2 reaching a job whose sweep has ended (it is exiting) no longer kills it."""
+    code = (
+        "import os, signal, time\n"
+        "from cluster.node.job_entry import ignore_late_signals\n"
+        "assert ignore_late_signals({'done': 1}) == {'done': 1}\n"
+        "os.kill(os.getpid(), signal.SIGUSR2)\n"
+        "time.sleep(0.2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert done.returncode == 0
+    unguarded = subprocess.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGUSR2)"], timeout=60)
+    assert unguarded.returncode == -signal.SIGUSR2  # what killed the job before

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from cluster.adaptors.slurm import JobRecord, QueueJob, held_after_failed_launch, parse_duration_s
-from cluster.slurm.submitit_backend import CRASH_ENV
 from cluster.slurm.job_spec import sweep_id_of, sweep_job_name
+from cluster.slurm.submitit_backend import CRASH_ENV
 from orchestrator.kernel.config.models import QueueSettings
 from orchestrator.kernel.states import ON_CLUSTER, JobState, SweepState, sweep_state_from_jobs
 from orchestrator.login.queue import policy
