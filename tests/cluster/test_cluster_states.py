@@ -171,13 +171,14 @@ def test_jobs_held_after_a_failed_launch_are_released_by_orch_status_and_by_the_
 
 
 def test_a_step_slurmd_could_not_launch_requeues_its_job_instead_of_failing_it(slurm_cluster: Any, tmp_path: Path) -> None:
-    """The soak found it: a node's slurmd killed and started again while a job's step launched, `srun` fails
-    ("Job credential expired") before the job's Python runs, and the job ended FAILED. The batch script now
-    requeues such a job (cluster/slurm/job_spec.step_guard_lines), which then completes."""
+    """The soak found it: a node's slurmd killed and started again around a job's start, the step's launch fails
+    (`srun`: "Job credential expired") before the job's Python runs, and the job ended FAILED. Here the step
+    launches while the node's slurmd is down. The batch script now requeues such a job
+    (cluster/slurm/job_spec.step_guard_lines), which then completes."""
     from cluster.testcluster.faults import kill_slurmd, start_slurmd
     from tests.cluster.test_slurm_sweeps import submit, sweep_folder
 
-    slow = profile_variant(tmp_path, "slurm-slow-setup", remote={"setup": ["sleep 8"]})  # a slow `module load`
+    slow = profile_variant(tmp_path, "slurm-slow-setup", remote={"setup": ["sleep 3"]})  # a slow `module load`
     sweep_id = submit(slurm_cluster, TINY, slow)
     deadline = time.monotonic() + 120
     while True:  # the batch script has started (its setup sleeps): its step is not launched yet
@@ -188,7 +189,7 @@ def test_a_step_slurmd_could_not_launch_requeues_its_job_instead_of_failing_it(s
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.2)
     assert kill_slurmd(slurm_cluster.dir, node) is not None
-    time.sleep(1)
+    time.sleep(8)  # the step launches while the node's slurmd is down
     start_slurmd(slurm_cluster.dir, node)
     state = wait_for(
         slurm_cluster,
