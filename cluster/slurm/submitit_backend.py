@@ -127,19 +127,20 @@ def complete_submission(bundle: Bundle, job_ids: Sequence[str], env: dict[str, s
     pattern = bundle.submitit_dir / "%j"
     job_ids = task_ids(bundle, job_ids)
     missing = [j for j in job_ids if not JobPaths(pattern, job_id=j).submitted_pickle.exists()]
-    leftovers = sorted(bundle.submitit_dir.glob("*.pkl")) if bundle.submitit_dir.is_dir() else []
+    pickles = sorted(bundle.submitit_dir.glob("*.pkl")) if bundle.submitit_dir.is_dir() and missing else []
+    # Each leftover pickle loaded once: the shard its SweepJob runs (an array task takes its own shard's).
+    leftovers = {pickle: str(getattr(DelayedSubmission.load(pickle).function, "shard", "")) for pickle in pickles}
     moved = []
     for job_id in missing:
         _, _, task = job_id.partition("_")
-        for pickle in leftovers:
-            if task and str(getattr(DelayedSubmission.load(pickle).function, "shard", "")) != task:
-                continue  # an array task runs its own shard's SweepJob
-            target = JobPaths(pattern, job_id=job_id).submitted_pickle
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pickle.replace(target)
-            leftovers.remove(pickle)
-            moved.append(f"{pickle.name} -> {job_id}")
-            break
+        pickle = next((p for p, shard in leftovers.items() if not task or shard == task), None)
+        if pickle is None:
+            continue
+        target = JobPaths(pattern, job_id=job_id).submitted_pickle
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pickle.replace(target)
+        del leftovers[pickle]
+        moved.append(f"{pickle.name} -> {job_id}")
     for job_id in job_ids:  # the folder the job's log goes to, pickle moved or not
         JobPaths(pattern, job_id=job_id).folder.mkdir(parents=True, exist_ok=True)
     SlurmClient(env=env).release(sorted({j.split("_")[0] for j in job_ids}))
