@@ -197,8 +197,8 @@ def submit(
 ) -> None:
     """Send a sweep to a SLURM cluster: into its queue when the profile has one, else straight to SLURM."""
     from orchestrator.kernel.config.loading import conf_root_of, load_sweep
+    from orchestrator.kernel.sweep_id import new_sweep_id
     from orchestrator.laptop.queue_cli import parse_priority
-    from orchestrator.laptop.targets.local import new_sweep_id
     from orchestrator.laptop.targets.ssh import check_slurm_resources
     from orchestrator.laptop.targets.ssh import submit as submit_sweep
     from orchestrator.laptop.tracking_uri import resolve_tracking

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from orchestrator.kernel.config.search_space import flatten
 from orchestrator.kernel.errors import SweepInterruptedError, UsageError
 from orchestrator.kernel.files import write_atomic
 from orchestrator.kernel.states import RunStatus
+from orchestrator.kernel.sweep_id import new_sweep_id
 from orchestrator.laptop.progress import SweepProgress
 from orchestrator.laptop.state import LocalState
 from orchestrator.laptop.tracking_uri import TrackingTarget
@@ -85,10 +85,6 @@ class LocalSweepRecord(BaseModel):
     parent_run_id: str
     concurrency: int
     pid: int  # the `orch run` (or `orch resume`) process driving it
-
-
-def new_sweep_id(name: str) -> str:
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def run_sweep(
