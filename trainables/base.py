@@ -71,6 +71,7 @@ class CheckpointableTrainable(tune.Trainable):
     # ----------------------------------------------------------------- lifecycle
     def setup(self, config: dict[str, Any]) -> None:
         # Ray's own bookkeeping keys look like "__trial_info__"; they are not ours.
+        before = set(vars(self))
         user_config = {k: v for k, v in config.items() if not k.startswith("__")}
         try:
             self.cfg = self.config_model.model_validate(user_config)
@@ -84,6 +85,15 @@ class CheckpointableTrainable(tune.Trainable):
         self.global_step = 0
         self.last_eval: dict[str, float] = {}
         self.build(self.cfg)
+        self._trial_attributes = (set(vars(self)) - before) | {"_trial_attributes"}
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """Ray Tune reuses this trial's process for the next trial: forget everything `setup` and `build` made
+        (model, optimizer, data, RNGs, a fallback note) and set up again, as a fresh process would."""
+        for name in {*getattr(self, "_trial_attributes", ()), "fallback_from", "_fallback_note", "_checkpoint_request_seen"}:
+            vars(self).pop(name, None)
+        self.setup(new_config)
+        return True
 
     def _checkpoint_requested(self) -> bool:
         """True once per request of the job (trainables.runtime: the file the job writes on SLURM's signal)."""

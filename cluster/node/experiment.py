@@ -62,6 +62,16 @@ def trainable(plan: ExperimentPlan) -> Any:
     return tune.with_resources(runs, {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
+def reuses_actors(plan: ExperimentPlan) -> bool:
+    """Tune keeps a trial's worker process for the next trial (no new process, no re-import) when the trainable
+    is a class that can reset itself: it overrides `reset_config` (the research trainables do). A function or
+    command trainable is never reused: Ray's reset of one stopped mid-step fails the next trial."""
+    from ray import tune
+
+    runs = plan.resolved.spec.trainable()
+    return isinstance(runs, type) and getattr(runs, "reset_config", None) is not tune.Trainable.reset_config
+
+
 def _checkpoint_config(plan: ExperimentPlan) -> Any:
     """A class is checkpointed by Tune every `checkpoint.every_epochs` and at its end; a function or a command
     checkpoints when it reports one (Tune keeps the newest `checkpoint.keep` either way)."""
@@ -92,6 +102,7 @@ def build_tuner(plan: ExperimentPlan, callbacks: list[Any]) -> Any:
             num_samples=1 if sharded else sweep.num_samples,  # a shard's trials are already sampled
             search_alg=BasicVariantGenerator(random_state=sweep.search.seed, max_concurrent=plan.max_concurrent_trials),
             scheduler=_scheduler(plan.resolved),
+            reuse_actors=reuses_actors(plan),
             # trial folders are named by trial id (stable ids for shards), for `orch logs SWEEP TRIAL`
             trial_dirname_creator=_shard_dirname if sharded else (lambda trial: trial.trial_id),
         ),
