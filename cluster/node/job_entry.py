@@ -72,85 +72,91 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     """Run (or restore) the sweep's experiment, or with `shard` the experiment of that shard only."""
     import json
 
-    import ray
-    from ray import tune
-
-    from cluster.node.experiment import ExperimentPlan, build_tuner, trainable
-    from cluster.node.ray_allocation import ray_head, wait_for_nodes
-    from cluster.node.shards import read_plan
-    from cluster.node.trial_status import ShardTrials, TrialStatusWriter
-    from orchestrator.kernel import tracking_layout as layout
-    from orchestrator.kernel.config.loading import load_sweep
-    from orchestrator.kernel.config.resources import MachineResources, max_concurrent
-    from orchestrator.tracking.client import TrackingClient
-    from orchestrator.tracking.tune_callback import MLflowTrialTracker
+    from cluster.node.ray_allocation import starting_ray_head
+    from orchestrator.kernel.config.workspace import conf_root_of, workspace_of
 
     manifest = bundle.manifest()
     if bundle.cancelled_marker.exists():
         return {"sweep_id": manifest.sweep_id, "status": JobState.CANCELLED.value}
     begin_attempt(bundle, allocation, manifest.sweep_id, shard)
     profile = manifest.profile()
-    resolved = load_sweep(bundle.code / manifest.sweep_file)
-    client = TrackingClient(manifest.tracking_uri)
-    identity = layout.SweepIdentity(
-        manifest.sweep_id,
-        manifest.sweep_name,
-        manifest.project,
-        resolved.project.runs,
-        str(manifest.code.get("commit", "unknown")),
-        bool(manifest.code.get("dirty", False)),
-        profile.name,
-    )
-    # SLURM_JOB_ID of an array task is its own number: the task is also tagged as `orch status` lists it.
-    base_tags = {**layout.sweep_tags(identity), **layout.slurm_tags(allocation.job_id, shard)}
-    shard_plan = read_plan(bundle.shards_file) if shard is not None else None
     # tracking.nodes_reach_server: false -> the tracker never contacts MLflow; it spools next to the run ledger.
     nodes_reach_server = profile.tracking.nodes_reach_server
-    tracker = MLflowTrialTracker(
-        client if nodes_reach_server else None,
-        manifest.experiment_id or "",
-        manifest.parent_run_id or "",
-        base_tags,
-        manifest.sweep_name,
-        ledger_path=bundle.runs_file_of(shard),
-    )
-    status = TrialStatusWriter(bundle.trials_file_of(shard), resolved.sweep.metric, allocation.job_id)
-    per_trial_gpu = resolved.sweep.resources_per_trial.gpu
-    held = MachineResources(allocation.cpus_per_node * allocation.nodes, allocation.gpus_per_node * allocation.nodes)
-    concurrency = max_concurrent(resolved.sweep, held, shards=len(shard_plan.shards) if shard_plan is not None else 1)
-    plan = ExperimentPlan(
-        manifest.sweep_id,
-        resolved,
-        bundle.ray_results,
-        concurrency,
-        shard_plan.shard(shard) if shard_plan is not None and shard is not None else None,
-    )
-    from cluster.node.preemption import SignalGate
-
-    callbacks: list[Any] = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
-    callbacks.append(SignalGate())
-
-    started = time.time()
-    from cluster.node import preemption
-
-    # USR2 (preemption, time limit): trials checkpoint first, then submitit requeues (see cluster/node/preemption.py).
-    grace = min(float(profile.slurm.signal_lead_s if profile.slurm is not None else 60), 60.0)
-    experiment = bundle.experiment_dir(manifest.sweep_id, shard)
-    preemption.install(
-        bundle.checkpoint_now_file(shard),
-        experiment,
-        deadline_s=max(5.0, min(grace, 30.0) - 5.0),
-        on_handover=lambda reason: end_attempt(bundle, shard, reason),
-    )
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
     # What the trials' processes read (trainables.runtime): the run ledger (run ids stamped into checkpoints, a
-    # command's MLFLOW_RUN_ID), the workspace its modules import from and its commands run in, MLflow's store.
+    # command's MLFLOW_RUN_ID), the workspace its modules import from and its commands run in, where the job asks
+    # for a checkpoint (preemption.install), MLflow's store. Set before the Ray head starts: its worker processes inherit its environment.
     os.environ[runtime.RUN_LEDGER_ENV] = str(bundle.runs_file_of(shard))
-    os.environ[runtime.WORKSPACE_ENV] = str(resolved.workspace)
+    os.environ[runtime.WORKSPACE_ENV] = str(workspace_of(conf_root_of(bundle.code / manifest.sweep_file)))
+    os.environ[runtime.CHECKPOINT_NOW_ENV] = str(bundle.checkpoint_now_file(shard))  # the job's "checkpoint now" file
     if nodes_reach_server:
         os.environ["MLFLOW_TRACKING_URI"] = manifest.tracking_uri
-    with ray_head(allocation, bundle.rendezvous(allocation.key)) as address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    started = time.time()
+    # The head boots (~6 s on the test cluster) while this process imports Ray, loads the sweep and opens MLflow.
+    with starting_ray_head(allocation, bundle.rendezvous(allocation.key)) as head:
+        import ray
+        from ray import tune
+
+        from cluster.node.experiment import ExperimentPlan, build_tuner, trainable
+        from cluster.node.ray_allocation import wait_for_nodes
+        from cluster.node.shards import read_plan
+        from cluster.node.trial_status import ShardTrials, TrialStatusWriter
+        from orchestrator.kernel import tracking_layout as layout
+        from orchestrator.kernel.config.loading import load_sweep
+        from orchestrator.kernel.config.resources import MachineResources, max_concurrent
+        from orchestrator.tracking.client import TrackingClient
+        from orchestrator.tracking.tune_callback import MLflowTrialTracker
+
+        resolved = load_sweep(bundle.code / manifest.sweep_file)
+        client = TrackingClient(manifest.tracking_uri)
+        identity = layout.SweepIdentity(
+            manifest.sweep_id,
+            manifest.sweep_name,
+            manifest.project,
+            resolved.project.runs,
+            str(manifest.code.get("commit", "unknown")),
+            bool(manifest.code.get("dirty", False)),
+            profile.name,
+        )
+        # SLURM_JOB_ID of an array task is its own number: the task is also tagged as `orch status` lists it.
+        base_tags = {**layout.sweep_tags(identity), **layout.slurm_tags(allocation.job_id, shard)}
+        shard_plan = read_plan(bundle.shards_file) if shard is not None else None
+        tracker = MLflowTrialTracker(
+            client if nodes_reach_server else None,
+            manifest.experiment_id or "",
+            manifest.parent_run_id or "",
+            base_tags,
+            manifest.sweep_name,
+            ledger_path=bundle.runs_file_of(shard),
+        )
+        status = TrialStatusWriter(bundle.trials_file_of(shard), resolved.sweep.metric, allocation.job_id)
+        per_trial_gpu = resolved.sweep.resources_per_trial.gpu
+        held = MachineResources(allocation.cpus_per_node * allocation.nodes, allocation.gpus_per_node * allocation.nodes)
+        concurrency = max_concurrent(resolved.sweep, held, shards=len(shard_plan.shards) if shard_plan is not None else 1)
+        plan = ExperimentPlan(
+            manifest.sweep_id,
+            resolved,
+            bundle.ray_results,
+            concurrency,
+            shard_plan.shard(shard) if shard_plan is not None and shard is not None else None,
+        )
+        from cluster.node.preemption import SignalGate
+
+        callbacks: list[Any] = [tracker, status] if shard is None else [ShardTrials([tracker, status])]
+        callbacks.append(SignalGate())
+
+        from cluster.node import preemption
+
+        # USR2 (preemption, time limit): trials checkpoint first, then submitit requeues (see cluster/node/preemption.py).
+        grace = min(float(profile.slurm.signal_lead_s if profile.slurm is not None else 60), 60.0)
+        experiment = bundle.experiment_dir(manifest.sweep_id, shard)
+        preemption.install(
+            bundle.checkpoint_now_file(shard),
+            experiment,
+            deadline_s=max(5.0, min(grace, 30.0) - 5.0),
+            on_handover=lambda reason: end_attempt(bundle, shard, reason),
+        )
+        ray.init(address=head.ready(), logging_level=logging.WARNING, log_to_driver=False)
         try:
             wait_for_nodes(allocation.nodes)
             if tune.Tuner.can_restore(str(experiment)):

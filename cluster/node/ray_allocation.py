@@ -103,9 +103,27 @@ def _ignore_job_signal() -> None:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
+@dataclass
+class RayHead:
+    """The Ray head this job started; `ready()` waits until it listens and tells the other nodes where."""
+
+    process: subprocess.Popen
+    host: str
+    port: int
+    rendezvous: Path
+
+    def ready(self) -> str:
+        _wait_for_port(self.host, self.port, self.process)
+        address = f"{self.host}:{self.port}"
+        write_atomic(self.rendezvous / "head.json", json.dumps({"address": address, "pid": self.process.pid}))
+        return address
+
+
 @contextmanager
-def ray_head(allocation: Allocation, rendezvous: Path) -> Iterator[str]:
-    """Start the Ray head here; yields its address. Workers find it through `rendezvous`."""
+def starting_ray_head(allocation: Allocation, rendezvous: Path) -> Iterator[RayHead]:
+    """Start the Ray head here and yield at once: the job does its own set-up (imports, MLflow) while the
+    head boots, then calls `ready()`. The head and every process it started are stopped on exit. Ray's
+    worker processes inherit the head's environment: set what the trials read before this."""
     address_ip, port = own_address(), _free_port()
     # A short temp dir: Ray's unix socket paths must stay under 107 characters.
     temp_dir = f"/tmp/orch-ray-{allocation.key}-{os.getpid()}"
@@ -113,14 +131,18 @@ def ray_head(allocation: Allocation, rendezvous: Path) -> Iterator[str]:
         ["--head", "--node-ip-address", address_ip, "--port", str(port), "--temp-dir", temp_dir, "--include-dashboard=false"],
         allocation,
     )
-    address = f"{address_ip}:{port}"
     try:
-        _wait_for_port(address_ip, port, head)
-        write_atomic(rendezvous / "head.json", json.dumps({"address": address, "pid": head.pid}))
-        yield address
+        yield RayHead(head, address_ip, port, rendezvous)
     finally:
         write_atomic(rendezvous / "done", "")
         stop_process_group(head, RAY_STOP_GRACE_S)
+
+
+@contextmanager
+def ray_head(allocation: Allocation, rendezvous: Path) -> Iterator[str]:
+    """Start the Ray head here; yields its address once it listens. Workers find it through `rendezvous`."""
+    with starting_ray_head(allocation, rendezvous) as head:
+        yield head.ready()
 
 
 def run_ray_worker(allocation: Allocation, rendezvous: Path, timeout_s: float = 600) -> None:
