@@ -107,7 +107,9 @@ def checkpoint_tune_restores(experiment: Path, trial_id: str) -> str | None:
     state says the trial has ended (Tune restores no checkpoint into a TERMINATED or ERROR trial)."""
     import re
 
-    state = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    # Tune restores the state file with the greatest name (its timestamp), as here; not the newest by mtime: the
+    # end-of-run sync rewrites every state file of the experiment at once, the older attempts' too.
+    state = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
     for trial_json, run_json in json.loads(state.read_text())["trial_data"]:
         trial = json.loads(trial_json)
         if trial["trial_id"] == trial_id:
