@@ -89,3 +89,15 @@ browser-deps:
 .PHONY: postgres-deps
 postgres-deps:
 	$(PYTHON) -m tests.harness.postgres install
+
+# Efficiency (bench/bench_efficiency.py): N fixed-length trials through orch submit, one array task per trial
+# (submitit map_array), plain Ray Tune (with and without actor reuse) and orch run, on a fresh local cluster;
+# rewrites its section of docs/benchmarks.md and docs/img/bench-efficiency.png. The other benchmarks in bench/
+# print their figures (bench/README.md says how to run each).
+BENCH_TRIALS ?= 50,200
+BENCH_REPEATS ?= 1
+.PHONY: bench
+bench: $(VENV)/.installed-test slurm-up
+	. $(SLURM_TEST_DIR)/env.sh && $(BIN)/python bench/bench_efficiency.py --trials $(BENCH_TRIALS) \
+		--repeats $(BENCH_REPEATS) --json bench-efficiency.json --docs; \
+		status=$$?; $(PYTHON) -m cluster.testcluster down --dir $(SLURM_TEST_DIR); exit $$status

@@ -1,4 +1,5 @@
-"""Metric logging: the asynchronous logger against plain `mlflow.log_metric` calls.
+"""Metric logging: the asynchronous logger against plain `mlflow.log_metric` calls, and against MLflow's own
+batched (`log_batch`, one call per step) and asynchronous (`mlflow.log_metrics(..., synchronous=False)`) logging.
 
 Both log into the same run of a local `mlflow server` (SQLite, started here on
 127.0.0.1 unless --tracking-uri is given). Measures
@@ -105,21 +106,48 @@ def main() -> None:
         delivered = len(client.metric_history(run_id, f"async_{keys[0]}"))
         assert delivered == steps, (delivered, steps)
 
+        batch_steps = max(1, args.plain_calls // 4)
+        began = time.perf_counter()
+        for step in range(batch_steps):
+            client.log_metrics(run_id, {f"batch_{k}": float(step) for k in keys}, step)  # MlflowClient.log_batch
+        batch_rate = batch_steps * len(keys) / (time.perf_counter() - began)
+
+        with mlflow.start_run(run_id=run_id):
+            began = time.perf_counter()
+            for step in range(steps):
+                mlflow.log_metrics({f"mlasync_{k}": float(step) for k in keys}, step=step, synchronous=False)
+            mlflow.flush_async_logging()
+            mlflow_async_rate = steps * len(keys) / (time.perf_counter() - began)
+        delivered = len(client.metric_history(run_id, f"mlasync_{keys[0]}"))
+        assert delivered == steps, (delivered, steps)
+
         # 2. step-time overhead ------------------------------------------------------------
         rng = np.random.default_rng(0)
         matrices = (rng.standard_normal((160, 160)), rng.standard_normal((160, 160)))
         repeats = _calibrate(matrices, args.step_ms / 1000)
-        base, with_async, log_call = [], [], []
-        for step in range(args.steps):  # alternate step by step: the machine's load hits both sides alike
-            for side in (base, with_async) if step % 2 else (with_async, base):
+        base, with_async, with_mlflow_async, log_call = [], [], [], []
+        mlflow.start_run(run_id=run_id)
+        for step in range(args.steps):  # rotate step by step: the machine's load hits every side alike
+            sides = [base, with_async, with_mlflow_async]
+            for side in sides[step % 3 :] + sides[: step % 3]:
                 began = time.perf_counter()
                 _step(matrices, repeats)
                 if side is with_async:
                     logged = time.perf_counter()
                     logger.log(run_id, {f"ov_{k}": float(step) for k in keys}, step=step)
                     log_call.append(time.perf_counter() - logged)
+                elif side is with_mlflow_async:
+                    mlflow.log_metrics({f"ovml_{k}": float(step) for k in keys}, step=step, synchronous=False)
                 side.append(time.perf_counter() - began)
+        mlflow.flush_async_logging()
+        mlflow.end_run()
         assert logger.close(timeout_s=120), logger.last_error
+        batch_step = []
+        for step in range(20):
+            began = time.perf_counter()
+            _step(matrices, repeats)
+            client.log_metrics(run_id, {f"ovbatch_{k}": float(step) for k in keys}, step)
+            batch_step.append(time.perf_counter() - began)
         plain_steps = []
         with mlflow.start_run(run_id=run_id):
             for step in range(20):
@@ -137,7 +165,12 @@ def main() -> None:
             f"async logger            : {async_rate:10.0f} metrics/s ({steps * len(keys)} points on the server in {async_s:.1f} s; "
             f"log() itself {enqueue_s / steps * 1e6:.1f} us per {len(keys)}-metric step)"
         )
-        print(f"throughput ratio        : {async_rate / plain_rate:10.1f}x  (target >= 20x)")
+        print(f"MlflowClient.log_batch  : {batch_rate:10.0f} metrics/s (one call of {len(keys)} per step, {batch_steps} steps)")
+        print(f"mlflow async logging    : {mlflow_async_rate:10.0f} metrics/s (log_metrics(synchronous=False), flushed)")
+        print(
+            f"throughput ratio        : {async_rate / plain_rate:10.1f}x vs log_metric (target >= 20x), "
+            f"{async_rate / batch_rate:.1f}x vs log_batch, {async_rate / mlflow_async_rate:.1f}x vs mlflow async"
+        )
         print(
             f"log() on the step thread: {statistics.mean(log_call) * 1e6:.1f} us mean, "
             f"{statistics.quantiles(log_call, n=100)[98] * 1e6:.1f} us p99 = {statistics.mean(log_call) * 1000 / base_ms * 100:.3f} % of a step"
@@ -146,6 +179,12 @@ def main() -> None:
             f"training step (median)  : {base_ms:.2f} ms bare, {async_ms:.2f} ms with async logger "
             f"({(async_ms / base_ms - 1) * 100:+.2f} %, target < 1 %), {plain_ms:.2f} ms with plain log_metric "
             f"({(plain_ms / base_ms - 1) * 100:+.0f} %), {len(keys)} metrics per step"
+        )
+        mlflow_async_ms = statistics.median(with_mlflow_async) * 1000
+        batch_ms = statistics.median(batch_step) * 1000
+        print(
+            f"                          {mlflow_async_ms:.2f} ms with mlflow async ({(mlflow_async_ms / base_ms - 1) * 100:+.2f} %), "
+            f"{batch_ms:.2f} ms with log_batch per step ({(batch_ms / base_ms - 1) * 100:+.0f} %)"
         )
     finally:
         if server_pid is not None:
