@@ -1,4 +1,4 @@
-"""Efficiency: N fixed-length trials of T seconds on S slots, four ways, side by side in one run.
+"""Efficiency: N fixed-length trials of T seconds on S slots, five ways, side by side in one run.
 
     orch-submit   `orch submit` to the local SLURM test cluster: one job, S fake GPUs, Ray places S trials at a time
     map-array     one SLURM array task per trial, submitit `map_array` with S tasks at a time (the Hydra-launcher way);
@@ -404,7 +404,7 @@ def write_docs(data: dict[str, Any], command: str) -> None:
     if BEGIN in text and END in text:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
-        text = text.rstrip("\n") + "\n\n## Efficiency: N trials of T seconds on S slots, four ways\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n## Efficiency: N trials of T seconds on S slots, side by side\n\n" + section + "\n"
     DOCS.write_text(text)
 
 
@@ -421,7 +421,8 @@ def main() -> int:
     args = parser.parse_args()
     command = "bench/bench_efficiency.py " + " ".join(sys.argv[1:])
     if args.from_json:
-        write_docs(json.loads(args.from_json.read_text()), command)
+        data = json.loads(args.from_json.read_text())
+        write_docs(data, data.get("command", command))
         return 0
     ways = args.ways.split(",")
     if SLURM_WAYS & set(ways) and "ORCH_SLURM_DIR" not in os.environ:
@@ -443,6 +444,7 @@ def main() -> int:
         "slots": args.slots,
         "repeats": args.repeats,
         "when": time.strftime("%Y-%m-%d"),
+        "command": command,
         "results": {str(n): ways for n, ways in results.items()},
     }
     if args.json:
