@@ -102,13 +102,20 @@ def fill(store: QueueStore, n_sweeps: int, n_trials: int, seed: int = 0) -> None
 
 
 def listing_answer(store: QueueStore) -> str:
-    """What `orch queue` does on the login node, and the table it prints."""
+    """What `orch queue` does on the login node (orchestrator.login.queue.service.listing on this store), and
+    the table it prints on the laptop."""
     from orchestrator.kernel.states import TERMINAL
     from orchestrator.laptop.queue_cli import queue_table
-    from orchestrator.login.queue.service import row_json
+    from orchestrator.login.queue.service import queued
+    from orchestrator.login.wire import AgentLease, QueueListing
 
     rows = store.sweeps([s for s in SweepState if s not in TERMINAL], limit=50, finished_since=time.time() - 86400)
-    answer = {"sweeps": [row_json(r) for r in rows], "counts": store.count(), "shown": len(rows), "agent": {}}
+    answer = QueueListing(
+        sweeps=[queued(r) for r in rows],
+        counts=store.count(),
+        shown=len(rows),
+        agent=AgentLease(lease_holder=None, last_tick=None),
+    )
     out = io.StringIO()
     Console(file=out, width=200).print(queue_table(answer))
     return out.getvalue()
