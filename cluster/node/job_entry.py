@@ -85,7 +85,8 @@ def run_sweep_job(bundle: Bundle, allocation: Any, shard: int | None = None) -> 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # the experiment state follows new checkpoints closely
     # What the trials' processes read (trainables.runtime): the run ledger (run ids stamped into checkpoints, a
     # command's MLFLOW_RUN_ID), the workspace its modules import from and its commands run in, where the job asks
-    # for a checkpoint (preemption.install), MLflow's store. Set before the Ray head starts: its worker processes inherit its environment.
+    # for a checkpoint (preemption.install), MLflow's store. Set before the Ray head starts: its worker processes
+    # inherit its environment, not this process's.
     os.environ[runtime.RUN_LEDGER_ENV] = str(bundle.runs_file_of(shard))
     os.environ[runtime.WORKSPACE_ENV] = str(workspace_of(conf_root_of(bundle.code / manifest.sweep_file)))
     os.environ[runtime.CHECKPOINT_NOW_ENV] = str(bundle.checkpoint_now_file(shard))  # the job's "checkpoint now" file
