@@ -49,6 +49,34 @@ STOP_GRACE_S = 10.0
 REQUEUE_WAIT_S = 600.0  # a script stopped by the checkpoint signal: how long its trial waits for the job to requeue
 
 
+def folder_fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(relative path, size, mtime) of every file in `folder` but orch's `.orch_steps`. The script keeps writing
+    while this runs (its next checkpoint, a temp file it renames): a file gone between listing and stat is skipped."""
+    entries = []
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and path.name != ".orch_steps":
+                stat = path.stat()
+                entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:
+            continue
+    return tuple(sorted(entries))
+
+
+def copy_present_files(source: Path, destination: Path) -> None:
+    """Copy `source`'s files into `destination`, skipping any the script removed meanwhile (a renamed temp file)."""
+    for path in source.rglob("*"):
+        target = destination / path.relative_to(source)
+        try:
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif path.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        except FileNotFoundError:
+            continue
+
+
 class CommandFailed(RuntimeError):
     """The script exited with an error: its exit code and the last lines it wrote to stderr."""
 
@@ -213,13 +241,12 @@ class _CommandTrial:
             return
         (self.checkpoint_dir / ".orch_steps").write_text(str(self.steps))
         with tempfile.TemporaryDirectory(prefix="orch-command-checkpoint-") as copy:
-            shutil.copytree(self.checkpoint_dir, copy, dirs_exist_ok=True)
+            copy_present_files(self.checkpoint_dir, Path(copy))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(copy))
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
-        files = [p for p in self.checkpoint_dir.rglob("*") if p.is_file() and p.name != ".orch_steps"]
-        return tuple(sorted((str(p.relative_to(self.checkpoint_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+        return folder_fingerprint(self.checkpoint_dir)
 
     def _checkpoint_written(self) -> bool:
         current = self._fingerprint()
