@@ -46,14 +46,22 @@ from trainables.avae.transforms import (  # noqa: E402
 )
 from trainables.data.digits import load_digits_split  # noqa: E402
 
+DEVICE = "cpu"  # --device; every timing on CUDA ends with a synchronize
+
 
 def _timed(fn) -> float:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def _cpu_name() -> str:
+    if DEVICE == "cuda":
+        return torch.cuda.get_device_name(0)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -64,7 +72,7 @@ def _cpu_name() -> str:
 
 
 def bench_candidates(model, x, k, transform, repeats, per_image_n):
-    candidates = candidate_params(transform, k, torch.Generator().manual_seed(0))
+    candidates = candidate_params(transform, k, torch.Generator().manual_seed(0), x.device)
     sub = x[:per_image_n]
     scale = x.shape[0] / per_image_n
 
@@ -130,7 +138,7 @@ def bench_trainable(repeats, train_subset, test_subset):
                 "test_subset": test_subset,
                 "eval_rotations_deg": rotations,
                 "epochs": 100,
-                "device": "cpu",
+                "device": DEVICE,
             }
         )
         for mode in ("upright", "train_opt")
@@ -159,15 +167,18 @@ def main(argv=None) -> int:
     parser.add_argument("--per-image-n", type=int, default=24, help="images timed per-image")
     parser.add_argument("--steps", type=int, default=10, help="Adam steps of the full search")
     parser.add_argument("--skip-trainable", action="store_true")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = args.device
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = load_digits_split().x_test
-    model = ConvVAE(6)
+    x = load_digits_split().x_test.to(DEVICE)
+    model = ConvVAE(6).to(DEVICE)
     k = args.candidates
     print(
-        f"# AVAE inner optimisation benchmark: {_cpu_name()}, torch {torch.__version__}, "
+        f"# AVAE inner optimisation benchmark: {_cpu_name()} ({DEVICE}), torch {torch.__version__}, "
         f"{args.threads} thread(s), {x.shape[0]} test digits x {k} candidates, "
         f"{args.repeats} interleaved repeats, medians"
     )

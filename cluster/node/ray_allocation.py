@@ -177,8 +177,10 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen, timeout_s: f
 # When the sweep's driver has stopped (tuner.fit returned or the attempt handed over, ray.shutdown done), nothing
 # in Ray's daemons is worth waiting for, yet `ray start --block` given SIGTERM stops its children one by one and
 # took ~30 s here (bench/bench_ray_stop.py): with a 20 s grace, that was most of every job's ~22 s tail
-# (docs/benchmarks.md). SIGTERM, this grace, then SIGKILL to the whole group.
-RAY_STOP_GRACE_S = 2.0
+# (docs/benchmarks.md). SIGTERM, this grace, then SIGKILL to the whole group. `ray start` never exited within
+# a 2 s grace either (bench/bench_ray_stop.py), so the grace is only long enough for a daemon that exits on
+# SIGTERM at once to do so.
+RAY_STOP_GRACE_S = 0.25
 
 
 def stop_process_group(process: subprocess.Popen | None, grace_s: float = RAY_STOP_GRACE_S) -> None:

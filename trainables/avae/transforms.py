@@ -58,8 +58,9 @@ ScreenPrecision = Literal["float32", "bfloat16"]
 AFFINE_ENTRY_RANGE = 1.5  # random candidate entries ~ U(-1.5, 1.5) (EXPERIMENTS.md 2.3)
 _MIN_ABS_DET = 1e-2  # random 2x2 candidates can be (nearly) singular
 # Rows (images x candidates) per batched forward pass. On a CPU the pass is conv-bound and
-# ~512 rows keep the activations in cache: 4096-5760-row passes measured 1.3-1.9x slower than
-# 128-1024-row ones (docs/benchmarks.md). On a GPU, bigger passes fill the device.
+# ~512 rows keep the activations in cache (a design choice: the one-off timings behind it came
+# from no script and left docs/benchmarks.md). On a GPU, bigger passes fill the device: all
+# 5,760 rows in one pass ran 9-11x faster than the per-candidate loop on an H200 (docs/benchmarks.md).
 _CANDIDATE_ROWS = {"cpu": 512}
 _CANDIDATE_ROWS_DEFAULT = 32768
 
