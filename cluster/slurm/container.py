@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from cluster.adaptors.slurm import SlurmClient
 from orchestrator.kernel.config.models import ContainerSettings, RemoteSettings
 from orchestrator.kernel.errors import RemoteError
+from orchestrator.kernel.tracking_layout import container_tags
 
 # The job's Python starts with USR2 ignored, until submitit (then the job entry) installs its handler: a preemption
 # or a time-limit signal in the job's first second would otherwise kill it (exit 140: FAILED, never requeued; the
@@ -111,15 +112,14 @@ def check_runtime(remote: RemoteSettings, client: SlurmClient) -> None:
         )
 
 
-def image_reference(container: ContainerSettings) -> dict[str, str]:
-    """What the sweep's parent run records of its image: the runtime, the reference, and the sha256 of the
-    image file when it is one this node reads (a .sif or .sqsh on the shared filesystem); {} without one."""
+def image_tags(container: ContainerSettings) -> dict[str, str]:
+    """What the sweep's parent run records of its image (orchestrator/kernel/tracking_layout.py): the runtime, the
+    reference, and the sha256 of the image file when it is one this node reads (a .sif or .sqsh on the shared
+    filesystem; read whole, once per submit); {} without a container."""
     if container.runtime == "none" or container.image is None:
         return {}
-    recorded = {"runtime": container.runtime, "image": container.image}
-    if container.image.startswith("/") and os.path.isfile(container.image):
-        recorded["image_file_sha256"] = _sha256(container.image)
-    return recorded
+    is_file = container.image.startswith("/") and os.path.isfile(container.image)
+    return container_tags(container.runtime, container.image, _sha256(container.image) if is_file else None)
 
 
 def _sha256(path: str) -> str:

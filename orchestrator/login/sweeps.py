@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.adaptors.slurm import SlurmClient, SlurmError
-from cluster.slurm.container import check_runtime
+from cluster.slurm.container import check_runtime, image_tags
 from cluster.slurm.job_spec import refused_key, sweep_job, sweep_job_name
 from orchestrator.kernel.config.models import SlurmProfile, SlurmSettings
 from orchestrator.kernel.errors import RemoteError
@@ -178,6 +178,7 @@ def _open_parent_run(
             diff=diff,
             untracked=list(manifest.code.get("untracked", [])),
             reuse=True,
+            container_tags=image_tags(profile.remote.container),
         )
     except TrackingError as exc:
         raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from cluster.adaptors.slurm import SlurmClient
-from cluster.slurm.container import apptainer_program, binds, check_runtime, guarded_python, image_reference, launch
+from cluster.slurm.container import apptainer_program, binds, check_runtime, guarded_python, image_tags, launch
 from cluster.slurm.submitit_backend import make_executor
 from orchestrator.kernel.config.models import ContainerSettings, RemoteSettings, SlurmSettings
 from orchestrator.kernel.errors import RemoteError
@@ -218,19 +218,43 @@ def test_no_container_asks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert _refusal(_remote(CONTAINERS["none"]), monkeypatch, tmp_path) is None
 
 
-def test_image_reference_and_file_digest(tmp_path: Path) -> None:
+def test_image_tags_record_reference_and_file_digest(tmp_path: Path) -> None:
     import hashlib
 
     image = tmp_path / "orch.sif"
     image.write_bytes(b"an image")
-    recorded = image_reference(ContainerSettings(runtime="apptainer", image=str(image)))
-    assert recorded == {
-        "runtime": "apptainer",
-        "image": str(image),
-        "image_file_sha256": hashlib.sha256(b"an image").hexdigest(),
+    assert image_tags(ContainerSettings(runtime="apptainer", image=str(image))) == {
+        "orch.container.runtime": "apptainer",
+        "orch.container.image": str(image),
+        "orch.container.image_file_sha256": hashlib.sha256(b"an image").hexdigest(),
     }
-    assert image_reference(ContainerSettings(runtime="pyxis", image="nvcr.io#nvidia/pytorch:24.01")) == {
-        "runtime": "pyxis",
-        "image": "nvcr.io#nvidia/pytorch:24.01",
+    assert image_tags(ContainerSettings(runtime="pyxis", image="nvcr.io#nvidia/pytorch:24.01")) == {
+        "orch.container.runtime": "pyxis",
+        "orch.container.image": "nvcr.io#nvidia/pytorch:24.01",
     }
-    assert image_reference(ContainerSettings()) == {}
+    assert image_tags(ContainerSettings()) == {}
+
+
+def test_the_parent_run_carries_the_image_tags(tmp_path: Path) -> None:
+    from orchestrator.kernel.config.loading import load_sweep
+    from orchestrator.kernel.tracking_layout import SweepIdentity
+    from orchestrator.tracking.sweep_run import open_sweep_run
+
+    class Client:  # the TrackingClient calls open_sweep_run makes, recorded
+        started: dict[str, str] = {}
+
+        def ensure_experiment(self, name: str) -> str:
+            return "1"
+
+        def start_run(self, experiment_id: str, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+            Client.started = tags
+            return "run-1"
+
+        def log_text(self, run_id: str, text: str, path: str) -> None:
+            pass
+
+    resolved = load_sweep(REPO / "conf" / "sweeps" / "avae-slurm-tiny.yaml")
+    identity = SweepIdentity("s-1", "tiny", "avae", "avae", "abc", False, "university")
+    tags = image_tags(ContainerSettings(runtime="pyxis", image="orch:cpu"))
+    assert open_sweep_run(Client(), resolved, identity, 1, container_tags=tags) == ("run-1", "1")  # type: ignore[arg-type]
+    assert Client.started["orch.container.image"] == "orch:cpu" and Client.started["orch.kind"] == "sweep"
