@@ -125,8 +125,5 @@ def image_tags(container: ContainerSettings) -> dict[str, str]:
 def _sha256(path: str) -> str:
     import hashlib
 
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, CliResult, run_orch
+from tests.conftest import REPO, CliResult, assert_one_error_line, run_orch
 
 # A stand-in tool: records `NAME ARG...` (one argument a line, a blank line after), then exits $FAIL_<NAME> or 0.
 # `docker version` answers as a daemon would unless $DOCKER_DAEMON is "down".
@@ -38,16 +38,6 @@ def _calls(tmp_path: Path) -> list[list[str]]:
     record = tmp_path / "argv"
     text = record.read_text() if record.exists() else ""
     return [block.split("\n") for block in text.split("\n\n") if block.strip()]
-
-
-def _one_line(result: CliResult, *words: str) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def test_build_with_podman_when_docker_has_no_daemon(tmp_path: Path) -> None:
@@ -123,10 +113,10 @@ def test_sqsh_imports_from_the_engine(tmp_path: Path, engine: str, source: str) 
     ],
 )
 def test_a_missing_tool_is_one_line(tmp_path: Path, args: list[str], tools: tuple[str, ...], words: tuple[str, ...]) -> None:
-    _one_line(_orch(tmp_path, args, _tools(tmp_path, *tools)), *words)
+    assert_one_error_line(_orch(tmp_path, args, _tools(tmp_path, *tools)), *words, code=1)
     assert all(call[0] not in ("apptainer", "enroot") or call[1] == "version" for call in _calls(tmp_path))
 
 
 def test_a_failing_tool_is_one_line(tmp_path: Path) -> None:
     bin_dir = _tools(tmp_path, "podman", failing="podman")
-    _one_line(_orch(tmp_path, ["build"], bin_dir), "podman build --isolation=chroot", "exit code 3")
+    assert_one_error_line(_orch(tmp_path, ["build"], bin_dir), "podman build --isolation=chroot", "exit code 3", code=1)
