@@ -17,12 +17,14 @@ run: $(VENV)/.installed
 test: lint slurm-deps browser-deps postgres-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff (lint and format) and mypy on orchestrator/, cluster/ and trainables/ (settings in pyproject.toml);
-# the import contracts run in the suite (tests/test_architecture.py).
+# ruff (lint and format) and mypy on orchestrator/, cluster/ and trainables/ (settings in pyproject.toml),
+# hadolint on the Dockerfile (its ignored rules are justified inline); the import contracts run in the suite
+# (tests/test_architecture.py).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -59,10 +59,10 @@ def run_orch(args: list[str], cwd: Path, env: dict[str, str] | None = None, time
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
-def assert_one_error_line(result: CliResult, *words: str) -> str:
-    """A refused command: exit 2, one `error: ... fix: ...` line naming `words`, no traceback."""
+def assert_one_error_line(result: CliResult, *words: str, code: int = 2) -> str:
+    """A refused command: exit `code`, one `error: ... fix: ...` line naming `words`, no traceback."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == code, result.stdout + result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and "fix:" in lines[0], result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     for word in words:

@@ -38,13 +38,20 @@ ADAPTORS: dict[str, tuple[str, set[str], set[str]]] = {
     "SLURM commands": ("cluster.adaptors.slurm", SLURM_COMMANDS, set()),
     "ssh": ("cluster.adaptors.ssh", {"ssh", "scp", "sftp", "rsync"}, set()),
     "git": ("cluster.adaptors.git", {"git"}, set()),
+    "container tools": ("cluster.adaptors.containers", {"docker", "podman", "apptainer", "singularity", "enroot"}, set()),
     "slurmrestd": ("cluster.adaptors.slurmrest", set(), {"urllib.request"}),
     "MLflow": ("orchestrator.tracking.client", set(), {"mlflow"}),
     "S3": ("orchestrator.tracking.s3", set(), {"boto3", "botocore"}),
     "the queue store": ("orchestrator.login.queue.store", set(), {"sqlalchemy", "psycopg2"}),
 }
 # Processes of MLflow's own (the UI, a team server) are started, not spoken to; its HTTP health check is not slurmrestd.
-ALLOWED = {("orchestrator.laptop.tracking_server", "slurmrestd")}
+# The profile model names the container runtimes (a Literal), and the job script's `apptainer exec` line is written by
+# cluster/slurm/container.py for the nodes to run, as job scripts name `scontrol`: neither runs a tool from Python.
+ALLOWED = {
+    ("orchestrator.laptop.tracking_server", "slurmrestd"),
+    ("orchestrator.kernel.config.models", "container tools"),
+    ("cluster.slurm.container", "container tools"),
+}
 
 
 def _modules() -> Iterator[tuple[str, Path, ast.Module]]:

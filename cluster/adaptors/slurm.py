@@ -82,6 +82,12 @@ class SlurmClient:
             raise SlurmError(["sbatch", "--test-only"], done.returncode, _last_line(message))
         return _last_line(message)
 
+    def srun_accepts(self, option: str) -> bool:
+        """Whether this cluster's `srun --help` lists `option`: a SPANK plugin's options (Pyxis's
+        `--container-image`) show there only where the plugin is loaded."""
+        done = self._run(["srun", "--help"], check=False)
+        return option in done.stdout + done.stderr
+
     def submit(self, sbatch_args: list[str], script: str | None = None) -> str:
         """`sbatch --parsable OPTIONS [SCRIPT]`: the new job's id; SlurmError when SLURM refuses it."""
         done = self._run(["sbatch", "--parsable", *sbatch_args, *([script] if script else [])])

@@ -14,13 +14,13 @@ of submitit/; `complete_submission` finishes that bookkeeping and releases the j
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.slurm.container import apptainer_program, launch
 from cluster.slurm.job_spec import setup_lines, step_guard_lines, sweep_job
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from orchestrator.kernel.sweep_folder import Bundle
@@ -34,18 +34,6 @@ def job_parameters(
     guard_setup, guard_teardown = step_guard_lines(bundle_root, settings.max_requeues)
     parameters = sweep_job(settings, sweep_id, shards).submitit_parameters([*setup_lines(remote, bundle_root), *guard_setup])
     return {**parameters, "teardown": guard_teardown}
-
-
-# The job's Python starts with USR2 ignored, until submitit (then the job entry) installs its handler: a preemption
-# or a time-limit signal in the job's first second would otherwise kill it (exit 140: FAILED, never requeued; the
-# soak found it). A USR2 that arrives that early is lost, which costs nothing: SLURM still requeues a preempted job
-# when its GraceTime ends, and nothing has trained yet.
-STARTUP_SIGNAL_GUARD = 'trap \'\' USR2; exec "$0" "$@"'
-
-
-def guarded_python(python: str = sys.executable) -> str:
-    """The command submitit runs the job's Python with (its `python` parameter), USR2 ignored until handled."""
-    return f"/bin/sh -c {shlex.quote(STARTUP_SIGNAL_GUARD)} {shlex.quote(python)}"
 
 
 # Tests: the queue agent's process SIGKILLs itself at a named point; "sbatch" is the moment `sbatch` has answered,
@@ -73,14 +61,22 @@ class SubmittedJob:
 
 
 def make_executor(
-    settings: SlurmSettings, remote: RemoteSettings, sweep_id: str, bundle: Bundle, shards: int | None = None
+    settings: SlurmSettings,
+    remote: RemoteSettings,
+    sweep_id: str,
+    bundle: Bundle,
+    shards: int | None = None,
+    host_python: str = sys.executable,
 ) -> Any:
+    """submitit's executor for the sweep: the job's Python (`host_python`, or the image's in the profile's
+    container; cluster/slurm/container.py) and every sbatch and srun option."""
     import submitit
 
-    executor = submitit.SlurmExecutor(
-        folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues, python=guarded_python()
-    )
+    run = launch(remote, host_python, apptainer_program(remote) or "apptainer")
+    executor = submitit.SlurmExecutor(folder=bundle.submitit_dir / "%j", max_num_timeout=settings.max_requeues, python=run.python)
     parameters = job_parameters(settings, remote, sweep_id, str(bundle.root), shards)
+    if run.srun_args:
+        parameters["srun_args"] = run.srun_args
     parameters["additional_parameters"] = {**parameters.get("additional_parameters", {}), "hold": True}
     executor.update_parameters(**parameters)
     return executor

@@ -10,7 +10,8 @@ once, as one line, at the command line's edge (orchestrator/laptop/cli.py).
     │   ├── QueueError           what was asked of the queue is not possible (login/queue/store.py)
     │   ├── TransportError       the login node cannot be reached over ssh (cluster/adaptors/ssh.py)
     │   ├── SlurmRestError       slurmrestd refused or cannot be reached (cluster/adaptors/slurmrest.py)
-    │   └── SnapshotError        the code cannot be shipped as a snapshot (cluster/adaptors/git.py)
+    │   ├── SnapshotError        the code cannot be shipped as a snapshot (cluster/adaptors/git.py)
+    │   └── ImageToolError       a container tool is missing or failed (cluster/adaptors/containers.py)
     ├── SlurmError               a SLURM command failed: command, return code, message (cluster/adaptors/slurm.py)
     ├── TrackingError            MLflow refused or cannot be reached (orchestrator/tracking/client.py)
     │   └── DeliveryError        a batch was not acknowledged: may it have been sent? can a resend help?

@@ -44,6 +44,11 @@ TAG_BEST_TRIAL = "orch.best_trial_id"
 TAG_BEST_RUN = "orch.best_run_id"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_SOURCE_COMMIT = "mlflow.source.git.commit"
+# The image a SLURM sweep's jobs run in (remote.container), on its parent run; the digest is the sha256 of the
+# image FILE (a .sif or .sqsh the login node reads), not a registry's manifest digest.
+TAG_CONTAINER_RUNTIME = "orch.container.runtime"
+TAG_CONTAINER_IMAGE = "orch.container.image"
+TAG_CONTAINER_IMAGE_FILE_SHA256 = "orch.container.image_file_sha256"
 
 KIND_SWEEP = "sweep"
 KIND_TRIAL = "trial"
@@ -109,6 +114,14 @@ def sweep_tags(identity: SweepIdentity) -> dict[str, str]:
 
 def parent_tags(identity: SweepIdentity) -> dict[str, str]:
     return {**sweep_tags(identity), TAG_KIND: KIND_SWEEP}
+
+
+def container_tags(runtime: str, image: str, image_file_sha256: str | None = None) -> dict[str, str]:
+    """The tags of a parent run whose jobs run in a container image."""
+    tags = {TAG_CONTAINER_RUNTIME: runtime, TAG_CONTAINER_IMAGE: image}
+    if image_file_sha256 is not None:
+        tags[TAG_CONTAINER_IMAGE_FILE_SHA256] = image_file_sha256
+    return tags
 
 
 def sweep_params(sweep: SweepConfig, num_trials: int, max_concurrent_trials: int, shards: int | None = None) -> dict[str, str]:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.kernel.errors import OrchError, UsageError
+from orchestrator.laptop.image_cli import app as image_app
 from orchestrator.laptop.queue_cli import COMMANDS as QUEUE_COMMANDS
 from orchestrator.laptop.queue_cli import agent_app
 from orchestrator.laptop.tracking_cli import app as tracking_app
@@ -28,6 +29,7 @@ app = typer.Typer(
 # Off a terminal (logs, CI) keep lines whole rather than wrapped at 80 columns.
 app.add_typer(tracking_app, name="tracking")
 app.add_typer(agent_app, name="agent")
+app.add_typer(image_app, name="image")
 for _name, _command in QUEUE_COMMANDS.items():
     app.command(name=_name)(_command)
 app.command(name="compare")(compare_command)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.adaptors.slurm import SlurmClient, SlurmError
+from cluster.slurm.container import check_runtime, image_tags
 from cluster.slurm.job_spec import refused_key, sweep_job, sweep_job_name
 from orchestrator.kernel.config.models import SlurmProfile, SlurmSettings
 from orchestrator.kernel.errors import RemoteError
@@ -113,10 +114,11 @@ def load_bundle_sweep(bundle: Bundle) -> Any:
 
 
 def preflight(profile: SlurmProfile, sweep_id: str) -> None:
-    """Ask the cluster before anything is queued: the partition, its MaxTime, and `sbatch --test-only` of
-    the very job the sweep will submit."""
+    """Ask the cluster before anything is queued: its container runtime, the partition, its MaxTime, and
+    `sbatch --test-only` of the very job the sweep will submit."""
     client = SlurmClient(env=profile.remote.env)
     try:
+        check_runtime(profile.remote, client)
         # SLURM accepts a job longer than its partition allows and leaves it pending forever.
         max_time = client.partition_max_time_min(profile.slurm.partition)
         if max_time is not None and profile.slurm.time_limit_min > max_time:
@@ -176,6 +178,7 @@ def _open_parent_run(
             diff=diff,
             untracked=list(manifest.code.get("untracked", [])),
             reuse=True,
+            container_tags=image_tags(profile.remote.container),
         )
     except TrackingError as exc:
         raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None

@@ -4,7 +4,7 @@ configuration and code version as artifacts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -25,9 +25,11 @@ def open_sweep_run(
     diff: str = "",
     untracked: Sequence[str] = (),
     reuse: bool = False,
+    container_tags: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
     """The sweep's parent run and its experiment: (run id, experiment id). With `reuse`, a parent run of the
-    same sweep id that exists already (a submit repeated after a crash) is the one returned."""
+    same sweep id that exists already (a submit repeated after a crash) is the one returned. `container_tags`:
+    the image the jobs run in (`tracking_layout.container_tags`)."""
     experiment_id = client.ensure_experiment(resolved.project.experiment_name)
     if reuse:
         existing = client.search_runs(
@@ -36,7 +38,8 @@ def open_sweep_run(
         if existing:
             return existing[0].run_id, experiment_id
     params = layout.sweep_params(resolved.sweep, resolved.num_trials, max_concurrent_trials, shards)
-    run_id = client.start_run(experiment_id, layout.parent_run_name(identity.sweep_id), layout.parent_tags(identity), params)
+    tags = {**layout.parent_tags(identity), **(container_tags or {})}
+    run_id = client.start_run(experiment_id, layout.parent_run_name(identity.sweep_id), tags, params)
     folder = layout.ARTIFACT_SWEEP_CONFIG
     client.log_text(run_id, Path(resolved.file).read_text(encoding="utf-8"), f"{folder}/sweep.yaml")
     client.log_text(run_id, Path(resolved.project_file).read_text(encoding="utf-8"), f"{folder}/project.yaml")

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster.slurm.container import guarded_python
 from cluster.slurm.job_spec import sweep_job
-from cluster.slurm.submitit_backend import guarded_python, job_parameters, make_executor
+from cluster.slurm.submitit_backend import job_parameters, make_executor
 from orchestrator.kernel.config.models import RemoteSettings, SlurmSettings
 from orchestrator.kernel.sweep_folder import Bundle
 

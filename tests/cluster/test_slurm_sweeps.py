@@ -200,6 +200,19 @@ BAD_PROFILES = [
     ("bad-partition", {"slurm": {"partition": "nope"}}, "slurm.partition", "invalid partition"),
     ("too-long", {"slurm": {"time_limit_min": 100000}}, "slurm.time_limit_min", "time limit"),
     ("too-many-gpus", {"slurm": {"gpus_per_node": 8}}, "slurm.gpus_per_node", "refuses this job"),
+    # The local cluster has neither Apptainer on the login node's PATH nor the Pyxis plugin in srun.
+    (
+        "no-apptainer",
+        {"remote": {"container": {"runtime": "apptainer", "image": "/nonexistent/orch.sif"}}},
+        "remote.container.runtime",
+        "neither apptainer nor singularity",
+    ),
+    (
+        "no-pyxis",
+        {"remote": {"container": {"runtime": "pyxis", "image": "/nonexistent/orch.sqsh"}}},
+        "remote.container.runtime",
+        "no --container-image option",
+    ),
 ]
 
 

@@ -98,7 +98,8 @@ def _translate(exc: ValidationError, model: type[BaseModel], file: Path, prefix:
         return ConfigError(file, key, f"required key is missing{more}", f"add '{loc[-1]}:' to the file")
     given = error.get("input")
     shown = repr(given) if not isinstance(given, dict) else "a mapping"
-    return ConfigError(file, key, f"{error['msg']} (got {shown}){more}", "correct the value")
+    fix = str(error.get("ctx", {}).get("fix", "correct the value"))  # a validator that knows the fix says it
+    return ConfigError(file, key, f"{error['msg']} (got {shown}){more}", fix)
 
 
 def _field_names(model: type[BaseModel], loc: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -146,6 +147,84 @@ class SlurmRestLogin(StrictModel):
     timeout_s: float = Field(default=30, gt=0)
 
 
+_MOUNT_OPTIONS = ("ro", "rw")
+
+
+class ContainerSettings(StrictModel):
+    """The image a sweep's jobs run in, on every node of the allocation (`remote.container`).
+
+    `apptainer` runs `apptainer exec [--nv] --bind ... IMAGE` around the job's Python; `pyxis` asks srun for
+    the image (`--container-image`, `--container-mounts`). The job's environment (`remote.env`, PYTHONPATH to
+    the code snapshot) reaches the Python inside: Apptainer passes the host environment unless told
+    `--cleanenv`, Pyxis passes the task's. `remote.workdir` (code snapshot, sweep folder, checkpoints) is
+    always bound at its own path; `binds` adds data roots and anything else the trials read.
+    """
+
+    runtime: Literal["apptainer", "pyxis", "none"] = "none"
+    image: str | None = Field(
+        default=None,
+        description="apptainer: a .sif on the shared filesystem or docker://REF; pyxis: a .sqsh or [REGISTRY#]IMAGE[:TAG]",
+    )
+    binds: list[str] = Field(
+        default_factory=list,
+        description="HOST[:CONTAINER[:ro|rw]] mounts beyond remote.workdir (always bound): data roots, a checkpoint store",
+    )
+    gpu: bool = Field(default=True, description="apptainer: --nv (pyxis: enroot's NVIDIA hook exposes the GPUs itself)")
+    python: str = Field(default="/opt/venv/bin/python", description="the Python inside the image (the Dockerfile's venv)")
+    extra_args: list[str] = Field(
+        default_factory=list, description="more options: apptainer exec's (before the image) or srun's (pyxis)"
+    )
+
+    @field_validator("image", "python")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return None if value is None else _single_line(value)
+
+    @field_validator("binds")
+    @classmethod
+    def _mounts(cls, binds: list[str]) -> list[str]:
+        for bind in binds:
+            _single_line(bind)
+            parts = bind.split(":")
+            if "," in bind or not 1 <= len(parts) <= 3 or not all(p.startswith("/") for p in parts[:2]):
+                raise ValueError(f"{bind!r} is not HOST[:CONTAINER[:ro|rw]] with absolute paths and no commas")
+            if len(parts) == 3 and parts[2] not in _MOUNT_OPTIONS:
+                raise ValueError(f"{bind!r}: the mount option must be one of {', '.join(_MOUNT_OPTIONS)}")
+        return binds
+
+    @field_validator("extra_args")
+    @classmethod
+    def _single_line_args(cls, args: list[str]) -> list[str]:
+        return [_single_line(arg) for arg in args]
+
+    @model_validator(mode="after")
+    def _image_fits_runtime(self) -> ContainerSettings:
+        problem = image_problem(self.runtime, self.image)
+        if problem is not None:
+            fix = (
+                "give runtime and image that match: apptainer with /path/orch.sif or docker://REF, "
+                "pyxis with /path/orch.sqsh or REGISTRY#IMAGE:TAG, or runtime none without an image"
+            )
+            raise PydanticCustomError("container_image", problem, {"fix": fix})
+        return self
+
+
+def image_problem(runtime: str, image: str | None) -> str | None:
+    """Why `image` cannot run under `runtime` (None: it can)."""
+    if runtime == "none":
+        return None if image is None else "an image with runtime none runs nothing in it: set runtime: apptainer or pyxis"
+    if not image:
+        return f"runtime {runtime} needs an image"
+    is_file = image.endswith((".sif", ".sqsh"))
+    if is_file and not image.startswith("/"):
+        return f"{image!r}: an image file must be an absolute path on the shared filesystem"
+    if runtime == "apptainer" and not (image.endswith(".sif") or image.startswith("docker://")):
+        return f"{image!r}: apptainer runs a .sif file or a docker://REFERENCE"
+    if runtime == "pyxis" and (image.endswith(".sif") or "://" in image):
+        return f"{image!r}: pyxis runs an enroot .sqsh file or a [REGISTRY#]IMAGE[:TAG] reference (no scheme)"
+    return None
+
+
 class RemoteSettings(StrictModel):
     """The cluster side: where sweeps are unpacked and how jobs find their Python."""
 
@@ -153,13 +232,27 @@ class RemoteSettings(StrictModel):
     python: str = Field(default="python3", description="the Python (with this project's dependencies) that runs jobs")
     setup: list[str] = Field(default_factory=list, description="shell lines run before each job: module load, venv")
     env: dict[str, str] = Field(default_factory=dict, description="environment for SLURM commands and jobs")
-    container: str | None = Field(default=None, description="container image (Apptainer/Pyxis), later")
+    container: ContainerSettings = Field(default_factory=ContainerSettings, description="the image every job runs in")
     untracked_files: Literal["refuse", "warn", "include"] = "warn"
 
     @field_validator("workdir", "python")
     @classmethod
     def _no_control_characters(cls, value: str) -> str:
         return _single_line(value)
+
+    @field_validator("container", mode="before")
+    @classmethod
+    def _container_section(cls, value: Any) -> Any:
+        if value is None:  # `container: null`, as profiles wrote before the section existed
+            return {}
+        if isinstance(value, str):  # the old placeholder: an image alone, which was never used
+            runtime = "pyxis" if value.endswith(".sqsh") else "apptainer"
+            raise PydanticCustomError(
+                "container_section",
+                "an image alone is no longer accepted (it was never used): the container is a section",
+                {"fix": f"write `container: {{runtime: {runtime}, image: {value}}}` (see conf/clusters/university-example.yaml)"},
+            )
+        return value
 
 
 class SlurmSettings(StrictModel):

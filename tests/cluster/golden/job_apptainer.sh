@@ -1,0 +1,38 @@
+#!/bin/bash
+
+# Parameters
+#SBATCH --account=lab
+#SBATCH --comment=orch-sweep=avae-tiny-20261123-120000-abcd
+#SBATCH --cpus-per-task=32
+#SBATCH --error=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j/%j_0_log.err
+#SBATCH --gres=gpu:4
+#SBATCH --hold
+#SBATCH --job-name=orch.avae-tiny-20261123-120000-abcd
+#SBATCH --mem=65536M
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --open-mode=append
+#SBATCH --output=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j/%j_0_log.out
+#SBATCH --partition=gpu
+#SBATCH --requeue
+#SBATCH --signal=USR2@120
+#SBATCH --time=720
+#SBATCH --wckey=submitit
+
+# setup
+export PYTHONPATH=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/code${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+export ORCH_STEP_STARTED=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/step-started.${SLURM_JOB_ID}.${SLURM_RESTART_COUNT:-0}
+
+# command
+export SUBMITIT_EXECUTOR=slurm
+srun --unbuffered --output /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j/%j_%t_log.out --error /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j/%j_%t_log.err /bin/sh -c 'trap '"'"''"'"' USR2; exec "$0" "$@"' apptainer exec --nv --bind /scratch/orch:/scratch/orch,/project/lab/data:/data:ro /project/lab/images/orch.sif /bin/sh -c 'trap '"'"''"'"' USR2; exec "$0" "$@"' /opt/venv/bin/python -u -m submitit.core._submit /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/%j
+
+
+# teardown
+status=$?
+if [ "$status" -ne 0 ] && [ ! -e "$ORCH_STEP_STARTED" ] && [ "${SLURM_RESTART_COUNT:-0}" -lt 5 ]; then
+    echo "orch: the job step never started (exit $status): requeueing job $SLURM_JOB_ID" >&2
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status"
