@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from trainables.config import TrainableConfig
 
-__all__ = ["AVAEConfig", "KLChoice", "LossChoice", "TrainMode", "Transform"]
+__all__ = ["AVAEConfig", "Dataset", "KLChoice", "LossChoice", "TrainMode", "Transform"]
 
 TrainMode = Literal["upright", "augmented", "train_opt"]
 Transform = Literal["rotation", "affine"]
 LossChoice = Literal["bce", "mse_sum_faithful"]
 KLChoice = Literal["log_var", "log_sigma_faithful"]
+Dataset = Literal["digits", "mnist"]
+# The canvas each dataset's images are padded to when the config names none: the spec's 24x24 for the 16x16
+# upsampled digits, the paper's 40x40 for MNIST's 28x28 (EXPERIMENTS.md 2.1: rotations do not cut strokes).
+DEFAULT_CANVAS: dict[str, int] = {"digits": 24, "mnist": 40}
+_IMAGE_SIDE: dict[str, int] = {"digits": 24, "mnist": 28}
 
 
 class AVAEConfig(TrainableConfig):
@@ -35,6 +40,16 @@ class AVAEConfig(TrainableConfig):
     evaluation time).
     """
 
+    dataset: Dataset = Field(
+        "digits", description="digits: scikit-learn's 8x8 digits (bundled); mnist: the IDX files in data_root."
+    )
+    data_root: str | None = Field(
+        None, description="MNIST folder with the four standard IDX files (.gz or not): a local path or s3://bucket/prefix."
+    )
+    cache_dir: str | None = Field(None, description="Where an s3:// data_root is mirrored; default ~/.cache/orch/avae.")
+    canvas: int | None = Field(
+        None, ge=8, le=256, description="Images are zero-padded to canvas x canvas (multiple of 4); default 24 digits, 40 MNIST."
+    )
     latent_dim: int = Field(6, gt=0, le=512)
     lr: float = Field(1e-3, gt=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -59,8 +74,30 @@ class AVAEConfig(TrainableConfig):
         min_length=1,
         description="Test digits are evaluated rotated by each of these angles (degrees).",
     )
-    train_subset: int | None = Field(None, ge=10, description="Stratified subset of the 1,437 training digits (None = all).")
-    test_subset: int | None = Field(None, ge=10, description="Stratified subset of the 360 test digits (None = all).")
+    train_subset: int | None = Field(
+        None, ge=10, description="Stratified subset of the training images (1,437 digits, 60,000 MNIST; None = all)."
+    )
+    test_subset: int | None = Field(
+        None, ge=10, description="Stratified subset of the test images (360 digits, 10,000 MNIST; None = all)."
+    )
+
+    @property
+    def image_canvas(self) -> int:
+        """The side of the padded images and of the model's input."""
+        return self.canvas if self.canvas is not None else DEFAULT_CANVAS[self.dataset]
+
+    @model_validator(mode="after")
+    def _data_fits(self) -> AVAEConfig:
+        if self.dataset == "mnist" and not self.data_root:
+            raise ValueError("dataset mnist needs data_root: a folder (or s3://bucket/prefix) with the MNIST IDX files")
+        if self.dataset == "digits" and self.data_root:
+            raise ValueError("data_root is read only with dataset: mnist (digits are bundled with scikit-learn)")
+        canvas = self.image_canvas
+        if canvas % 4:
+            raise ValueError(f"canvas must be a multiple of 4 (two stride-2 convolutions), got {canvas}")
+        if canvas < _IMAGE_SIDE[self.dataset]:
+            raise ValueError(f"canvas {canvas} is smaller than the {self.dataset} images ({_IMAGE_SIDE[self.dataset]} px)")
+        return self
 
     @field_validator("eval_rotations_deg")
     @classmethod

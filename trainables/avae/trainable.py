@@ -26,6 +26,7 @@ from typing import cast
 import torch
 
 from trainables.avae.config import AVAEConfig
+from trainables.avae.data import load_avae_split
 from trainables.avae.evaluation import (
     InnerSearch,
     Orientations,
@@ -45,7 +46,6 @@ from trainables.avae.pictures import (
 from trainables.avae.transforms import avae_loss, optimise_transform, rotate
 from trainables.base import CheckpointableTrainable
 from trainables.config import TrainableConfig
-from trainables.data.digits import load_digits_split
 
 __all__ = ["AVAETrainable"]
 
@@ -64,11 +64,11 @@ class AVAETrainable(CheckpointableTrainable):
 
     def build(self, config: TrainableConfig) -> None:
         config = cast(AVAEConfig, config)  # setup() validated it with config_model
-        data = load_digits_split(config.train_subset, config.test_subset)
+        data = load_avae_split(config)
         self.x_train = data.x_train.to(self.device)
         self.x_test = data.x_test.to(self.device)
         self.y_test = data.y_test
-        self.model = ConvVAE(config.latent_dim).to(self.device)
+        self.model = ConvVAE(config.latent_dim, config.image_canvas).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, config.epochs // 3), gamma=_LR_GAMMA)
         self.objective = Objective(recon=config.loss, kl=config.kl)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DigitsSplit", "IMAGE_SIZE", "N_CLASSES", "load_digits_split"]
+__all__ = ["DigitsSplit", "IMAGE_SIZE", "N_CLASSES", "load_digits_split", "stratified_subset"]
 
 IMAGE_SIZE = 24
 N_CLASSES = 10
@@ -39,7 +39,7 @@ def _to_images(raw: np.ndarray) -> torch.Tensor:
     return F.pad(x, (pad, pad, pad, pad)).clamp_(0.0, 1.0)
 
 
-def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+def stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
     if size is None or size >= len(y):
         return x, y
     x_sub, _, y_sub, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=_SPLIT_SEED)
@@ -52,8 +52,8 @@ def load_digits_split(train_subset: int | None = None, test_subset: int | None =
     x_train, x_test, y_train, y_test = train_test_split(
         digits.images, digits.target, test_size=0.2, stratify=digits.target, random_state=_SPLIT_SEED
     )
-    x_train, y_train = _stratified_subset(x_train, y_train, train_subset)
-    x_test, y_test = _stratified_subset(x_test, y_test, test_subset)
+    x_train, y_train = stratified_subset(x_train, y_train, train_subset)
+    x_test, y_test = stratified_subset(x_test, y_test, test_subset)
     return DigitsSplit(
         x_train=_to_images(x_train),
         y_train=torch.from_numpy(y_train.astype(np.int64)),
