@@ -24,6 +24,7 @@ class SweepComparison:
     mode: str
     differing: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    all_params: list[str] = field(default_factory=list)  # every hyperparameter any trial logged
 
 
 def load_comparison(tracking_uri: str, sweep_id: str, metric: str | None = None) -> SweepComparison:
@@ -48,6 +49,8 @@ def load_comparison(tracking_uri: str, sweep_id: str, metric: str | None = None)
             "status": r.status.value,
             "metric": r.metrics.get(metric),
             "params": {k: r.params.get(k) for k in differing},
+            "all_params": dict(r.params),
+            "metrics": dict(r.metrics),
             "run_id": r.run_id,
             "steps": None,
         }
@@ -56,7 +59,7 @@ def load_comparison(tracking_uri: str, sweep_id: str, metric: str | None = None)
     sign = 1.0 if mode == "min" else -1.0
     rows.sort(key=lambda row: (row["metric"] is None, sign * float(row["metric"] or 0.0)))
     experiment_id = (parent or trials[0]).experiment_id
-    return SweepComparison(sweep_id, experiment_id, parent.run_id if parent else "", metric, mode, differing, rows)
+    return SweepComparison(sweep_id, experiment_id, parent.run_id if parent else "", metric, mode, differing, rows, keys)
 
 
 def comparison_table(comparison: SweepComparison) -> Any:

@@ -134,15 +134,32 @@ def compare(
     ),
     cluster: str | None = typer.Option(None, "--cluster", "-c", help="Read tracking.uri from this cluster profile"),
     conf: Path | None = typer.Option(None, "--conf", help="The workspace's conf/ folder (default: found from here upward)"),
+    group_by: bool = typer.Option(
+        False, "--group-by", help="Summarise over seeds: mean, std and count per group of trials (see --by)"
+    ),
+    by: list[str] = typer.Option(
+        [], "--by", help="With --group-by: group by this hyperparameter (repeat; default: all varied but seed)"
+    ),
+    also: list[str] = typer.Option([], "--also", help="With --group-by: summarise this metric too (repeat)"),
 ) -> None:
-    """Compare the trials of a sweep: sorted by the metric, with the hyperparameters that differ."""
+    """Compare the trials of a sweep: sorted by the metric, with the hyperparameters that differ; with --group-by,
+    the mean, standard deviation and count per group, also recorded on the sweep's parent run."""
     from orchestrator.laptop.compare import comparison_table, load_comparison
     from orchestrator.laptop.tracking_uri import local_tracking
 
     uri = local_tracking(tracking_uri, cluster, conf).uri
     comparison = load_comparison(uri, sweep, metric)
-    console.print(comparison_table(comparison))
-    console.print(f"MLflow experiment {comparison.experiment_id}, parent run {comparison.parent_run_id}", highlight=False)
+    if not (group_by or by):
+        console.print(comparison_table(comparison))
+        console.print(f"MLflow experiment {comparison.experiment_id}, parent run {comparison.parent_run_id}", highlight=False)
+        return
+    from orchestrator.laptop.seed_groups import group_keys, record_on_parent, summarise, summary_table
+
+    summary = summarise(comparison, group_keys(comparison, by), also)
+    console.print(summary_table(summary))
+    if comparison.parent_run_id:
+        written = record_on_parent(uri, comparison.parent_run_id, summary)
+        console.print(f"parent run {comparison.parent_run_id}: {', '.join(written)}", highlight=False)
 
 
 def main() -> None:

@@ -117,6 +117,52 @@ def test_compare_sorts_trials_and_shows_differing_params(finished_sweep: Finishe
     assert missing.returncode == 1 and "no sweep 'no-such-sweep'" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_compare_group_by_summarises_and_records_on_the_parent_run(
+    finished_sweep: FinishedSweep, tracking_server: TrackingServer
+) -> None:
+    """The real server: grouped by a hyperparameter all trials share (the tiny sweep has no seeds to average), the one
+    group's mean and std are those of the trials' last val_loss, and the parent run holds the table and picture."""
+    import statistics
+
+    client = MlflowClient(tracking_server.uri)
+    trials = client.search_runs(
+        [finished_sweep.experiment_id],
+        filter_string=f"tags.`orch.sweep_id` = '{finished_sweep.sweep_id}' and tags.`orch.kind` = 'trial'",
+    )
+    losses = [run.data.metrics["val_loss"] for run in trials]
+    result = run_tracking_cli(
+        [
+            "compare",
+            finished_sweep.sweep_id,
+            "--group-by",
+            "--by",
+            "epochs",
+            "--also",
+            "train_loss",
+            "--tracking-uri",
+            tracking_server.uri,
+        ],
+        cwd=finished_sweep.workdir,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{statistics.fmean(losses):.6g} ± {statistics.stdev(losses):.3g} ({len(losses)})" in result.stdout
+    assert "train_loss mean" in result.stdout
+    summary = set(_artifact_paths(client, finished_sweep.parent_run_id, "summary"))
+    assert {"summary/groups.csv", "summary/groups.md", "summary/groups_val_loss.png"} <= summary, summary
+    table = client.download_artifacts(finished_sweep.parent_run_id, "summary/groups.md")
+    assert f"| {trials[0].data.params['epochs']} | {len(losses)} |" in Path(table).read_text()
+    # Default grouping: every varied hyperparameter but seed (here lr): one group per trial, no std.
+    default = run_tracking_cli(
+        ["compare", finished_sweep.sweep_id, "--group-by", "--tracking-uri", tracking_server.uri], cwd=finished_sweep.workdir
+    )
+    assert default.returncode == 0 and f"{len(trials)} groups by" in default.stdout, default.stdout + default.stderr
+    unknown = run_tracking_cli(
+        ["compare", finished_sweep.sweep_id, "--by", "nope", "--tracking-uri", tracking_server.uri], cwd=finished_sweep.workdir
+    )
+    assert unknown.returncode == 1 and "--by nope: not a hyperparameter" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
 def test_no_secret_in_anything_the_sweep_wrote(
     finished_sweep: FinishedSweep, tracking_server: TrackingServer, s3_server: S3Server, fake_secrets: dict[str, str]
 ) -> None:
