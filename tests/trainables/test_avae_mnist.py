@@ -97,9 +97,29 @@ def test_digits_keep_the_spec_canvas_and_model():
     assert ConvVAE(8, 40).encoder[5].in_features == 6400
 
 
+@pytest.mark.usefixtures("ray_results_in_tmp")
+def test_the_papers_architecture_has_the_codes_parameter_count_and_trains_on_mnist(tmp_path):
+    from trainables.avae.trainable import AVAETrainable
+
+    # EXPERIMENTS.md 2.2, counted from the original code: 129,169 (L = 8), 167,585 (L = 16), 244,417 (L = 32).
+    counts = {latent: sum(p.numel() for p in ConvVAE(latent, 40, "paper").parameters()) for latent in (8, 16, 32)}
+    assert counts == {8: 129_169, 16: 167_585, 32: 244_417}
+    write_mnist(tmp_path / "mnist", gzipped=True)
+    trainable = AVAETrainable(
+        config=mnist_config(str(tmp_path / "mnist"), architecture="paper", latent_dim=8, weight_decay=5e-4, epochs=1)
+    )
+    try:
+        assert trainable.model.architecture == "paper"
+        result = trainable.step()
+        assert np.isfinite(result["val_loss"]) and result["done"] is True
+    finally:
+        trainable.stop()
+
+
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
+        ({"architecture": "paper"}, "architecture paper takes 40x40 images"),
         ({"dataset": "mnist"}, "dataset mnist needs data_root"),
         ({"data_root": "/data/mnist"}, "data_root is read only with dataset: mnist"),
         ({"dataset": "mnist", "data_root": "/d", "canvas": 42}, "multiple of 4"),

@@ -15,6 +15,7 @@ Transform = Literal["rotation", "affine"]
 LossChoice = Literal["bce", "mse_sum_faithful"]
 KLChoice = Literal["log_var", "log_sigma_faithful"]
 Dataset = Literal["digits", "mnist"]
+Architecture = Literal["spec", "paper"]
 # The canvas each dataset's images are padded to when the config names none: the spec's 24x24 for the 16x16
 # upsampled digits, the paper's 40x40 for MNIST's 28x28 (EXPERIMENTS.md 2.1: rotations do not cut strokes).
 DEFAULT_CANVAS: dict[str, int] = {"digits": 24, "mnist": 40}
@@ -49,6 +50,10 @@ class AVAEConfig(TrainableConfig):
     cache_dir: str | None = Field(None, description="Where an s3:// data_root is mirrored; default ~/.cache/orch/avae.")
     canvas: int | None = Field(
         None, ge=8, le=256, description="Images are zero-padded to canvas x canvas (multiple of 4); default 24 digits, 40 MNIST."
+    )
+    architecture: Architecture = Field(
+        "spec",
+        description="spec: the small conv VAE of EXPERIMENTS.md 2.6; paper: the original's BatchNorm network (2.2), 40x40 only.",
     )
     latent_dim: int = Field(6, gt=0, le=512)
     lr: float = Field(1e-3, gt=0, lt=1)
@@ -93,6 +98,8 @@ class AVAEConfig(TrainableConfig):
         if self.dataset == "digits" and self.data_root:
             raise ValueError("data_root is read only with dataset: mnist (digits are bundled with scikit-learn)")
         canvas = self.image_canvas
+        if self.architecture == "paper" and canvas != 40:
+            raise ValueError(f"architecture paper takes 40x40 images (the paper's padding); set canvas: 40, got {canvas}")
         if canvas % 4:
             raise ValueError(f"canvas must be a multiple of 4 (two stride-2 convolutions), got {canvas}")
         if canvas < _IMAGE_SIDE[self.dataset]:

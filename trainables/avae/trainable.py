@@ -68,7 +68,7 @@ class AVAETrainable(CheckpointableTrainable):
         self.x_train = data.x_train.to(self.device)
         self.x_test = data.x_test.to(self.device)
         self.y_test = data.y_test
-        self.model = ConvVAE(config.latent_dim, config.image_canvas).to(self.device)
+        self.model = ConvVAE(config.latent_dim, config.image_canvas, config.architecture).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=max(1, config.epochs // 3), gamma=_LR_GAMMA)
         self.objective = Objective(recon=config.loss, kl=config.kl)
