@@ -138,6 +138,7 @@ image-cpu: $(VENV)/.installed image-base
 		$$($(BIN)/python tests/image/pip_for_build.py .orch/image-build) \
 	&& echo "image $(IMAGE_TAG): built in $$(( $$(date +%s) - start )) s, $$(podman image inspect --format '{{.Size}}' $(IMAGE_TAG)) bytes"
 
-# Builds the CPU image, then runs the tests that use it (tests/image/; marker `image`, left out of `make test`).
-image-test: $(VENV)/.installed-test image-cpu
+# Builds the CPU image, then runs the tests that use it (tests/image/; marker `image`, left out of `make test`); the
+# SLURM one reuses the cluster up in $$ORCH_SLURM_DIR, or brings one up for the run (tests/harness/slurm.py).
+image-test: $(VENV)/.installed-test slurm-deps image-cpu
 	ORCH_IMAGE=$(IMAGE_TAG) $(BIN)/python -m pytest -m image tests/image $(PYTEST_ARGS)
