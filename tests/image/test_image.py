@@ -24,7 +24,7 @@ from tests.cluster.test_recovery import RECOVERY, assert_exactly_once, preempt, 
 from tests.cluster.test_slurm_sweeps import finished, profile_variant, sweep_folder, wait_for
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.image, pytest.mark.integration]
+pytestmark = pytest.mark.image  # not `integration` too: `-m integration` would select them without an image
 
 IMAGE = os.environ.get("ORCH_IMAGE", "orch:cpu")
 STANDIN = Path(__file__).parent / "bin"
