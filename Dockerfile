@@ -4,7 +4,7 @@
 #   VARIANT=cpu:            a Debian base and torch's CPU wheel, for laptops and CI.
 # Two stages: the builder makes /opt/venv (torch, then the project with the locked versions of constraints.txt);
 # the runtime stage is the same base with Python only, the venv copied in, and a non-root user. Nothing secret is
-# passed in: pip reads its index from the build's own PIP_* build arguments when a site needs a mirror.
+# passed in: a site's pip mirror is a pip.conf bound into the build (PIP_CONFIG_FILE below), in no layer.
 ARG VARIANT=cuda
 ARG CUDA_BASE=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 ARG CPU_BASE=debian:bookworm-slim
@@ -30,6 +30,10 @@ ARG TORCH_VERSION=2.13.0
 ARG CUDA_TAG=cu124
 # Where torch comes from; empty: PyTorch's own index for the variant (cpu, or CUDA_TAG).
 ARG TORCH_INDEX=
+# A site's pip mirror: a pip.conf bound into the build (`orch image build --volume CONF:/orch-build/pip.conf:ro
+# --build-arg PIP_CONFIG_FILE=/orch-build/pip.conf`, README.md "Containers"). Unset: pip's defaults. An ARG of this
+# stage only, and the file is no layer's: neither reaches the runtime image.
+ARG PIP_CONFIG_FILE
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -103,3 +103,42 @@ bench: $(VENV)/.installed-test slurm-up
 	. $(SLURM_TEST_DIR)/env.sh && $(BIN)/python bench/bench_efficiency.py --trials $(BENCH_TRIALS) \
 		--repeats $(BENCH_REPEATS) --json bench-efficiency.json --docs; \
 		status=$$?; $(PYTHON) -m cluster.testcluster down --dir $(SLURM_TEST_DIR); exit $$status
+
+# The CPU image, built and tested on this machine (README.md, "Containers"; tests/image/). Debian's podman builds
+# it (--isolation=chroot: no OCI runtime, no cgroups needed) on a Debian 12 base made here with debootstrap from
+# Debian's mirror when no registry is reachable (cached as $(IMAGE_BASE)).
+.PHONY: image-deps image-base image-cpu image-test
+IMAGE_BASE ?= localhost/debian-base:bookworm
+IMAGE_TAG ?= orch:cpu
+IMAGE_BUILD_FLAGS ?=
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+
+image-deps:
+	@if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null || ! command -v runc >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq podman debootstrap uidmap fuse-overlayfs runc; \
+	fi
+
+# A Debian 12 base made here when the engine has none (no registry reachable): a minimal bookworm root filesystem
+# from Debian's mirror, imported as an image. Made once; `podman rmi $(IMAGE_BASE)` makes it again.
+image-base: image-deps
+	@if ! podman image exists $(IMAGE_BASE); then \
+		root=$$(mktemp -d /var/tmp/orch-debian-XXXXXX) && \
+		debootstrap --variant=minbase bookworm $$root/rootfs $(DEBIAN_MIRROR) >$$root/debootstrap.log 2>&1 \
+			|| { tail -20 $$root/debootstrap.log; rm -rf $$root; exit 1; }; \
+		tar -C $$root/rootfs -c . | podman import - $(IMAGE_BASE) && rm -rf $$root; \
+	fi
+
+# The CPU image through `orch image build`, on that base; this machine's pip index, find-links and CA bundle are
+# bound into the build's RUN steps and kept out of its layers (tests/image/pip_for_build.py). Prints the build's
+# time and the image's size (docs: README.md "Containers"). IMAGE_BUILD_FLAGS=--no-cache builds every step again.
+image-cpu: $(VENV)/.installed image-base
+	@start=$$(date +%s); \
+	$(BIN)/orch image build --variant cpu --engine podman --tag $(IMAGE_TAG) --build-arg CPU_BASE=$(IMAGE_BASE) $(IMAGE_BUILD_FLAGS) \
+		$$($(BIN)/python tests/image/pip_for_build.py .orch/image-build) \
+	&& echo "image $(IMAGE_TAG): built in $$(( $$(date +%s) - start )) s, $$(podman image inspect --format '{{.Size}}' $(IMAGE_TAG)) bytes"
+
+# Builds the CPU image, then runs the tests that use it (tests/image/; marker `image`, left out of `make test`); the
+# SLURM one reuses the cluster up in $$ORCH_SLURM_DIR, or brings one up for the run (tests/harness/slurm.py).
+image-test: $(VENV)/.installed-test slurm-deps image-cpu
+	ORCH_IMAGE=$(IMAGE_TAG) $(BIN)/python -m pytest -m image tests/image $(PYTEST_ARGS)

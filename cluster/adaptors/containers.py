@@ -80,12 +80,28 @@ class ImageTools:
             return False
         return done.returncode == 0
 
-    def build(self, engine: Engine, tag: str, variant: str, dockerfile: Path, context: Path, build_args: list[str]) -> None:
+    def build(
+        self,
+        engine: Engine,
+        tag: str,
+        variant: str,
+        dockerfile: Path,
+        context: Path,
+        build_args: list[str],
+        volumes: list[str] | None = None,
+        cache: bool = True,
+    ) -> None:
         """Build the image: `docker build`, or `podman build --isolation=chroot` (podman's default OCI runtime
-        needs cgroups many machines do not give a build)."""
+        needs cgroups many machines do not give a build). `volumes` (HOST:CONTAINER[:ro]) are bound into every
+        RUN step and committed to no layer: a site's pip mirror, its configuration and CA bundle; podman only
+        (`docker build` has no such option). `cache=False`: every step runs again (`--no-cache`)."""
+        if volumes and engine != "podman":
+            raise ImageToolError("--volume", f"{engine} build cannot bind folders into the build", "build with --engine podman")
         isolation = ["--isolation=chroot"] if engine == "podman" else []
         args = [arg for value in [f"VARIANT={variant}", *build_args] for arg in ("--build-arg", value)]
-        self._run([engine, "build", *isolation, *args, "--tag", tag, "--file", str(dockerfile), str(context)])
+        mounts = [arg for volume in volumes or [] for arg in ("--volume", volume)]
+        no_cache = [] if cache else ["--no-cache"]
+        self._run([engine, "build", *isolation, *no_cache, *args, *mounts, "--tag", tag, "--file", str(dockerfile), str(context)])
 
     def to_sif(self, choice: EngineChoice, tag: str, output: Path) -> Engine:
         """An Apptainer image file from the engine's image (`choice` as for `engine`): straight from docker's

@@ -24,6 +24,8 @@ from trainables import runtime
 # The file (one per job and attempt, its path set by the batch script: cluster/slurm/job_spec.step_guard_lines)
 # this job's Python touches as it starts: a step that failed without it requeues the job instead of failing.
 STEP_STARTED_ENV = "ORCH_STEP_STARTED"
+# The file this job's Python touches to have the batch script requeue the job (one per job and attempt).
+REQUEUE_REQUEST_ENV = "ORCH_REQUEUE_REQUEST"
 
 
 def mark_step_started() -> None:
@@ -33,6 +35,25 @@ def mark_step_started() -> None:
             Path(marker).touch()
         except OSError:  # the sweep folder unwritable: the job fails on its own soon, and says why
             pass
+
+
+def requeue_through_the_batch_script() -> None:
+    """In a container (remote.container: apptainer, pyxis) the image has no `scontrol`, so submitit's requeue after a
+    USR2 fails (FileNotFoundError: the job ends FAILED, never requeued; tests/image found it). There the requeue is
+    asked of the batch script instead, which runs outside the container: this Python touches the request file and
+    exits as submitit does, and the script's teardown (cluster/slurm/job_spec.py) runs `scontrol requeue`."""
+    import shutil
+
+    marker = os.environ.get(REQUEUE_REQUEST_ENV)
+    if not marker or shutil.which("scontrol") is not None:
+        return
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    def _requeue(self: SlurmJobEnvironment, countdown: int) -> None:
+        Path(marker).touch()
+        print(f"orch: no scontrol here (a container): the batch script requeues job {self.job_id}", flush=True)
+
+    SlurmJobEnvironment._requeue = _requeue  # type: ignore[method-assign]
 
 
 def ignore_late_signals(result: Any) -> Any:
@@ -54,6 +75,7 @@ class SweepJob:
         from cluster.node.ray_allocation import Allocation, run_ray_worker
 
         mark_step_started()
+        requeue_through_the_batch_script()
 
         bundle, allocation = Bundle(Path(self.bundle_root)), Allocation.from_environment()
         if allocation.rank > 0:  # one task per node: the others join the head's Ray cluster

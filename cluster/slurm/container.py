@@ -21,7 +21,9 @@ command, so every node's task runs in the container; task 0 starts the Ray head 
 workers as child processes of that Python (cluster/node/ray_allocation.py runs `ray` from next to
 sys.executable, the image's), so head and workers alike run in the image. Both runtimes share the host's
 network, so Ray's ports are reached as without a container. The batch script's own lines (setup, the
-teardown's `scontrol requeue`) run outside the container, on the first node.
+teardown's `scontrol requeue`) run outside the container, on the first node. An image has no `scontrol`: after
+a USR2 the job's Python asks that teardown to requeue the job instead of running submitit's `scontrol requeue`
+(cluster/node/job_entry.py, requeue_through_the_batch_script).
 """
 
 from __future__ import annotations

@@ -59,13 +59,22 @@ def step_guard_lines(bundle_root: str, max_requeues: int) -> tuple[list[str], li
     """(setup, teardown) shell lines of a sweep job: the path of the file its Python touches as it starts (one per
     job and attempt), and after `srun`: a step that failed before our Python started (slurmd restarted while the
     step launched: "Job credential expired") requeues the job instead of failing it, at most `max_requeues` times
-    in all."""
-    from cluster.node.job_entry import STEP_STARTED_ENV
+    in all; and a requeue the job's Python asked for where it has no `scontrol` (in a container: job_entry's
+    requeue_through_the_batch_script) is done here, outside the container."""
+    from cluster.node.job_entry import REQUEUE_REQUEST_ENV, STEP_STARTED_ENV
 
-    marker = f"{shlex.quote(f'{bundle_root}/submitit')}/step-started.${{SLURM_JOB_ID}}.${{SLURM_RESTART_COUNT:-0}}"
-    setup = [f"export {STEP_STARTED_ENV}={marker}"]
+    folder = shlex.quote(f"{bundle_root}/submitit")
+    attempt = "${SLURM_JOB_ID}.${SLURM_RESTART_COUNT:-0}"
+    setup = [
+        f"export {STEP_STARTED_ENV}={folder}/step-started.{attempt}",
+        f"export {REQUEUE_REQUEST_ENV}={folder}/requeue.{attempt}",
+    ]
     teardown = [
         "status=$?",
+        f'if [ -e "${REQUEUE_REQUEST_ENV}" ]; then',
+        '    echo "orch: the job step asked for a requeue (no scontrol where it ran): requeueing job $SLURM_JOB_ID" >&2',
+        '    scontrol requeue "$SLURM_JOB_ID"',
+        "fi",
         f'if [ "$status" -ne 0 ] && [ ! -e "${STEP_STARTED_ENV}" ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt {int(max_requeues)} ]; then',
         '    echo "orch: the job step never started (exit $status): requeueing job $SLURM_JOB_ID" >&2',
         '    scontrol requeue "$SLURM_JOB_ID"',

@@ -40,6 +40,10 @@ def build(
     context: Path = typer.Option(Path("."), "--context", help="build context: this repository"),
     dockerfile: Path | None = typer.Option(None, "--file", help="default: CONTEXT/Dockerfile"),
     build_arg: list[str] | None = typer.Option(None, "--build-arg", help="KEY=VALUE for the Dockerfile (repeat)"),
+    volume: list[str] | None = typer.Option(
+        None, "--volume", help="HOST:CONTAINER[:ro] bound into the build's RUN steps, in no layer (podman; repeat)"
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="run every step again (no cached layers)"),
     engine: str = EngineOption,
 ) -> None:
     """Build the image with docker, or podman (--isolation=chroot)."""
@@ -50,7 +54,8 @@ def build(
         raise UsageError(f"--variant {variant!r}; fix: use one of: {', '.join(VARIANTS)}")
     tools, choice = _tools(engine)
     chosen = tools.engine(choice)
-    tools.build(chosen, _tag(tag, variant), variant, dockerfile or context / "Dockerfile", context, list(build_arg or []))
+    file = dockerfile or context / "Dockerfile"
+    tools.build(chosen, _tag(tag, variant), variant, file, context, list(build_arg or []), list(volume or []), not no_cache)
     console.print(f"built {_tag(tag, variant)} with {chosen}", highlight=False)
 
 

@@ -258,3 +258,26 @@ def test_the_parent_run_carries_the_image_tags(tmp_path: Path) -> None:
     tags = image_tags(ContainerSettings(runtime="pyxis", image="orch:cpu"))
     assert open_sweep_run(Client(), resolved, identity, 1, container_tags=tags) == ("run-1", "1")  # type: ignore[arg-type]
     assert Client.started["orch.container.image"] == "orch:cpu" and Client.started["orch.kind"] == "sweep"
+
+
+def test_without_scontrol_the_job_asks_the_batch_script_to_requeue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In an image (no scontrol) submitit's requeue becomes a request file the batch script's teardown acts on;
+    where scontrol is on PATH, submitit's own requeue stays."""
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from cluster.node.job_entry import REQUEUE_REQUEST_ENV, requeue_through_the_batch_script
+
+    own = SlurmJobEnvironment._requeue
+    monkeypatch.setattr(SlurmJobEnvironment, "_requeue", own)  # put back after the test
+    marker = tmp_path / "requeue.7.0"
+    monkeypatch.setenv(REQUEUE_REQUEST_ENV, str(marker))
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    _tool(tmp_path, "scontrol", "exit 0")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    requeue_through_the_batch_script()
+    assert SlurmJobEnvironment._requeue is own
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    requeue_through_the_batch_script()
+    SlurmJobEnvironment()._requeue(1)
+    assert marker.exists()
+    assert 'if [ -e "$ORCH_REQUEUE_REQUEST" ]; then' in (GOLDEN / "job_apptainer.sh").read_text()

@@ -44,7 +44,7 @@ def test_build_with_podman_when_docker_has_no_daemon(tmp_path: Path) -> None:
     bin_dir = _tools(tmp_path, "docker", "podman")
     result = _orch(
         tmp_path,
-        ["build", "--variant", "cuda", "--context", str(REPO), "--build-arg", "PIP_INDEX_URL=x"],
+        ["build", "--variant", "cuda", "--context", str(REPO), "--build-arg", "PIP_INDEX_URL=x", "--volume", "/w:/w:ro"],
         bin_dir,
         DOCKER_DAEMON="down",
     )
@@ -53,7 +53,7 @@ def test_build_with_podman_when_docker_has_no_daemon(tmp_path: Path) -> None:
         ["docker", "version", "--format", "{{.Server.Version}}"],
         [
             "podman", "build", "--isolation=chroot", "--build-arg", "VARIANT=cuda", "--build-arg", "PIP_INDEX_URL=x",
-            "--tag", "orch:cuda", "--file", f"{REPO}/Dockerfile", str(REPO),
+            "--volume", "/w:/w:ro", "--tag", "orch:cuda", "--file", f"{REPO}/Dockerfile", str(REPO),
         ],
     ]  # fmt: skip
 
@@ -110,6 +110,7 @@ def test_sqsh_imports_from_the_engine(tmp_path: Path, engine: str, source: str) 
         (["sif"], ("podman",), ("apptainer: not found on PATH", "apptainer.org")),
         (["sqsh"], ("podman",), ("enroot: not found on PATH", "NVIDIA/enroot")),
         (["sif"], ("apptainer",), ("no image engine here",)),
+        (["build", "--engine", "docker", "--volume", "/w:/w"], ("docker",), ("--volume", "docker build cannot bind")),
     ],
 )
 def test_a_missing_tool_is_one_line(tmp_path: Path, args: list[str], tools: tuple[str, ...], words: tuple[str, ...]) -> None:
