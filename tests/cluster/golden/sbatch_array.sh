@@ -27,6 +27,7 @@ export SLURM_CONF=/etc/slurm/test.conf
 export PYTHONPATH=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/code${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 export ORCH_STEP_STARTED=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/step-started.${SLURM_JOB_ID}.${SLURM_RESTART_COUNT:-0}
+export ORCH_REQUEUE_REQUEST=/scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/submitit/requeue.${SLURM_JOB_ID}.${SLURM_RESTART_COUNT:-0}
 
 # command
 export SUBMITIT_EXECUTOR=slurm
@@ -35,6 +36,10 @@ srun --unbuffered --output /scratch/orch/sweeps/avae-tiny-20261123-120000-abcd/s
 
 # teardown
 status=$?
+if [ -e "$ORCH_REQUEUE_REQUEST" ]; then
+    echo "orch: the job step asked for a requeue (no scontrol where it ran): requeueing job $SLURM_JOB_ID" >&2
+    scontrol requeue "$SLURM_JOB_ID"
+fi
 if [ "$status" -ne 0 ] && [ ! -e "$ORCH_STEP_STARTED" ] && [ "${SLURM_RESTART_COUNT:-0}" -lt 5 ]; then
     echo "orch: the job step never started (exit $status): requeueing job $SLURM_JOB_ID" >&2
     scontrol requeue "$SLURM_JOB_ID"
