@@ -157,10 +157,12 @@ def test_s3_data_root_through_the_s3_test_server(tmp_path, monkeypatch):
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
         client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
-        client.create_bucket(Bucket="data")
+        # moto keeps its buckets per process, across servers: a bucket of this test's own, so that tests that
+        # list bucket "data" (test_data_storage.py) do not see these objects.
+        client.create_bucket(Bucket="avae-mnist-idx")
         for path in sorted((tmp_path / "mnist").iterdir()):
-            client.upload_file(str(path), "data", f"mnist/{path.name}")
-        config = AVAEConfig(**mnist_config("s3://data/mnist", cache_dir=str(tmp_path / "cache")))
+            client.upload_file(str(path), "avae-mnist-idx", f"mnist/{path.name}")
+        config = AVAEConfig(**mnist_config("s3://avae-mnist-idx/mnist", cache_dir=str(tmp_path / "cache")))
         split = load_avae_split(config)
         local = load_avae_split(AVAEConfig(**mnist_config(str(tmp_path / "mnist"))))
         assert torch.equal(split.x_train, local.x_train) and torch.equal(split.y_test, local.y_test)
