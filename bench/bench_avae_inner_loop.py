@@ -21,11 +21,9 @@ same run under the same load; the figures are medians over the repeats.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from device_timing import device_name, timed  # noqa: E402
 
 from trainables.avae.loss import DEFAULT_OBJECTIVE  # noqa: E402
 from trainables.avae.model import ConvVAE  # noqa: E402
@@ -50,25 +49,7 @@ DEVICE = "cpu"  # --device; every timing on CUDA ends with a synchronize
 
 
 def _timed(fn) -> float:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def _cpu_name() -> str:
-    if DEVICE == "cuda":
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return timed(fn, DEVICE)
 
 
 def bench_candidates(model, x, k, transform, repeats, per_image_n):
@@ -178,7 +159,7 @@ def main(argv=None) -> int:
     model = ConvVAE(6).to(DEVICE)
     k = args.candidates
     print(
-        f"# AVAE inner optimisation benchmark: {_cpu_name()} ({DEVICE}), torch {torch.__version__}, "
+        f"# AVAE inner optimisation benchmark: {device_name(DEVICE)} ({DEVICE}), torch {torch.__version__}, "
         f"{args.threads} thread(s), {x.shape[0]} test digits x {k} candidates, "
         f"{args.repeats} interleaved repeats, medians"
     )

@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from device_timing import device_name, timed  # noqa: E402
 
 # name -> (trainable class path, config): sizes a CPU thread finishes in seconds; --scale multiplies
 # the data sizes for a GPU, where these are too small to fill the device.
@@ -55,28 +53,6 @@ SCALED_KEYS = ("synthetic_train_per_class", "synthetic_test_per_class", "n_train
 def _load(path: str):
     module, name = path.split(":")
     return getattr(__import__(module, fromlist=[name]), name)
-
-
-def _device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _timed(fn: Callable[[], Any], device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def _samples(trainable) -> tuple[int, int]:
@@ -110,8 +86,8 @@ def measure(built: dict[str, Any], device: str, repeats: int) -> dict[str, dict[
     for _ in range(repeats):
         for name, trainable in built.items():
             n_train, n_eval = _samples(trainable)
-            rates[name]["train"].append(n_train / _timed(trainable.train_epoch, device))
-            rates[name]["evaluate"].append(n_eval / _timed(trainable.evaluate, device))
+            rates[name]["train"].append(n_train / timed(trainable.train_epoch, device))
+            rates[name]["evaluate"].append(n_eval / timed(trainable.evaluate, device))
     return rates
 
 
@@ -139,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     built = build(cases, args.device, args.scale)
     rates = measure(built, args.device, args.repeats)
-    device_name = _device_name(args.device)
+    name = device_name(args.device)
     print(
-        f"# trainable throughput: {device_name} ({args.device}), torch {torch.__version__}, "
+        f"# trainable throughput: {name} ({args.device}), torch {torch.__version__}, "
         f"{args.threads} CPU thread(s), CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}, "
         f"{args.repeats} interleaved repeats, medians (min-max), data scale x{args.scale}"
     )
@@ -156,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<16} {cells[0]:>28} {cells[1]:>28}  ({n_train} / {n_eval}) on {trainable.device}")
         rows.append({"trainable": name, "device": str(trainable.device), "n_train": n_train, "n_eval": n_eval, **rates[name]})
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name, "torch": torch.__version__, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=1))
     return 0
 
 
