@@ -143,31 +143,15 @@ def test_pad_to_canvas_refuses_images_larger_than_it():
         pad_to_canvas(torch.zeros(1, 1, 28, 28), 24)
 
 
-def test_s3_data_root_through_the_s3_test_server(tmp_path, monkeypatch):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
+def test_s3_data_root_through_the_s3_test_server(s3, tmp_path):
     write_mnist(tmp_path / "mnist", gzipped=True)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            monkeypatch.setenv(key, "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
-        # moto keeps its buckets per process, across servers: a bucket of this test's own, so that tests that
-        # list bucket "data" (test_data_storage.py) do not see these objects.
-        client.create_bucket(Bucket="avae-mnist-idx")
-        for path in sorted((tmp_path / "mnist").iterdir()):
-            client.upload_file(str(path), "avae-mnist-idx", f"mnist/{path.name}")
-        config = AVAEConfig(**mnist_config("s3://avae-mnist-idx/mnist", cache_dir=str(tmp_path / "cache")))
-        split = load_avae_split(config)
-        local = load_avae_split(AVAEConfig(**mnist_config(str(tmp_path / "mnist"))))
-        assert torch.equal(split.x_train, local.x_train) and torch.equal(split.y_test, local.y_test)
-        assert sorted(p.name for p in (tmp_path / "cache" / "s3").rglob("*.gz")) == sorted(
-            p.name for p in (tmp_path / "mnist").iterdir()
-        )
-    finally:
-        server.stop()
+    s3.create_bucket(Bucket="avae-mnist-idx")  # not "data": test_data_storage.py lists that bucket
+    for path in sorted((tmp_path / "mnist").iterdir()):
+        s3.upload_file(str(path), "avae-mnist-idx", f"mnist/{path.name}")
+    config = AVAEConfig(**mnist_config("s3://avae-mnist-idx/mnist", cache_dir=str(tmp_path / "cache")))
+    split = load_avae_split(config)
+    local = load_avae_split(AVAEConfig(**mnist_config(str(tmp_path / "mnist"))))
+    assert torch.equal(split.x_train, local.x_train) and torch.equal(split.y_test, local.y_test)
+    assert sorted(p.name for p in (tmp_path / "cache" / "s3").rglob("*.gz")) == sorted(
+        p.name for p in (tmp_path / "mnist").iterdir()
+    )

@@ -2,45 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from trainables.data.storage import DataRootError, resolve_data_root, sync_s3_prefix
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    """A boto3 S3 client talking HTTP to moto on 127.0.0.1; bucket "data" exists."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket="data")
-    try:
-        yield client
-    finally:
-        server.stop()
 
 
 def test_local_root_is_returned_as_is(tmp_path):

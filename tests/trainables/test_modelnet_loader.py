@@ -49,25 +49,12 @@ def test_class_subset_and_missing_split(tree, tmp_path):
         load_modelnet_voxels(tree, "test", 8, classes=["sofa"], cache_dir=tmp_path)
 
 
-def test_s3_root_is_mirrored_through_boto3(tree, tmp_path, monkeypatch):
-    boto3 = pytest.importorskip("boto3")
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            monkeypatch.setenv(key, "testing")
-        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
-        client.create_bucket(Bucket="shapes")
-        files = sorted(p for p in tree.rglob("*.off"))
-        for path in files:
-            client.upload_file(str(path), "shapes", f"mn/{path.relative_to(tree).as_posix()}")
-        local = resolve_root("s3://shapes/mn", tmp_path / "s3cache")
-        assert sorted(p.relative_to(local) for p in local.rglob("*.off")) == [p.relative_to(tree) for p in files]
-        data = load_modelnet_voxels(local, "test", 8, cache_dir=tmp_path / "vox")
-        assert data.voxels.shape[0] == len(SHAPE_CLASSES)
-    finally:
-        server.stop()
+def test_s3_root_is_mirrored_through_boto3(s3, tree, tmp_path):
+    s3.create_bucket(Bucket="shapes")
+    files = sorted(p for p in tree.rglob("*.off"))
+    for path in files:
+        s3.upload_file(str(path), "shapes", f"mn/{path.relative_to(tree).as_posix()}")
+    local = resolve_root("s3://shapes/mn", tmp_path / "s3cache")
+    assert sorted(p.relative_to(local) for p in local.rglob("*.off")) == [p.relative_to(tree) for p in files]
+    data = load_modelnet_voxels(local, "test", 8, cache_dir=tmp_path / "vox")
+    assert data.voxels.shape[0] == len(SHAPE_CLASSES)
