@@ -22,6 +22,7 @@ AVAE = TrainableSpec(
         "train_loss",
         "lr",
         "val_loss",
+        "val_loss_no_search",
         *(f"val_loss_rot{deg}" for deg in _AVAE_ROTATIONS_DEG),
         "orientation_r1",
         "orientation_r2",

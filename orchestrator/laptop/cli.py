@@ -465,18 +465,25 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("fetch")
 def data_fetch(
-    name: str = typer.Argument(..., help="mnist, modelnet10 or modelnet40"),
+    name: str = typer.Argument(
+        ..., help="mnist, modelnet10, modelnet40, or mnist-5k (5,000 real MNIST digits bundled in a PyPI wheel)"
+    ),
     root: Path = typer.Option(..., "--root", help="Where datasets are kept (a trainable's data_root)"),
     mirror: list[str] | None = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),
 ) -> None:
-    """Download a dataset, verify its checksums and unpack it under ROOT (needs internet)."""
+    """Download a dataset, verify its checksums and unpack it under ROOT (needs internet; mnist-5k does not)."""
     from trainables.data.fetch import DATASETS, DataFetchError, fetch_dataset
+    from trainables.data.mnist_sample import MNIST_SAMPLE_NAME, MNISTSampleError, write_mnist_sample
 
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset '{name}'; fix: use one of: {', '.join(sorted(DATASETS))}")
+    if name not in DATASETS and name != MNIST_SAMPLE_NAME:
+        names = sorted([*DATASETS, MNIST_SAMPLE_NAME])
+        raise UsageError(f"unknown dataset '{name}'; fix: use one of: {', '.join(names)}")
     try:
-        folder = fetch_dataset(name, root, base_urls=mirror or None)
-    except DataFetchError as exc:
+        if name == MNIST_SAMPLE_NAME:  # real MNIST digits bundled in a PyPI wheel: no download
+            folder = write_mnist_sample(root)
+        else:
+            folder = fetch_dataset(name, root, base_urls=mirror or None)
+    except (DataFetchError, MNISTSampleError) as exc:
         raise OrchError(str(exc)) from None
     console.print(f"{name} is ready in {folder}", highlight=False)
 

@@ -210,3 +210,19 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_good_one(tiny_avae
     (Path(saved[0]) / "state.pt").write_bytes(b"")
     with pytest.raises(ckpt.CheckpointCorruptError):
         AVAETrainable(config={**tiny_avae_config, "epochs": 4}).load_checkpoint(saved[2])
+
+
+@pytest.mark.usefixtures("ray_results_in_tmp")
+def test_no_search_loss_is_the_same_model_evaluated_without_the_search(tiny_avae_config):
+    """One trained model gives Table 1's VAE row (val_loss_no_search) and AVAE row (val_loss): the
+    no-search figure equals what a test_time_opt=false evaluation of the same weights reports."""
+    searched = AVAETrainable(config={**tiny_avae_config, "epochs": 1, "test_time_opt": True})
+    with_search = searched.step()
+    assert with_search["val_loss"] < with_search["val_loss_no_search"]  # the search only ever helps
+
+    plain = AVAETrainable(config={**tiny_avae_config, "epochs": 1, "test_time_opt": False})
+    plain.model.load_state_dict(searched.model.state_dict())
+    plain.epoch = searched.epoch
+    without = plain.evaluate()
+    assert with_search["val_loss_no_search"] == pytest.approx(without["val_loss"], rel=1e-6)
+    assert without["val_loss_no_search"] == without["val_loss"]

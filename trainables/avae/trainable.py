@@ -11,7 +11,8 @@ Training per ``train_mode``:
              then an ordinary VAE step through A_theta* (sampled z)
 
 Reported per evaluation: ``val_loss_rot<deg>``, ``val_loss`` (their mean: Table 1's
-metric), ``val_loss_affine`` (if ``eval_affine``), ``orientation_r1`` / ``_r2``.
+metric), ``val_loss_no_search`` (the same mean with theta = 0: the plain VAE that the
+model is without its search), ``val_loss_affine`` (if ``eval_affine``), ``orientation_r1`` / ``_r2``.
 Checkpoint pictures: ``reconstructions.png``, ``orientation_histogram.png`` and
 ``rotation_history.npz`` (the transform chosen per test digit at every evaluation so far,
 like the original's ``rot_dict[epoch]``).
@@ -20,6 +21,7 @@ like the original's ``rot_dict[epoch]``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -127,6 +129,19 @@ class AVAETrainable(CheckpointableTrainable):
         self._history[self.epoch] = found
         metrics = {f"val_loss_rot{deg}": loss for deg, loss in per_rotation.items()}
         metrics["val_loss"] = sum(per_rotation.values()) / len(per_rotation)
+        # The same model with theta = 0 (a plain VAE): with test_time_opt, Table 1's VAE row and its
+        # AVAE-upright row come from one trained model, so one upright trial gives both.
+        if self.test_search.enabled:
+            plain = rotation_losses(
+                self.model,
+                self.x_test,
+                self.cfg.eval_rotations_deg,
+                replace(self.test_search, enabled=False),
+                self._eval_generator(),
+            )
+            metrics["val_loss_no_search"] = sum(plain.values()) / len(plain)
+        else:
+            metrics["val_loss_no_search"] = metrics["val_loss"]
         if self.cfg.eval_affine:
             generator = torch.Generator().manual_seed(self.cfg.seed + _AFFINE_EVAL_SEED_OFFSET)
             losses = affine_losses(self.model, self.x_test, self.test_search, generator)
