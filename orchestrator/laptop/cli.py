@@ -465,7 +465,7 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("fetch")
 def data_fetch(
-    name: str = typer.Argument(..., help="mnist, modelnet10 or modelnet40"),
+    name: str = typer.Argument(..., help="mnist, modelnet10, modelnet40, cifar10 or cifar100"),
     root: Path = typer.Option(..., "--root", help="Where datasets are kept (a trainable's data_root)"),
     mirror: list[str] | None = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),
 ) -> None:
