@@ -1,0 +1,159 @@
+"""pruning/train.py as orch runs it (a subprocess with ORCH_CHECKPOINT_DIR): JSON metric lines, checkpoint and
+resume bitwise identical to a run never stopped (killed mid-run, across the dense -> pruning boundary), SIGUSR1
+survived, and bad input as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKSPACE = Path(__file__).resolve().parents[2]
+TRAIN = WORKSPACE / "pruning" / "train.py"
+# 2 dense epochs, then 3 fine-tuning epochs with iterative pruning to 75 % in 2 rounds (before fine-tuning epochs 0 and 1)
+TINY = ["--dataset", "digits", "--epochs", "2", "--finetune-epochs", "3", "--sparsity", "0.75", "--schedule", "iterative",
+        "--prune-rounds", "2", "--train-subset", "192", "--test-subset", "90", "--batch-size", "32", "--seed", "3"]  # fmt: skip
+TIMING = {"epoch_time_s", "samples_per_s"}
+
+
+def _env(checkpoint_dir: Path) -> dict[str, str]:
+    repo = str(WORKSPACE.parent)  # orch's shared data readers, for --dataset mnist / cifar10
+    return {**os.environ, "ORCH_CHECKPOINT_DIR": str(checkpoint_dir), "PYTHONPATH": repo}
+
+
+def _train(checkpoint_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(TRAIN), *TINY, *extra], cwd=WORKSPACE, env=_env(checkpoint_dir),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def _metrics(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def _without_timing(lines: list[dict]) -> list[dict]:
+    return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
+
+
+def _assert_same_state(a: Path, b: Path) -> None:
+    left, right = torch.load(a / "state.pt", weights_only=True), torch.load(b / "state.pt", weights_only=True)
+    assert left["epoch"] == right["epoch"] == 5 and left["phase"] == right["phase"] == "finetune"
+    for key in left["model"]:
+        assert torch.equal(left["model"][key], right["model"][key]), key
+    assert left["masks"].keys() == right["masks"].keys()
+    assert all(torch.equal(left["masks"][k], right["masks"][k]) for k in left["masks"])
+    for index, state in left["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], right["optimizer"]["state"][index]["momentum_buffer"])
+    assert torch.equal(left["generator"], right["generator"]) and torch.equal(left["torch_rng"], right["torch_rng"])
+    assert _without_timing([left["last_metrics"]]) == _without_timing([right["last_metrics"]])
+
+
+def test_metric_lines_and_the_pruning_schedule(tmp_path: Path) -> None:
+    done = _train(tmp_path / "ckpt")
+    assert done.returncode == 0, done.stderr
+    lines = _metrics(done.stdout)
+    assert [m["epoch"] for m in lines] == [1, 2, 3, 4, 5]
+    assert [m["prune_round"] for m in lines] == [0, 0, 1, 2, 2]
+    assert [m["sparsity"] for m in lines][:2] == [0.0, 0.0] and lines[2]["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert lines[3]["sparsity"] == lines[4]["sparsity"] == pytest.approx(0.75, abs=1e-4)  # kept through fine-tuning
+    for m in lines:
+        assert {"train_loss", "test_accuracy", "nonzero_params", "weight_bits", "epoch_time_s", "samples_per_s"} <= m.keys()
+        assert m["weight_bits"] == 32 * m["nonzero_params"] and m["samples_per_s"] > 0
+    last = lines[-1]
+    for bits in (8, 4):
+        for granularity in ("tensor", "channel"):
+            assert 0 <= last[f"test_accuracy_int{bits}_{granularity}"] <= 1
+            assert last[f"weight_bits_int{bits}_{granularity}"] < last["weight_bits"]
+    assert last["weight_bits_int4_tensor"] < last["weight_bits_int8_tensor"] < last["weight_bits"]
+    assert "test_accuracy_int8_tensor" not in lines[-2]
+
+
+def test_killed_and_resumed_equals_uninterrupted_bitwise(tmp_path: Path) -> None:
+    straight = _train(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+
+    # The same run, killed (SIGKILL: no chance to save anything more) right after its 2nd metrics line: the
+    # last dense epoch. Resuming crosses the dense -> pruning boundary from the checkpoint.
+    folder = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, str(TRAIN), *TINY], cwd=WORKSPACE, env=_env(folder),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    first = [json.loads(process.stdout.readline()) for _ in range(2)]
+    process.kill()
+    process.communicate(timeout=30)
+    saved = torch.load(folder / "state.pt", weights_only=True)["epoch"]
+    assert 2 <= saved < 5, saved  # killed mid-run: not finished
+    resumed = _train(folder)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {saved} of 5" in resumed.stderr
+    after = _metrics(resumed.stdout)
+    assert [m["epoch"] for m in after] == list(range(saved + 1, 6))
+    expected = _without_timing(_metrics(straight.stdout))
+    assert _without_timing(first) == expected[:2] and _without_timing(after) == expected[saved:]
+    _assert_same_state(tmp_path / "straight", folder)
+
+    again = _train(folder)  # resumed once finished: the final line again, nothing retrained
+    assert again.returncode == 0 and _without_timing(_metrics(again.stdout)) == expected[-1:]
+
+
+def test_sigusr1_is_acknowledged_not_fatal(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, str(TRAIN), *TINY], cwd=WORKSPACE, env=_env(tmp_path / "c"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.readline()  # it is training (the handler is installed before the first epoch)
+    process.send_signal(signal.SIGUSR1)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "SIGUSR1" in stderr and len(_metrics(stdout)) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--sparsity", "1.5"], "--sparsity must be in [0, 1), got 1.5"),
+        (["--schedule", "gradual"], "argument --schedule: invalid choice: 'gradual'"),
+        (["--prune-rounds", "9"], "--prune-rounds must be in 1..--finetune-epochs (3), got 9"),
+        (["--quant-bits", "8,x"], "--quant-bits must be comma-separated integers"),
+        (["--dataset", "mnist"], "--dataset mnist needs --data-root"),
+        (["--dataset", "cifar10", "--data-root", "/nonexistent-root"], "no cifar-10-batches-py/; fetch it with `orch data fetch cifar10"),
+        (["--dataset", "mnist", "--data-root", "/nonexistent-root"], "no train-images-idx3-ubyte"),
+        (["--lr", "-1"], "--lr and --finetune-lr must be > 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from pruning import train  # in-process (a subprocess per case is seconds of imports); one case below as orch runs it
+
+    os.environ["ORCH_CHECKPOINT_DIR"] = str(tmp_path / "c")
+    try:
+        code = train.main([*TINY, *args])
+    finally:
+        os.environ.pop("ORCH_CHECKPOINT_DIR")
+    stderr = capsys.readouterr().err
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("train.py: starting")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("train.py: error: "), stderr
+    assert words in lines[0] and "Traceback" not in stderr, lines[0]
+
+
+def test_a_corrupt_cifar_batch_and_bad_checkpoints_are_one_line(tmp_path: Path) -> None:
+    done = _train(tmp_path / "c", "--sparsity", "1.5")
+    assert done.returncode == 2 and done.stderr == "train.py: error: --sparsity must be in [0, 1), got 1.5\n"
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"garbage")
+    done = _train(tmp_path / "c", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"))
+    assert done.returncode == 2 and "data_batch_1: not a valid CIFAR batch: cannot unpickle" in done.stderr, done.stderr
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "state.pt").write_bytes(b"truncated")
+    done = _train(folder)
+    assert done.returncode == 2 and "state.pt: unreadable checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+    other = tmp_path / "other"
+    assert _train(other, "--finetune-epochs", "2", "--prune-rounds", "1").returncode == 0
+    done = _train(other)  # a checkpoint of other arguments is not silently continued
+    assert done.returncode == 2 and "saved with other arguments (finetune_epochs, prune_rounds" in done.stderr, done.stderr
