@@ -1,11 +1,12 @@
 """pruning/train.py as orch runs it (a subprocess with ORCH_CHECKPOINT_DIR): JSON metric lines, checkpoint and
 resume bitwise identical to a run never stopped (killed mid-run, across the dense -> pruning boundary), SIGUSR1
-survived, and bad input as one line with a non-zero exit."""
+acknowledged, and bad input as one line with a non-zero exit."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,10 +54,17 @@ def _assert_same_state(a: Path, b: Path) -> None:
     assert _without_timing([left["last_metrics"]]) == _without_timing([right["last_metrics"]])
 
 
-def test_metric_lines_and_the_pruning_schedule(tmp_path: Path) -> None:
-    done = _train(tmp_path / "ckpt")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """The tiny run, never stopped: (its checkpoint folder, its metric lines)."""
+    folder = tmp_path_factory.mktemp("straight")
+    done = _train(folder)
     assert done.returncode == 0, done.stderr
-    lines = _metrics(done.stdout)
+    return folder, _metrics(done.stdout)
+
+
+def test_metric_lines_and_the_pruning_schedule(straight: tuple[Path, list[dict]]) -> None:
+    lines = straight[1]
     assert [m["epoch"] for m in lines] == [1, 2, 3, 4, 5]
     assert [m["prune_round"] for m in lines] == [0, 0, 1, 2, 2]
     assert [m["sparsity"] for m in lines][:2] == [0.0, 0.0] and lines[2]["sparsity"] == pytest.approx(0.5, abs=1e-4)
@@ -73,19 +81,20 @@ def test_metric_lines_and_the_pruning_schedule(tmp_path: Path) -> None:
     assert "test_accuracy_int8_tensor" not in lines[-2]
 
 
-def test_killed_and_resumed_equals_uninterrupted_bitwise(tmp_path: Path) -> None:
-    straight = _train(tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr
-
-    # The same run, killed (SIGKILL: no chance to save anything more) right after its 2nd metrics line: the
-    # last dense epoch. Resuming crosses the dense -> pruning boundary from the checkpoint.
+def test_killed_and_resumed_equals_uninterrupted_bitwise(tmp_path: Path, straight: tuple[Path, list[dict]]) -> None:
+    # The same run, sent SIGUSR1 (orch's "checkpoint now": acknowledged, not fatal) after its 1st metrics line,
+    # then killed (SIGKILL: no chance to save anything more) after its 2nd: the last dense epoch. Resuming
+    # crosses the dense -> pruning boundary from the checkpoint.
     folder = tmp_path / "stopped"
     process = subprocess.Popen([sys.executable, str(TRAIN), *TINY], cwd=WORKSPACE, env=_env(folder),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert process.stdout is not None
-    first = [json.loads(process.stdout.readline()) for _ in range(2)]
+    first = [json.loads(process.stdout.readline())]
+    process.send_signal(signal.SIGUSR1)
+    first.append(json.loads(process.stdout.readline()))
     process.kill()
-    process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=30)
+    assert "SIGUSR1: the last finished epoch is checkpointed" in stderr, stderr
     saved = torch.load(folder / "state.pt", weights_only=True)["epoch"]
     assert 2 <= saved < 5, saved  # killed mid-run: not finished
     resumed = _train(folder)
@@ -93,23 +102,25 @@ def test_killed_and_resumed_equals_uninterrupted_bitwise(tmp_path: Path) -> None
     assert f"resuming after epoch {saved} of 5" in resumed.stderr
     after = _metrics(resumed.stdout)
     assert [m["epoch"] for m in after] == list(range(saved + 1, 6))
-    expected = _without_timing(_metrics(straight.stdout))
+    expected = _without_timing(straight[1])
     assert _without_timing(first) == expected[:2] and _without_timing(after) == expected[saved:]
-    _assert_same_state(tmp_path / "straight", folder)
+    _assert_same_state(straight[0], folder)
 
     again = _train(folder)  # resumed once finished: the final line again, nothing retrained
     assert again.returncode == 0 and _without_timing(_metrics(again.stdout)) == expected[-1:]
 
 
-def test_sigusr1_is_acknowledged_not_fatal(tmp_path: Path) -> None:
-    process = subprocess.Popen([sys.executable, str(TRAIN), *TINY], cwd=WORKSPACE, env=_env(tmp_path / "c"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert process.stdout is not None
-    process.stdout.readline()  # it is training (the handler is installed before the first epoch)
-    process.send_signal(signal.SIGUSR1)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr
-    assert "SIGUSR1" in stderr and len(_metrics(stdout)) == 4
+def _main_in_process(checkpoint_dir: Path, args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """train.main in this process (a subprocess per case is seconds of imports); the subprocess form is tested below."""
+    from pruning import train
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        code = train.main([*TINY, *args, "--checkpoint-dir", str(checkpoint_dir)])
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -126,34 +137,29 @@ def test_sigusr1_is_acknowledged_not_fatal(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from pruning import train  # in-process (a subprocess per case is seconds of imports); one case below as orch runs it
-
-    os.environ["ORCH_CHECKPOINT_DIR"] = str(tmp_path / "c")
-    try:
-        code = train.main([*TINY, *args])
-    finally:
-        os.environ.pop("ORCH_CHECKPOINT_DIR")
-    stderr = capsys.readouterr().err
+    code, stderr = _main_in_process(tmp_path / "c", args, capsys)
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("train.py: starting")]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("train.py: error: "), stderr
     assert words in lines[0] and "Traceback" not in stderr, lines[0]
 
 
-def test_a_corrupt_cifar_batch_and_bad_checkpoints_are_one_line(tmp_path: Path) -> None:
-    done = _train(tmp_path / "c", "--sparsity", "1.5")
+def test_a_corrupt_cifar_batch_and_bad_checkpoints_are_one_line(
+    tmp_path: Path, straight: tuple[Path, list[dict]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = _train(tmp_path / "c", "--sparsity", "1.5")  # as orch runs it: exactly one line on stderr, exit 2
     assert done.returncode == 2 and done.stderr == "train.py: error: --sparsity must be in [0, 1), got 1.5\n"
     (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
     (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"garbage")
-    done = _train(tmp_path / "c", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"))
-    assert done.returncode == 2 and "data_batch_1: not a valid CIFAR batch: cannot unpickle" in done.stderr, done.stderr
+    code, stderr = _main_in_process(tmp_path / "c", ["--dataset", "cifar10", "--data-root", str(tmp_path / "data")], capsys)
+    assert code == 2 and "data_batch_1: not a valid CIFAR batch: cannot unpickle" in stderr, stderr
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
     (folder / "state.pt").write_bytes(b"truncated")
-    done = _train(folder)
-    assert done.returncode == 2 and "state.pt: unreadable checkpoint" in done.stderr and "Traceback" not in done.stderr
+    code, stderr = _main_in_process(folder, [], capsys)
+    assert code == 2 and "state.pt: unreadable checkpoint" in stderr and "Traceback" not in stderr
 
     other = tmp_path / "other"
-    assert _train(other, "--finetune-epochs", "2", "--prune-rounds", "1").returncode == 0
-    done = _train(other)  # a checkpoint of other arguments is not silently continued
-    assert done.returncode == 2 and "saved with other arguments (finetune_epochs, prune_rounds" in done.stderr, done.stderr
+    shutil.copytree(straight[0], other)
+    code, stderr = _main_in_process(other, ["--finetune-epochs", "4", "--prune-rounds", "1"], capsys)  # other arguments
+    assert code == 2 and "saved with other arguments (finetune_epochs, prune_rounds" in stderr, stderr
