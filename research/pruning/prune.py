@@ -30,14 +30,16 @@ __all__ = [
 SCHEDULES = ("oneshot", "iterative")
 
 
-def prunable_weights(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+def prunable_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, weight) of every Conv2d and Linear layer, in module order."""
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             yield f"{name}.weight", module.weight
 
 
-def global_magnitude_prune(model: nn.Module, sparsity: float, masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def global_magnitude_prune(
+    model: nn.Module, sparsity: float, masks: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """Zero exactly round(sparsity * N) prunable weights (the smallest |w| over all layers; earlier masks
     first) and return the new masks {name: bool tensor, True = kept}."""
     if not 0.0 <= sparsity < 1.0:

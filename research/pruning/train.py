@@ -127,17 +127,23 @@ class Data:
 
 
 def load_data(args: argparse.Namespace) -> Data:
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     if args.dataset == "digits":
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
         digits = load_digits()  # 8x8, values 0..16; the stratified 80/20 split with seed 0 (1,437 / 360)
-        x_tr, x_te, y_tr, y_te = train_test_split(digits.images, digits.target, test_size=0.2, stratify=digits.target, random_state=0)
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            digits.images, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+        )
         images = {"train": (x_tr / 16.0, y_tr), "test": (x_te / 16.0, y_te)}
         n_classes, mean, std = 10, (0.0,), (1.0,)
     elif args.dataset == "mnist":
         mnist = _shared_reader("mnist")
-        images = {split: (x / 255.0, y) for split in ("train", "test") for x, y in [mnist.load_mnist_arrays(args.data_root, split)]}
+        images = {
+            split: (x / 255.0, y) for split in ("train", "test") for x, y in [mnist.load_mnist_arrays(args.data_root, split)]
+        }
         n_classes, mean, std = 10, (0.1307,), (0.3081,)
     else:
         cifar = _shared_reader("cifar")
@@ -247,7 +253,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def size_metrics(model: nn.Module) -> dict[str, Any]:
     prunable, other = count_nonzero(model)
-    return {"nonzero_params": prunable + other, "nonzero_weights": prunable, "sparsity": sparsity_of(model), "weight_bits": 32 * (prunable + other)}
+    return {
+        "nonzero_params": prunable + other,
+        "nonzero_weights": prunable,
+        "sparsity": sparsity_of(model),
+        "weight_bits": 32 * (prunable + other),
+    }
 
 
 def quantized_metrics(model: nn.Module, data: Data, bits: list[int]) -> dict[str, Any]:
@@ -295,7 +306,9 @@ def load_state(folder: str, state: State, args: argparse.Namespace) -> bool:
     try:
         payload = torch.load(path, weights_only=True)
     except Exception as error:  # a truncated or foreign file: one line, not torch's traceback
-        raise UsageError(f"{path}: unreadable checkpoint ({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
+        raise UsageError(
+            f"{path}: unreadable checkpoint ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"{path}: not a checkpoint of this train.py (format {CHECKPOINT_FORMAT})")
     recorded, current = payload["args"], _recorded_args(args)
@@ -328,8 +341,15 @@ def run(args: argparse.Namespace) -> None:
     state = new_state(args, data)
     total_epochs = args.epochs + args.finetune_epochs
     resumed = bool(args.checkpoint_dir) and load_state(args.checkpoint_dir, state, args)
-    print(f"train.py: {'resuming after' if resumed else 'starting at'} epoch {state.epoch if resumed else 1} of {total_epochs}", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGUSR1, lambda *_: print("train.py: SIGUSR1: the last finished epoch is checkpointed", file=sys.stderr, flush=True))
+    print(
+        f"train.py: {'resuming after' if resumed else 'starting at'} epoch {state.epoch if resumed else 1} of {total_epochs}",
+        file=sys.stderr,
+        flush=True,
+    )
+    signal.signal(
+        signal.SIGUSR1,
+        lambda *_: print("train.py: SIGUSR1: the last finished epoch is checkpointed", file=sys.stderr, flush=True),
+    )
     if state.epoch >= total_epochs and state.last_metrics is not None:  # finished before: say its result again
         print(json.dumps(state.last_metrics), flush=True)
         return

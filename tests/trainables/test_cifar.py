@@ -158,7 +158,9 @@ def test_fetch_refuses_a_tar_gz_with_a_bad_checksum_or_an_unsafe_member(tmp_path
 
     evil = _tar_gz({"../escaped": b"x", "cifar-10-batches-py/test_batch": b"x"})
     (served / "cifar-10-python.tar.gz").write_bytes(evil)
-    table["cifar10"] = DatasetSource("cifar10", ("http://unused.invalid/",), (RemoteFile("cifar-10-python.tar.gz"),), "untar", "cifar-10-batches-py")
+    table["cifar10"] = DatasetSource(
+        "cifar10", ("http://unused.invalid/",), (RemoteFile("cifar-10-python.tar.gz"),), "untar", "cifar-10-batches-py"
+    )
     with pytest.raises(DataFetchError, match="unsafe member in tar: ../escaped"):
         fetch_dataset("cifar10", tmp_path / "b", base_urls=[base], sources=table)
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "b" / "cifar-10-batches-py").exists()

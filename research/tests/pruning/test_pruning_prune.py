@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from pruning.networks import SmallCNN, SmallResNet
-from pruning.prune import apply_masks, count_nonzero, global_magnitude_prune, mask_gradients, prunable_weights, pruning_plan, sparsity_of
+from pruning.prune import (
+    apply_masks,
+    count_nonzero,
+    global_magnitude_prune,
+    mask_gradients,
+    prunable_weights,
+    pruning_plan,
+    sparsity_of,
+)
+from torch import nn
 
 
 def _n_prunable(model: nn.Module) -> int:

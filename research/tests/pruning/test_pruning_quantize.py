@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from pruning.networks import SmallCNN
 from pruning.prune import count_nonzero, global_magnitude_prune, prunable_weights
 from pruning.quantize import quantize_model, quantize_tensor, quantized_bits

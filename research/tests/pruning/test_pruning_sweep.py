@@ -29,7 +29,9 @@ def test_the_tiny_sweep_runs_with_one_tracked_run_per_trial(tmp_path: Path) -> N
     env = {"PYTHONPATH": str(REPO)}
 
     checked = run_orch(["validate", "conf/sweeps/pruning-tiny.yaml"], cwd=lab, env=env)
-    assert checked.returncode == 0 and "sweep 'pruning-tiny' of project 'pruning': 2 trials" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "sweep 'pruning-tiny' of project 'pruning': 2 trials" in checked.stdout, (
+        checked.stdout + checked.stderr
+    )
     ran = run_orch(["run", "conf/sweeps/pruning-tiny.yaml"], cwd=lab, env=env, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
@@ -39,7 +41,10 @@ def test_the_tiny_sweep_runs_with_one_tracked_run_per_trial(tmp_path: Path) -> N
     assert sorted(r.data.params["sparsity"] for r in trials) == ["0.0", "0.75"]
     for run in trials:
         assert run.info.status == "FINISHED", run.data.tags.get("orch.error")
-        steps = {name: [m.step for m in client.get_metric_history(run.info.run_id, name)] for name in ("test_accuracy", "nonzero_params")}
+        steps = {
+            name: [m.step for m in client.get_metric_history(run.info.run_id, name)]
+            for name in ("test_accuracy", "nonzero_params")
+        }
         assert steps == {"test_accuracy": [1, 2, 3], "nonzero_params": [1, 2, 3]}, steps
         metrics = run.data.metrics
         assert 0 < metrics["test_accuracy"] <= 1 and metrics["test_accuracy_int4_channel"] <= 1

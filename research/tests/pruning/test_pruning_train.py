@@ -131,12 +131,17 @@ def _main_in_process(checkpoint_dir: Path, args: list[str], capsys: pytest.Captu
         (["--prune-rounds", "9"], "--prune-rounds must be in 1..--finetune-epochs (3), got 9"),
         (["--quant-bits", "8,x"], "--quant-bits must be comma-separated integers"),
         (["--dataset", "mnist"], "--dataset mnist needs --data-root"),
-        (["--dataset", "cifar10", "--data-root", "/nonexistent-root"], "no cifar-10-batches-py/; fetch it with `orch data fetch cifar10"),
+        (
+            ["--dataset", "cifar10", "--data-root", "/nonexistent-root"],
+            "no cifar-10-batches-py/; fetch it with `orch data fetch cifar10",
+        ),
         (["--dataset", "mnist", "--data-root", "/nonexistent-root"], "no train-images-idx3-ubyte"),
         (["--lr", "-1"], "--lr and --finetune-lr must be > 0"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, stderr = _main_in_process(tmp_path / "c", args, capsys)
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("train.py: starting")]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("train.py: error: "), stderr
