@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS, default="digits")
-    data.add_argument("--data-root", default=None, help="folder with the MNIST IDX files or cifar-10-batches-py/")
+    data.add_argument("--data-root", default=None, help="orch data fetch --root DIR (or its mnist/, cifar-10-batches-py/)")
     data.add_argument("--train-subset", type=int, default=0, help="first N training examples only (0 = all)")
     data.add_argument("--test-subset", type=int, default=0, help="first N test examples only (0 = all)")
     data.add_argument("--augment", choices=("auto", "none", "crop-flip"), default="auto", help="auto: crop-flip on cifar10")
@@ -141,6 +141,8 @@ def load_data(args: argparse.Namespace) -> Data:
         n_classes, mean, std = 10, (0.0,), (1.0,)
     elif args.dataset == "mnist":
         mnist = _shared_reader("mnist")
+        if (Path(args.data_root) / "mnist").is_dir():  # the data root of `orch data fetch mnist`, or its mnist/ folder
+            args = argparse.Namespace(**{**vars(args), "data_root": str(Path(args.data_root) / "mnist")})
         images = {
             split: (x / 255.0, y) for split in ("train", "test") for x, y in [mnist.load_mnist_arrays(args.data_root, split)]
         }
