@@ -168,3 +168,54 @@ def test_a_corrupt_cifar_batch_and_bad_checkpoints_are_one_line(
     shutil.copytree(straight[0], other)
     code, stderr = _main_in_process(other, ["--finetune-epochs", "4", "--prune-rounds", "1"], capsys)  # other arguments
     assert code == 2 and "saved with other arguments (finetune_epochs, prune_rounds" in stderr, stderr
+
+
+def test_mnist_and_cifar10_train_through_the_shared_readers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Small files in the real formats (IDX; CIFAR pickle batches) under a fetch root, one epoch each."""
+    import pickle
+
+    import numpy as np
+
+    from trainables.data.mnist import write_idx
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    for prefix, n in (("train", 64), ("t10k", 20)):
+        write_idx(
+            tmp_path / "data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        )
+        write_idx(tmp_path / "data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+    cifar = tmp_path / "data" / "cifar-10-batches-py"
+    cifar.mkdir()
+    for name, n in [*((f"data_batch_{i}", 8) for i in range(1, 6)), ("test_batch", 10)]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist()}
+        (cifar / name).write_bytes(pickle.dumps(batch))
+    for dataset in ("mnist", "cifar10"):
+        args = ["--dataset", dataset, "--data-root", str(tmp_path / "data"), "--train-subset", "0", "--test-subset", "0"]
+        code, stderr = _main_in_process(
+            tmp_path / dataset, [*args, "--epochs", "1", "--finetune-epochs", "1", "--prune-rounds", "1"], capsys
+        )
+        assert code == 0, stderr
+    # _main_in_process read stdout and stderr: the metrics are in the checkpoints too
+    for dataset in ("mnist", "cifar10"):
+        state = torch.load(tmp_path / dataset / "state.pt", weights_only=True)
+        assert state["epoch"] == 2 and state["last_metrics"]["sparsity"] == pytest.approx(0.75, abs=1e-4)
+        assert state["last_metrics"]["samples_per_s"] > 0 and "test_accuracy_int4_channel" in state["last_metrics"]
+        first_conv = next(v for k, v in state["model"].items() if k.endswith("weight") and v.dim() == 4)
+        assert first_conv.shape[1] == (1 if dataset == "mnist" else 3), dataset
+
+
+def test_crop_flip_is_a_shifted_window_of_the_padded_image() -> None:
+    from pruning.train import crop_flip
+
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6) + 1
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    out = crop_flip(x, generator, pad=2)
+    generator.set_state(state)  # the same draws, to rebuild the expected windows
+    dy, dx = torch.randint(0, 5, (2,), generator=generator), torch.randint(0, 5, (2,), generator=generator)
+    flip = torch.rand(2, generator=generator) < 0.5
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        window = padded[i, :, dy[i] : dy[i] + 6, dx[i] : dx[i] + 6]
+        assert torch.equal(out[i], window.flip(-1) if flip[i] else window)
