@@ -54,7 +54,7 @@ def global_magnitude_prune(
         scores.append(score)
     flat = torch.cat(scores)
     n_pruned = round(sparsity * flat.numel())
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
     if n_pruned:
         order = torch.sort(flat, stable=True).indices
         keep[order[:n_pruned]] = False

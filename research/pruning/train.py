@@ -39,8 +39,8 @@ from pruning.quantize import GRANULARITIES, quantize_model, quantized_bits  # no
 DATASETS = ("digits", "mnist", "cifar10")
 STATE_FILE = "state.pt"
 CHECKPOINT_FORMAT = 1
-# Arguments that may differ between a run and its resumption (they change nothing that is computed).
-_RESUMABLE_CHANGES = {"checkpoint_dir", "data_root"}
+# Arguments that may differ between a run and its resumption (where the data is, where it runs).
+_RESUMABLE_CHANGES = {"checkpoint_dir", "data_root", "device"}
 _DATA_ERRORS = {"IDXFormatError", "CIFARFormatError"}  # the data readers' one-line errors
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (bitwise resume needs the same count)")
+    train.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the network on the GPU (data and augmentation stay on the CPU)",
+    )
     prune = parser.add_argument_group("pruning and quantization")
     prune.add_argument("--sparsity", type=float, default=0.0, help="fraction of conv/linear weights zeroed, in [0, 1)")
     prune.add_argument("--schedule", choices=SCHEDULES, default="oneshot")
@@ -112,6 +118,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(str(error)) from None
     if args.dataset in ("mnist", "cifar10") and not args.data_root:
         raise UsageError(f"--dataset {args.dataset} needs --data-root")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is visible here (CUDA_VISIBLE_DEVICES, or torch built for CPU only)")
     args.checkpoint_dir = args.checkpoint_dir or os.environ.get("ORCH_CHECKPOINT_DIR") or None
 
 
@@ -208,7 +216,7 @@ class State:
 
 def new_state(args: argparse.Namespace, data: Data) -> State:
     torch.manual_seed(args.seed)
-    model = build_network(args.network, data.x_train.shape[1], data.n_classes, args.blocks)
+    model = build_network(args.network, data.x_train.shape[1], data.n_classes, args.blocks).to(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     generator = torch.Generator().manual_seed(args.seed)
     return State(model, optimizer, generator, {})
@@ -230,7 +238,7 @@ def train_epoch(state: State, data: Data, args: argparse.Namespace) -> tuple[flo
     total, count = 0.0, 0
     for start in range(0, len(order), args.batch_size):
         index = order[start : start + args.batch_size]
-        x, y = x_all[index], data.y_train[index]
+        x, y = x_all[index].to(args.device, non_blocking=True), data.y_train[index].to(args.device, non_blocking=True)
         state.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(state.model(x), y)
         loss.backward()
@@ -247,9 +255,11 @@ def train_epoch(state: State, data: Data, args: argparse.Namespace) -> tuple[flo
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for start in range(0, len(y), batch_size):
-        correct += int((model(x[start : start + batch_size]).argmax(1) == y[start : start + batch_size]).sum())
+        logits = model(x[start : start + batch_size].to(device))
+        correct += int((logits.argmax(1).cpu() == y[start : start + batch_size]).sum())
     return correct / len(y)
 
 
@@ -306,7 +316,7 @@ def load_state(folder: str, state: State, args: argparse.Namespace) -> bool:
     if not path.is_file():
         return False
     try:
-        payload = torch.load(path, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: one line, not torch's traceback
         raise UsageError(
             f"{path}: unreadable checkpoint ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
@@ -323,7 +333,7 @@ def load_state(folder: str, state: State, args: argparse.Namespace) -> bool:
         )
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
-    state.masks = payload["masks"]
+    state.masks = {name: mask.to(args.device) for name, mask in payload["masks"].items()}
     state.generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
     state.epoch, state.last_metrics = payload["epoch"], payload["last_metrics"]
@@ -338,7 +348,8 @@ def phase_of(args: argparse.Namespace, epoch: int) -> str:
 # --------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    if args.device == "cpu":  # bitwise reproducible; on CUDA this would need CUBLAS_WORKSPACE_CONFIG and slower kernels
+        torch.use_deterministic_algorithms(True)
     data = load_data(args)
     state = new_state(args, data)
     total_epochs = args.epochs + args.finetune_epochs

@@ -219,3 +219,9 @@ def test_crop_flip_is_a_shifted_window_of_the_padded_image() -> None:
     for i in range(2):
         window = padded[i, :, dy[i] : dy[i] + 6, dx[i] : dx[i] + 6]
         assert torch.equal(out[i], window.flip(-1) if flip[i] else window)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: --device cuda is valid here")
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stderr = _main_in_process(tmp_path / "c", ["--device", "cuda"], capsys)
+    assert code == 2 and stderr.startswith("train.py: error: --device cuda: no CUDA device is visible here"), stderr
