@@ -21,7 +21,7 @@ _FORGOTTEN = "repeat-forgotten"
 
 
 def parse_variant(variant: str) -> dict[str, Any]:
-    """"resnet_small/repeat/4" -> {network, sharing, factor, repeat_shortcut}."""
+    """ "resnet_small/repeat/4" -> {network, sharing, factor, repeat_shortcut}."""
     parts = variant.split("/")
     if len(parts) != 3 or not parts[2].isdigit():
         raise ValueError(f"variant {variant!r} is not NETWORK/SHARING/FACTOR, e.g. resnet_small/repeat/4")
@@ -76,9 +76,7 @@ class WeightShareConfig(BaseModel):
         if self.network not in NETWORKS:  # pragma: no cover (Literal already checks)
             raise ValueError(f"network must be one of {', '.join(NETWORKS)}")
         if self.sharing not in SHARING_OF[self.network]:
-            raise ValueError(
-                f"network {self.network} takes sharing {', '.join(SHARING_OF[self.network])}, not {self.sharing}"
-            )
+            raise ValueError(f"network {self.network} takes sharing {', '.join(SHARING_OF[self.network])}, not {self.sharing}")
         if self.dataset != "digits" and not self.data_root:
             raise ValueError(f"dataset {self.dataset} needs data_root (the folder holding its files)")
         return self

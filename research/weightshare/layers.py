@@ -30,10 +30,10 @@ __all__ = [
 def unique_parameter_count(module: nn.Module) -> int:
     """Parameters of `module`, each stored tensor once: a parameter reached through several modules
     (tied weights) counts once, and tiling (done in forward) adds nothing. Buffers are not counted."""
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int]] = set()  # (storage address, offset) of each tensor counted
     total = 0
     for _, parameter in module.named_parameters(remove_duplicate=False):
-        key = (parameter.untyped_storage().data_ptr(), parameter.storage_offset())
+        key = (parameter.untyped_storage().data_ptr(), int(parameter.storage_offset()))
         if key in seen:
             continue
         seen.add(key)
@@ -99,7 +99,7 @@ class SharedDepthwiseConv2d(nn.Module):
 
     def kernels(self) -> torch.Tensor:
         """The (n_unique, 1, k, k) kernels as applied: normalised and DropConnect-ed in LightConv form."""
-        weight = self.weight
+        weight: torch.Tensor = self.weight
         if self.lightconv:
             n, _, k, _ = weight.shape
             weight = F.softmax(weight.view(n, k * k), dim=-1).view_as(weight)

@@ -21,9 +21,7 @@ def fold_input_copies(weight: torch.Tensor, factor: int) -> torch.Tensor:
     return weight.reshape(out_channels, factor, thin, *weight.shape[2:]).sum(dim=1)
 
 
-def shrink_state_dict(
-    repeated: dict[str, torch.Tensor], thin: dict[str, torch.Tensor], factor: int
-) -> dict[str, torch.Tensor]:
+def shrink_state_dict(repeated: dict[str, torch.Tensor], thin: dict[str, torch.Tensor], factor: int) -> dict[str, torch.Tensor]:
     """The thin network's state_dict from the repeat-shared one's (same module names: RepeatConv2d's
     `conv`/`bn` are ConvBN's). Tensors whose input dimension is `factor` times wider are folded."""
     if set(repeated) != set(thin):

@@ -66,9 +66,7 @@ class WeightShareTrainable(tune.Trainable):
         self.model = build_network(cfg.network, sharing, self.data.in_channels, self.data.n_classes, cfg.blocks)
         self.model.to(self.device)
         self.unique_params = unique_parameter_count(self.model)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         milestones = sorted({max(1, round(cfg.epochs * m)) for m in _MILESTONES})
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, _LR_GAMMA)
         self.epoch = 0
@@ -177,4 +175,6 @@ class WeightShareTrainable(tune.Trainable):
 
 
 def _to_device(data: Dataset, device: torch.device) -> Dataset:
-    return Dataset(*(t.to(device) for t in (data.x_train, data.y_train, data.x_test, data.y_test)), data.n_classes)
+    return Dataset(
+        data.x_train.to(device), data.y_train.to(device), data.x_test.to(device), data.y_test.to(device), data.n_classes
+    )

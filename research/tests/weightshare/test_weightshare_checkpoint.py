@@ -49,5 +49,18 @@ def test_resume_is_bitwise_equal_to_training_straight_through(tmp_path: Path, co
 
 
 def _metrics(result: dict) -> list[str]:
-    return [k for k in ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "best_test_accuracy",
-                        "unique_params", "lr", "done") if k in result]
+    return [
+        k
+        for k in (
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "test_loss",
+            "test_accuracy",
+            "best_test_accuracy",
+            "unique_params",
+            "lr",
+            "done",
+        )
+        if k in result
+    ]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from weightshare.networks import build_network
 from weightshare.resnets import ResNet
-from weightshare.shrink import fold_input_copies, shrink_state_dict
 from weightshare.sharing import Sharing
+from weightshare.shrink import fold_input_copies, shrink_state_dict
 
 
 def _net(sharing: Sharing, seed: int = 0) -> ResNet:
