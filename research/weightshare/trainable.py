@@ -80,9 +80,9 @@ class WeightShareTrainable(tune.Trainable):
         started = time.perf_counter()
         self.epoch += 1
         lr = self.optimizer.param_groups[0]["lr"]
-        train_loss, train_accuracy, train_s = self._train_epoch()
+        train_loss, train_accuracy, train_s = self.train_epoch()
         self.scheduler.step()
-        test_loss, test_accuracy = self._evaluate()
+        test_loss, test_accuracy = self.evaluate()
         self.best_test_accuracy = max(self.best_test_accuracy, test_accuracy)
         return {
             "epoch": self.epoch,
@@ -98,7 +98,7 @@ class WeightShareTrainable(tune.Trainable):
             "done": self.epoch >= self.cfg.epochs,
         }
 
-    def _train_epoch(self) -> tuple[float, float, float]:
+    def train_epoch(self) -> tuple[float, float, float]:
         """Mean loss and accuracy over one shuffled pass, and its duration in seconds."""
         started = time.perf_counter()
         self.model.train()
@@ -123,7 +123,7 @@ class WeightShareTrainable(tune.Trainable):
         return float(loss_sum) / n, float(correct) / n, time.perf_counter() - started
 
     @torch.no_grad()
-    def _evaluate(self) -> tuple[float, float]:
+    def evaluate(self) -> tuple[float, float]:
         self.model.eval()
         loss_sum, correct = 0.0, 0
         for x, y in zip(
