@@ -64,3 +64,15 @@ def _metrics(result: dict) -> list[str]:
         )
         if k in result
     ]
+
+
+def test_reset_config_leaves_the_trial_as_a_fresh_one() -> None:
+    """Ray Tune's actor reuse: the next trial in this process gets exactly what a new process would."""
+    other = {**SMALL, "variant": "resnet_small/thin/2", "seed": 9}
+    reused = WeightShareTrainable(config={**SMALL, "variant": "resnet_small/repeat/2"})
+    reused.train()
+    assert reused.reset_config(other) is True
+    fresh = WeightShareTrainable(config=other)
+    got, expected = reused.train(), fresh.train()
+    assert {k: got[k] for k in _metrics(expected)} == {k: expected[k] for k in _metrics(expected)}
+    assert got["epoch"] == 1

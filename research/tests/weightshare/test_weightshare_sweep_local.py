@@ -1,6 +1,7 @@
-"""The workspace as a lab runs it: `orch validate` and `orch run research/conf/sweeps/weightshare-tiny.yaml`
-on this machine with real Ray and MLflow (a copy of the workspace in its own git, as tests/byo do), and a
-bad hyperparameter refused by `orch validate` in one line through the project's config_model."""
+"""The workspace as a lab runs it: `orch run research/conf/sweeps/weightshare-tiny.yaml` on this machine with
+real Ray and MLflow (from a scratch folder, which holds the MLflow store), and a bad hyperparameter refused by
+`orch validate` in one line through the project's config_model (on a copy of the workspace in its own git, as
+tests/byo make a lab's)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,14 @@ def _unique_params(variant: str) -> int:
 
 
 @pytest.mark.integration
-def test_the_tiny_sweep_runs_tracked_with_accuracy_and_unique_params(workspace: Path) -> None:
+def test_the_tiny_sweep_runs_tracked_with_accuracy_and_unique_params(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    ran = run_orch(["run", "conf/sweeps/weightshare-tiny.yaml"], cwd=workspace, timeout=420)
+    sweep = RESEARCH / "conf" / "sweeps" / "weightshare-tiny.yaml"
+    ran = run_orch(["run", str(sweep)], cwd=tmp_path, timeout=420)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    client = MlflowClient(f"sqlite:///{workspace}/.orch/mlflow.db")
+    assert "best trial" in ran.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/.orch/mlflow.db")
     experiment = client.get_experiment_by_name("weightshare")
     trials = client.search_runs([experiment.experiment_id], "tags.`orch.kind` = 'trial'")
     assert sorted(r.data.params["variant"] for r in trials) == ["resnet_small/repeat/2", "separable_small/depthwise/2"]
