@@ -10,7 +10,7 @@ import pytest
 import torch
 from weightshare.trainable import WeightShareTrainable
 
-SMALL = {"train_subset": 96, "test_subset": 40, "batch_size": 32, "epochs": 2, "device": "cpu", "seed": 5}
+SMALL = {"train_subset": 64, "test_subset": 30, "batch_size": 32, "epochs": 2, "device": "cpu", "seed": 5}
 
 
 @pytest.mark.parametrize(
