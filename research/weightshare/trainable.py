@@ -58,6 +58,8 @@ class WeightShareTrainable(tune.Trainable):
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("invalid weightshare config: device: cuda asked for, but torch sees no GPU here (use auto or cpu)")
         want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if want_cuda else "cpu")
         self.generator = torch.Generator().manual_seed(cfg.seed)  # data order and augmentation

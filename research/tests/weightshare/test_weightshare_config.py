@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from weightshare.config import WeightShareConfig
 from weightshare.trainable import WeightShareTrainable
 
@@ -32,3 +33,9 @@ def test_a_bad_config_is_one_line_naming_the_key(config: dict, words: list[str])
     assert "valid keys: dataset, data_root" in message
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_one_line() -> None:
+    with pytest.raises(ValueError, match="device: cuda asked for, but torch sees no GPU"):
+        WeightShareTrainable(config={"device": "cuda"})
