@@ -15,7 +15,7 @@ import yaml
 
 from tests.byo.test_lab_slurm import _ended, _orch, _preempt_each_node_once_training, _wait
 from tests.cluster.test_slurm_sweeps import PROFILE, sweep_folder
-from tests.harness.lab_workspace import git, write
+from tests.harness.lab_workspace import commit_lab, write
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +55,7 @@ def _lab_with_research(root: Path) -> Path:
             "checkpoint": {"every_epochs": 1, "keep": 2},
         }
         write(root / "conf" / "sweeps" / f"{project}-preempt.yaml", sweep)
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "-c", "user.email=lab@example.org", "-c", "user.name=lab", "commit", "-q", "-m", "the lab's research projects")
-    return root
+    return commit_lab(root, "the lab's research projects")
 
 
 def test_research_projects_are_preempted_and_finish_in_the_same_runs(slurm_cluster: Any, tmp_path: Path) -> None:

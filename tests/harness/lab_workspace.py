@@ -164,9 +164,14 @@ def make_lab(
         write(root / "conf" / "sweeps" / f"lab-{form}.yaml", sweep(form, list(lrs)))
     for name, profile in (profiles or {}).items():
         write(root / "conf" / "clusters" / f"{name}.yaml", profile)
+    return commit_lab(root, "the lab's project")
+
+
+def commit_lab(root: Path, message: str) -> Path:
+    """`root` as a new git repository with everything in it committed (what `orch submit` ships)."""
     git(root, "init", "-q")
     git(root, "add", "-A")
-    git(root, "-c", "user.email=lab@example.org", "-c", "user.name=lab", "commit", "-q", "-m", "the lab's project")
+    git(root, "-c", "user.email=lab@example.org", "-c", "user.name=lab", "commit", "-q", "-m", message)
     return root
 
 
