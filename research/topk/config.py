@@ -3,23 +3,51 @@
 Unknown keys are refused with the valid ones listed (``extra="forbid"``). Epsilons and noise sigmas are
 on the [0, 1] pixel scale; each becomes a metric key with the value x 1000 rounded (``acc_pgd_eps100`` for
 eps 0.1, ``acc_pgd_eps31`` for 8/255), so the keys carry no dots.
+
+``variant`` is a shorthand for a sweep's grid: "ACTIVATION[/FRAC[/PLACEMENT]]" ("relu", "topk/0.05",
+"topk_global/0.1/every_relu"), so that one grid key spans ReLU and the top-k fractions without running the
+ReLU network once per fraction, and ``orch compare --group-by`` groups the seeds of each.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from topk.layers import Surrogate
 from topk.networks import ActivationName, NetworkName, Placement
 
-__all__ = ["TopKConfig", "milli"]
+__all__ = ["TopKConfig", "milli", "parse_variant"]
+
+_ACTIVATIONS = ("relu", "topk", "topk_global")
+_PLACEMENTS = ("stages", "every_relu")
 
 
 def milli(value: float) -> int:
     """0.1 -> 100, 8/255 -> 31: the integer in a metric key."""
     return int(round(value * 1000))
+
+
+def parse_variant(variant: str) -> dict[str, Any]:
+    """ "topk/0.05/every_relu" -> {activation, frac, placement}; "relu" -> {activation}."""
+    parts = variant.split("/")
+    fields: dict[str, Any] = {"activation": parts[0]}
+    try:
+        if parts[0] not in _ACTIVATIONS or len(parts) > 3 or (parts[0] == "relu" and len(parts) > 1):
+            raise ValueError
+        if len(parts) > 1:
+            fields["frac"] = float(parts[1])
+        if len(parts) > 2:
+            if parts[2] not in _PLACEMENTS:
+                raise ValueError
+            fields["placement"] = parts[2]
+    except ValueError:
+        raise ValueError(
+            f"variant {variant!r} is not relu or ACTIVATION/FRAC[/PLACEMENT] with ACTIVATION in {', '.join(_ACTIVATIONS[1:])} "
+            f"and PLACEMENT in {', '.join(_PLACEMENTS)}, e.g. topk/0.05"
+        ) from None
+    return fields
 
 
 class TopKConfig(BaseModel):
@@ -32,6 +60,7 @@ class TopKConfig(BaseModel):
     test_subset: int | None = Field(None, ge=10)
     augment: bool | None = Field(None, description="random crop (pad 4) + flip; default: on for cifar10 only")
     # network and activation
+    variant: str | None = Field(None, description="shorthand: relu, topk/0.05, topk_global/0.1/every_relu")
     network: NetworkName | None = Field(None, description="default: small_cnn for digits, preact_resnet18 for cifar10")
     width: int | None = Field(None, ge=2, le=256, description="first-stage channels; default 32 (small_cnn) / 64 (resnet)")
     activation: ActivationName = "relu"
@@ -61,6 +90,17 @@ class TopKConfig(BaseModel):
     noise_sigmas: list[float] = Field([0.1, 0.2, 0.3], description="Gaussian noise std on the [0, 1] scale")
     attack_subset: int | None = Field(200, ge=10, description="attack the first N test images (None: all)")
     attack_every: int = Field(0, ge=0, description="attack every N epochs; 0: at the last epoch only")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_variant(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("variant") is None:
+            return data
+        fields = parse_variant(str(data["variant"]))
+        for key, value in fields.items():
+            if key in data and data[key] != value:
+                raise ValueError(f"variant {data['variant']!r} sets {key}={value}, but {key}={data[key]!r} is given too")
+        return {**data, **fields}
 
     @model_validator(mode="after")
     def _consistent(self) -> TopKConfig:
