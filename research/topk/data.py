@@ -55,6 +55,8 @@ def load_dataset(cfg: TopKConfig) -> Dataset:
         x_test, y_test = _images(*load_cifar_arrays(str(cfg.data_root), name="cifar10", split="test"))
     x_train, y_train = x_train[: cfg.train_subset], y_train[: cfg.train_subset]
     x_test, y_test = x_test[: cfg.test_subset], y_test[: cfg.test_subset]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     if cfg.dataset == "cifar10":
         mean, std = _CIFAR_MEAN, _CIFAR_STD
     else:

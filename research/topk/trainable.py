@@ -211,7 +211,9 @@ class TopKTrainable(tune.Trainable):
                 metrics[f"acc_bpda_eps{e}"] = metrics[f"acc_pgd_eps{e}"]
             if self.twin is not None:
                 twin = self.twin.model
-                metrics[f"acc_transfer_eps{e}"] = score(lambda xb, yb, eps=eps, white=white: white(twin, xb, yb, eps), twin)
+                metrics[f"acc_transfer_eps{e}"] = score(
+                    lambda xb, yb, eps=eps, white=white, twin=twin: white(twin, xb, yb, eps), twin
+                )
             elif cfg.transfer:
                 metrics[f"acc_transfer_eps{e}"] = metrics[f"acc_pgd_eps{e}"]
             # the robust accuracy estimate: the strongest of the attacks run (masked gradients can only raise the others)
@@ -256,5 +258,3 @@ class TopKTrainable(tune.Trainable):
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         self._iteration = self.epoch  # Tune's training_iteration follows the epoch when restored by path
-
-

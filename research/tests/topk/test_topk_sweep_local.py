@@ -15,7 +15,14 @@ from tests.conftest import assert_one_error_line, run_orch
 from tests.harness.lab_workspace import git
 
 RESEARCH = Path(__file__).resolve().parents[2]
-ATTACKS = ["acc_fgsm_eps100", "acc_pgd_eps100", "acc_bpda_eps100", "acc_transfer_eps100", "acc_worst_eps100", "acc_noise_sigma200"]
+ATTACKS = [
+    "acc_fgsm_eps100",
+    "acc_pgd_eps100",
+    "acc_bpda_eps100",
+    "acc_transfer_eps100",
+    "acc_worst_eps100",
+    "acc_noise_sigma200",
+]
 
 
 @pytest.fixture
