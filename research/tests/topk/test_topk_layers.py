@@ -111,3 +111,18 @@ def test_bpda_gives_a_network_input_gradient_where_top_k_passes_none() -> None:
     with bpda(net, "identity"):
         net.features(x)[b, c].sum().backward()
     assert torch.count_nonzero(x.grad) > 0
+
+
+@pytest.mark.parametrize("placement, n_topk", [("stages", 5), ("every_relu", 5 + 2 * 2 * 4)])
+def test_preact_resnet18_places_top_k_after_stem_and_stages_or_at_every_relu_too(placement: str, n_topk: int) -> None:
+    torch.manual_seed(0)
+    act = Activation("topk", frac=0.25, placement=placement)  # type: ignore[arg-type]
+    net = build_network("preact_resnet18", act, 3, 10, 4, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert sum(isinstance(m, SpatialTopK) for m in net.modules()) == n_topk
+    relu_net = build_network("preact_resnet18", Activation("relu"), 3, 10, 4, (0.5,) * 3, (0.25,) * 3)
+    assert not any(isinstance(m, SpatialTopK) for m in relu_net.modules())
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    logits = net(x)
+    assert logits.shape == (2, 10)
+    logits.sum().backward()
+    assert x.grad is not None and torch.count_nonzero(x.grad) > 0
