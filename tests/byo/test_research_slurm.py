@@ -1,7 +1,7 @@
-"""The lab's own research projects (research/: weight sharing, a class trainable; pruning, a plain train.py) on
-the real local SLURM cluster through `orch submit`, as a lab runs them from its own repository: each sweep's job
-is preempted while it trains and finishes in the same MLflow run, every epoch logged once, resumed from the
-project's own checkpoint (at most the steps since the last checkpoint redone)."""
+"""The lab's own research projects (research/: weight sharing and sparse top-k, class trainables; pruning, a plain
+train.py) on the real local SLURM cluster through `orch submit`, as a lab runs them from its own repository: each
+sweep's job is preempted while it trains and finishes in the same MLflow run, every epoch logged once, resumed
+from the project's own checkpoint (at most the steps since the last checkpoint redone)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ SWEEPS: dict[str, dict[str, Any]] = {
         "metric": "test_accuracy",
         "mode": "max",
         "search_space": {"variant": "resnet_small/repeat/2", "epochs": 20, "device": "cpu"},
+        "steps_metric": "test_accuracy",
+        "epochs": 20,
+    },
+    "topk": {
+        "metric": "test_accuracy",
+        "mode": "max",
+        "search_space": {"variant": "topk/0.1", "epochs": 20, "attack_subset": 40, "pgd_steps": 2, "device": "cpu"},
         "steps_metric": "test_accuracy",
         "epochs": 20,
     },
