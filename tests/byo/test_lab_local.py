@@ -154,3 +154,23 @@ def test_the_workspace_is_found_from_a_subfolder(tmp_path: Path) -> None:
     assert find_conf_root(lab / "lab" / "deep") == (lab / "conf").resolve()
     assert find_conf_root(lab / "conf" / "sweeps") == (lab / "conf").resolve()
     assert find_conf_root(tmp_path) is None
+
+
+def test_a_job_checkpoint_request_in_the_environment_does_not_stop_a_local_command(tmp_path: Path) -> None:
+    """`orch run` started from a shell whose environment names a SLURM job's "checkpoint now" file that holds a
+    request (a job's shell, or a test process that ran a job in-process: how CI hit it) runs its command trials
+    to the end; before, the script was stopped at once and its trial waited for a requeue that never came."""
+    import json
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    lab = make_lab(tmp_path / "lab-repo", epochs=EPOCHS, lrs=(0.1,))
+    request = tmp_path / "checkpoint_now.json"
+    request.write_text(json.dumps({"signal": 12, "at": time.time() + 3600}))
+    ran = run_orch(["run", "conf/sweeps/lab-cmd.yaml"], cwd=lab, env={"ORCH_CHECKPOINT_NOW_FILE": str(request)}, timeout=240)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    client = MlflowClient(f"sqlite:///{lab}/.orch/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("quad-cmd").experiment_id], "tags.`orch.kind` = 'trial'")
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, EPOCHS + 1))

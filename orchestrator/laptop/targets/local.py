@@ -230,6 +230,10 @@ def _fit(
     os.environ[runtime.RUN_LEDGER_ENV] = str(state.run_ledger(record.sweep_id))
     os.environ["MLFLOW_TRACKING_URI"] = target.uri
     os.environ[runtime.WORKSPACE_ENV] = str(resolved.workspace)
+    # No SLURM job asks these trials for a checkpoint: a request file named in the environment orch was started
+    # from (a job's shell, a test process) would stop a command's script at once and leave its trial waiting
+    # for a requeue that never comes.
+    os.environ.pop(runtime.CHECKPOINT_NOW_ENV, None)
     with local_ray(resources):
         tuner = make_tuner()
         callbacks = callbacks_of(tuner)
