@@ -76,6 +76,11 @@ class RemoteError(Problem):
     """The login node refused a command (bad sweep, refused job) or failed; `exit_code` is its answer's code."""
 
 
+class TrackingUnavailable(RemoteError):
+    """The tracking server did not answer the login node (down, restarting): a later try may succeed, so the
+    queue's agent keeps the sweep queued instead of failing it."""
+
+
 class QueueError(Problem):
     """Something the user asked of the queue is not possible; `key` names what to change."""
 
@@ -105,5 +110,6 @@ __all__ = [
     "ResourceError",
     "SweepFailedError",
     "SweepInterruptedError",
+    "TrackingUnavailable",
     "UsageError",
 ]

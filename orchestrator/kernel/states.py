@@ -167,7 +167,7 @@ _CLUSTER_OUTCOMES = {
 TRANSITIONS: dict[SweepState, frozenset[SweepState]] = {
     SweepState.QUEUED: frozenset({SweepState.HELD, SweepState.SUBMITTING, SweepState.CANCELLED}),
     SweepState.HELD: frozenset({SweepState.QUEUED, SweepState.CANCELLED}),
-    SweepState.SUBMITTING: frozenset(_CLUSTER_OUTCOMES),
+    SweepState.SUBMITTING: frozenset({*_CLUSTER_OUTCOMES, SweepState.QUEUED}),  # QUEUED: a deferred submit
     SweepState.SUBMITTED: frozenset(_CLUSTER_OUTCOMES - {SweepState.SUBMITTED}),
     SweepState.RUNNING: frozenset(_CLUSTER_OUTCOMES - {SweepState.RUNNING}),
     SweepState.PREEMPTED: frozenset(_CLUSTER_OUTCOMES - {SweepState.PREEMPTED}),

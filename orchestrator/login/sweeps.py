@@ -13,7 +13,7 @@ from cluster.adaptors.slurm import SlurmClient, SlurmError
 from cluster.slurm.container import check_runtime, image_tags
 from cluster.slurm.job_spec import refused_key, sweep_job, sweep_job_name
 from orchestrator.kernel.config.models import SlurmProfile, SlurmSettings
-from orchestrator.kernel.errors import RemoteError
+from orchestrator.kernel.errors import RemoteError, TrackingUnavailable
 from orchestrator.kernel.files import write_atomic
 from orchestrator.kernel.states import JobState, RunStatus, TrialStatus
 from orchestrator.kernel.sweep_folder import Bundle, BundleManifest
@@ -163,7 +163,7 @@ def _open_parent_run(
     client = TrackingClient(manifest.tracking_uri)
     problem = client.unreachable()  # in seconds, where MLflow's own client retries for minutes
     if problem is not None:
-        raise RemoteError(
+        raise TrackingUnavailable(
             "tracking.uri",
             f"{manifest.tracking_uri} (from the login node): {problem}",
             "start the tracking server, or set tracking.uri to one the cluster reaches",
@@ -182,12 +182,23 @@ def _open_parent_run(
         )
     except TrackingError as exc:
         raise RemoteError("tracking.uri", str(exc), "start the tracking server or fix tracking.uri in the profile") from None
-    except Exception as exc:  # MLflow's own errors: unreachable server, refused request
-        raise RemoteError(
+    except Exception as exc:  # MLflow's own errors: the server went away mid-way (retried for minutes), refused request
+        error = TrackingUnavailable if _server_went_away(exc) else RemoteError
+        raise error(
             "tracking.uri",
             f"MLflow at {manifest.tracking_uri} failed: {str(exc).splitlines()[0][:200]}",
             "start the tracking server or fix tracking.uri in the profile",
         ) from None
+
+
+def _server_went_away(exc: BaseException) -> bool:
+    """MLflow's error after its own retries when the server stopped answering (no connection, or a 502/503/504
+    of a proxy in front of it), as opposed to a request the server refused."""
+    import re
+
+    text = str(exc)
+    gone = ("Max retries exceeded", "Connection refused", "Connection aborted", "RemoteDisconnected")
+    return any(sign in text for sign in gone) or re.search(r"error code 50[234]\b", text) is not None
 
 
 def _discard_parent_run(tracking_uri: str, run_id: str) -> None:

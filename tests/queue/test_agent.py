@@ -12,7 +12,7 @@ import pytest
 from cluster.adaptors.slurm import JobRecord, QueueJob
 from orchestrator.kernel.config.models import ProjectBudgetConfig, QueueSettings
 from orchestrator.kernel.states import JobState, SweepState, sweep_state_from_jobs
-from orchestrator.login.queue.agent import Agent, SubmitRefused, TrialCounts
+from orchestrator.login.queue.agent import DEFER_S, Agent, SubmitDeferred, SubmitRefused, TrialCounts
 from orchestrator.login.queue.rows import NewSweep, SweepRow
 from orchestrator.login.queue.store import QueueStore
 
@@ -25,6 +25,7 @@ class FakeCluster:
     accounting: list[JobRecord] = field(default_factory=list)
     in_flight: set[str] = field(default_factory=set)
     refuse: set[str] = field(default_factory=set)
+    defer: dict[str, int] = field(default_factory=dict)  # sweep id -> submits to defer before one goes through
     calls: dict[str, int] = field(default_factory=lambda: {"snapshot": 0, "history": 0, "submit": 0, "cancel": 0})
     next_id: int = 100
     adopted: dict[str, list[str]] = field(default_factory=dict)
@@ -43,6 +44,9 @@ class FakeCluster:
         sweep_id = Path(bundle).name
         if sweep_id in self.refuse:
             raise SubmitRefused("slurm.partition: invalid partition")
+        if self.defer.get(sweep_id, 0) > 0:
+            self.defer[sweep_id] -= 1
+            raise SubmitDeferred("tracking.uri: nothing listens on 127.0.0.1:5000 (connection refused)")
         self.next_id += 1
         job_id = str(self.next_id)
         self.jobs[job_id] = QueueJob(job_id, f"orch.{sweep_id}", JobState.PENDING, 0.0, 0, "Priority")
@@ -192,6 +196,30 @@ def test_refused_submit_fails_the_sweep_with_its_reason(store: QueueStore) -> No
     make_agent(store, cluster).tick()
     row = store.get("a")
     assert row.state == SweepState.FAILED and "invalid partition" in row.reason
+
+
+def test_a_submit_deferred_while_the_tracking_server_is_down_stays_queued_and_goes_through_later(
+    store: QueueStore,
+) -> None:
+    cluster = FakeCluster(defer={"a": 2})
+    add(store, "a")
+    now = [1000.0]
+    agent = Agent(store, cluster, QueueSettings(tick_s=1), "c", "agent-test", clock=lambda: now[0])
+    agent.tick()
+    row = store.get("a")
+    assert row.state == SweepState.QUEUED and "submit deferred: tracking.uri: nothing listens" in row.reason
+    assert [e["kind"] for e in store.events("a")][-2:] == ["submitting", "submit-deferred"]
+    now[0] += DEFER_S - 1
+    agent.tick()
+    assert cluster.calls["submit"] == 1, "a deferred submit waits DEFER_S before its next try"
+    now[0] += 2
+    agent.tick()  # the second try is deferred too
+    assert cluster.calls["submit"] == 2 and store.get("a").state == SweepState.QUEUED
+    now[0] += DEFER_S + 1
+    report = agent.tick()
+    assert report.submitted == ["a"] and cluster.names() == ["orch.a"]
+    row = store.get("a")
+    assert row.state == SweepState.SUBMITTED and row.reason == "" and row.submit_count == 3
 
 
 def test_budgets_priorities_and_reasons(store: QueueStore) -> None:

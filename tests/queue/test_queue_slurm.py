@@ -267,3 +267,54 @@ def test_agent_start_is_idempotent_through_the_login_node(slurm_cluster: Any, tm
         stopped = orch(slurm_cluster, "agent", "stop", "--cluster", str(profile))
     assert stopped.returncode == 0 and f"agent pid {pid} stopped" in stopped.stdout, stopped.stdout + stopped.stderr
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_submit_while_the_tracking_server_is_down_waits_for_it(slurm_cluster: Any, tmp_path: Path) -> None:
+    """The agent claims a sweep while the team's tracking server restarts: the sweep goes back to the queue
+    with the reason (not FAILED, as it did in a CI soak), and is submitted once the server answers again."""
+    from tests.harness.s3 import free_port
+
+    host = slurm_cluster.nodes[0]["host_address"]  # the compute nodes reach it through their default route
+    port = free_port(host)
+    uri, state = f"http://{host}:{port}", tmp_path / "tracking"
+    server = ["tracking", "up", "--host", host, "--port", str(port), "--state-dir", str(state)]
+    profile = make_profile(tmp_path, "queue-tracking-down")
+    data = yaml.safe_load(profile.read_text())
+    profile.write_text(yaml.safe_dump({**data, "tracking": {"uri": uri}}))
+    agent = AgentProcess(slurm_cluster, resolved_profile_json(slurm_cluster, profile), tmp_path / "agent.log")
+    store = QueueStore(f"sqlite:///{tmp_path}/queue.db")
+    try:
+        assert (up := orch(slurm_cluster, *server)).returncode == 0, up.stdout + up.stderr
+        queued = orch(slurm_cluster, "submit", str(SWEEPS["avae"]), "--cluster", str(profile), "--yes")
+        assert queued.returncode == 0, queued.stdout + queued.stderr
+        sweep_id = queued.stdout.split("queued sweep ", 1)[1].split()[0]
+        assert orch(slurm_cluster, "tracking", "down", "--state-dir", str(state)).returncode == 0
+        agent.start()
+        deadline = time.monotonic() + 120
+        while not store.events(sweep_id, ["submit-deferred"]):
+            assert agent.alive() and time.monotonic() < deadline, (tmp_path / "agent.log").read_text()[-3000:]
+            time.sleep(1)
+        row = store.get(sweep_id)
+        assert row.state == SweepState.QUEUED and "submit deferred: tracking.uri" in row.reason, row
+        assert "connection refused" in row.reason and not row.job_ids
+        assert (up := orch(slurm_cluster, *server)).returncode == 0, up.stdout + up.stderr
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while store.get(sweep_id).state not in TERMINAL:
+            assert agent.alive() and time.monotonic() < deadline, (tmp_path / "agent.log").read_text()[-3000:]
+            time.sleep(2)
+        row = store.get(sweep_id)
+        kinds = [e["kind"] for e in store.events(sweep_id)]
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()], f"tags.`orch.sweep_id` = '{sweep_id}'")
+    finally:
+        agent.kill()
+        store.close()
+        orch(slurm_cluster, "tracking", "down", "--state-dir", str(state))
+    assert row.state == SweepState.SUCCEEDED, (row.state, row.reason)
+    assert kinds.index("submit-deferred") < kinds.index("submitted") and "submit-failed" not in kinds, kinds
+    assert len(sacct_jobs(slurm_cluster, [f"orch.{sweep_id}"])[f"orch.{sweep_id}"]) == 1
+    # One parent run and its trial run, both finished: the deferred submit left no half-made parent behind.
+    assert sorted(r.data.tags.get("orch.kind", "") for r in runs) == ["sweep", "trial"], [r.data.tags for r in runs]
+    assert {r.info.status for r in runs} == {"FINISHED"}

@@ -34,12 +34,18 @@ from orchestrator.login.queue.store import QueueStore
 
 HOLD_RELEASED = "slurm_hold_released"  # the event of a sweep whose job SLURM held after a failed launch
 MAX_SUBMITS_PER_TICK = 20
+DEFER_S = 30.0  # a deferred submit waits this long (or at least a tick) before its next try
 T = TypeVar("T")
 # Tests: SIGKILL at a named point: claimed, submitted (and "sbatch", inside the submit: submitit_backend)
 
 
 class SubmitRefused(Exception):
     """SLURM (or the sweep itself) refused the submit: the sweep fails with this reason."""
+
+
+class SubmitDeferred(Exception):
+    """The submit could not happen now for a reason that passes (the tracking server did not answer): the
+    sweep goes back to the queue with this reason, and is tried again once `DEFER_S` have passed."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class Agent:
     holder: str
     clock: Callable[[], float] = time.time
     lease_s: float = 0.0  # default: 6 ticks
+    _deferred_until: dict[str, float] = field(default_factory=dict, repr=False)  # sweep id -> next submit try
 
     def _crash_point(self, name: str) -> None:
         if os.environ.get(CRASH_ENV) == name:
@@ -268,6 +275,7 @@ class Agent:
         if not queued:
             return
         waiting_for = self._waiting_for(self.store.after_links({q[0] for q in queued}))
+        self._deferred_until = {sid: when for sid, when in self._deferred_until.items() if when > now}
         budgets = {
             name: policy.ProjectBudget(b.weight, b.max_concurrent_gpus, b.gpu_hours_per_week)
             for name, b in self.settings.projects.items()
@@ -277,7 +285,7 @@ class Agent:
             [
                 policy.QueuedSweep(sid, project, prio, gpus, at)
                 for sid, project, prio, gpus, at, _ in queued
-                if sid not in waiting_for
+                if sid not in waiting_for and sid not in self._deferred_until
             ],
             policy.Usage(usage.running_gpus, usage.gpu_hours_this_week),
             budgets,
@@ -318,6 +326,11 @@ class Agent:
         except SubmitRefused as exc:
             self.store.fail_submit(row.sweep_id, str(exc), self.clock())
             return
+        except SubmitDeferred as exc:
+            now = self.clock()
+            self.store.defer_submit(row.sweep_id, f"submit deferred: {exc}", now)
+            self._deferred_until[row.sweep_id] = now + max(DEFER_S, self.settings.tick_s)
+            return
         self._crash_point("submitted")
         self.store.record_submitted(
             row.sweep_id, job_ids, self.clock(), "resubmitted: SLURM had no job of it" if resubmit else ""
@@ -346,4 +359,4 @@ def _job_ids(ids: Iterable[str]) -> list[str]:
     return sorted({i.partition("_")[0] for i in ids}, key=lambda j: (len(j), j))
 
 
-__all__ = ["Agent", "ClusterPort", "SubmitRefused", "TickReport", "TrialCounts"]
+__all__ = ["Agent", "ClusterPort", "SubmitDeferred", "SubmitRefused", "TickReport", "TrialCounts"]

@@ -14,7 +14,7 @@ from cluster.adaptors.slurm import JobRecord, QueueJob, SlurmClient, SlurmError
 from cluster.slurm.job_spec import SWEEP_JOB_PREFIX
 from orchestrator.kernel.states import TrialState, TrialStatus
 from orchestrator.kernel.sweep_folder import Bundle
-from orchestrator.login.queue.agent import SubmitRefused, TrialCounts
+from orchestrator.login.queue.agent import SubmitDeferred, SubmitRefused, TrialCounts
 from orchestrator.login.queue.rows import SweepRow, TrialRow
 
 
@@ -33,11 +33,13 @@ class SlurmPort:
         return self.client.jobs_named(names)
 
     def submit(self, bundle: str) -> list[str]:
-        from orchestrator.kernel.errors import RemoteError
+        from orchestrator.kernel.errors import RemoteError, TrackingUnavailable
         from orchestrator.login.sweeps import submit
 
         try:
             return list(submit(Path(bundle)).job_ids)
+        except TrackingUnavailable as exc:
+            raise SubmitDeferred(f"{exc.key}: {exc.problem}") from None
         except RemoteError as exc:
             raise SubmitRefused(f"{exc.key}: {exc.problem}; fix: {exc.fix}") from None
         except SlurmError as exc:

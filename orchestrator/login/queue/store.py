@@ -424,6 +424,19 @@ class QueueStore:
             )
             self._event(conn, now, sweep_id, "submit-failed", reason[:2000])
 
+    def defer_submit(self, sweep_id: str, reason: str, now: float | None = None) -> None:
+        """SUBMITTING -> QUEUED: a submit that could not happen now (nothing reached SLURM) is tried again later."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            done = conn.execute(
+                sweeps_table.update()
+                .where(sweeps_table.c.sweep_id == sweep_id)
+                .where(sweeps_table.c.state == SweepState.SUBMITTING.value)
+                .values(state=SweepState.QUEUED.value, reason=reason[:2000], updated_at=now)
+            )
+            if done.rowcount == 1:
+                self._event(conn, now, sweep_id, "submit-deferred", reason[:2000])
+
     def apply(self, updates: Iterable[SweepUpdate], now: float | None = None) -> None:
         """Everything one tick learned, in ONE transaction, with as few statements as it takes:
         one read of the sweeps, one batched job update, one GPU-seconds update, and a write per
