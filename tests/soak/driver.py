@@ -185,6 +185,21 @@ class Soak:
         finally:
             store.close()
 
+    def reasons(self, sweep_ids: list[str]) -> dict[str, str]:
+        """The queue's reason and last event of each sweep: what a failed sweep's report line says."""
+        from orchestrator.login.queue.store import QueueStore
+
+        store = QueueStore(f"sqlite:///{self.folder}/queue.db")
+        try:
+            found = {}
+            for sweep_id in sweep_ids:
+                events = store.events(sweep_id)
+                last = f"{events[-1]['kind']} {events[-1]['detail'] or ''}".strip() if events else ""
+                found[sweep_id] = "; ".join(part for part in (store.get(sweep_id).reason, f"last event: {last}") if part)
+            return found
+        finally:
+            store.close()
+
     def running_jobs(self) -> list[tuple[str, str]]:
         """(job id, node) of the soak's sweep jobs RUNNING now."""
         out = self.cluster.run(["squeue", "-h", "-t", "RUNNING", "-o", "%A|%j|%N"], check=False).stdout
@@ -299,9 +314,10 @@ class Soak:
         report.duplicate_submissions = {name: n - 1 for name, n in per_name.items() if n > 1}
         client = MlflowClient(self.tracking_uri)
         experiments = [e.experiment_id for e in client.search_experiments()]
+        reasons = self.reasons([sid for sid, state in report.sweeps.items() if state != "succeeded"])
         for sweep_id, state in report.sweeps.items():
             if state != "succeeded":
-                report.lost_runs.append(f"sweep {sweep_id} ended {state}")
+                report.lost_runs.append(f"sweep {sweep_id} ended {state}: {reasons.get(sweep_id) or 'no reason recorded'}")
             runs = client.search_runs(experiments, f"tags.`orch.sweep_id` = '{sweep_id}'")
             parents = [r for r in runs if r.data.tags.get("orch.kind") == "sweep"]
             trials = [r for r in runs if r.data.tags.get("orch.kind") == "trial"]
