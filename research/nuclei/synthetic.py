@@ -27,7 +27,7 @@ __all__ = ["CLASS_NAMES", "MIN_SPACING_PX", "Patch", "generate_patch", "generate
 CLASS_NAMES = ("L", "BE", "ME")  # label 0, 1, 2; the tile classifier's background is label 3
 MIN_SPACING_PX = 8.0
 _STROMA = np.array([0.93, 0.70, 0.82], dtype=np.float32)
-_NEST_STROMA = np.array([0.88, 0.66, 0.80], dtype=np.float32)
+_NEST_STROMA = np.array([0.82, 0.58, 0.80], dtype=np.float32)
 _HAEMATOXYLIN = np.array([0.30, 0.16, 0.50], dtype=np.float32)
 
 
