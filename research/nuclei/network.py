@@ -35,6 +35,7 @@ class InceptionLite(nn.Module):
 
     def __init__(self, cin: int, branch: int) -> None:
         super().__init__()
+        self.branch = branch
         self.b1 = _conv_bn(cin, branch, 1)
         self.b3 = _conv_bn(cin, branch, 3)
         self.b5 = _conv_bn(cin, branch, 5)
@@ -43,7 +44,7 @@ class InceptionLite(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        return 4 * self.b1[0].out_channels
+        return 4 * self.branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([_crop(self.b1(x), 2), _crop(self.b3(x), 1), self.b5(x), _crop(self.bp(self.pool(x)), 1)], dim=1)
@@ -64,6 +65,8 @@ class TileNet(nn.Module):
         if tile_size < MIN_TILE:
             raise ValueError(f"tile_size {tile_size} is below {MIN_TILE} (the network's valid convolutions take {SHRINK} px)")
         self.tile_size = tile_size
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.stem = nn.Sequential(_conv_bn(3, width, 3), _conv_bn(width, width, 3))
