@@ -394,10 +394,14 @@ def status_of(cluster: Any, sweep_id: str, profile: Path) -> dict[str, Any]:
     return status(cluster, sweep_id, profile)
 
 
-def _is_trial_actor(proc: Path) -> bool:
+def _is_trial_actor(proc: Path, job_id: str) -> bool:
+    """A Ray trial actor (`ray::ResourceTrainable.train`) of THIS test's SLURM job: its workers inherit the job's
+    environment. Never another Ray on the machine (a researcher's `orch run` beside the suite)."""
     try:
         title = (proc / "cmdline").read_bytes().split(b"\0")[0]
-        return title.startswith(b"ray::") and b"Trainable" in title  # ray::ResourceTrainable.train
+        if not (title.startswith(b"ray::") and b"Trainable" in title):
+            return False
+        return f"SLURM_JOB_ID={job_id}".encode() in (proc / "environ").read_bytes().split(b"\0")
     except OSError:
         return False
 
@@ -421,10 +425,10 @@ def test_killed_trial_is_retried_then_the_cancelled_sweep_resumes_in_the_same_ru
     sweep_id, job_id = submit(slurm_cluster)
     running_past(slurm_cluster, sweep_id, 3)
     deadline = time.monotonic() + 30
-    while not (victims := [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_trial_actor(p)]):
+    while not (victims := [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_trial_actor(p, job_id)]):
         assert time.monotonic() < deadline, "no trial actor process found"
         time.sleep(0.2)
-    os.kill(victims[0], signal.SIGKILL)  # by PID: one trial's Ray actor
+    os.kill(victims[0], signal.SIGKILL)  # by PID: one trial's Ray actor, of this job
     # Tune's retry ran in this job's first attempt: a trial run's attempt tag counts the failure (Tune retries +
     # SLURM requeues), and both trials train past where they were.
     deadline = time.monotonic() + 180
