@@ -137,6 +137,25 @@ def test_a_trial_failing_mid_run_exits_1_with_its_error_on_its_run(tmp_path: Pat
     assert parent.info.status == "FAILED"
 
 
+@pytest.mark.integration
+def test_a_sweep_metric_missing_from_a_result_is_one_line_and_the_runs_are_closed(tmp_path: Path) -> None:
+    """The sweep's metric is one the trainable reports only now and then (an evaluation every few epochs): Ray
+    Tune stops the experiment at the first result without it. One line naming the sweep file and the metric, not
+    Ray's traceback, and no run left RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    lab = make_lab(tmp_path / "lab-repo")
+    path = lab / "conf" / "projects" / "quad-cls.yaml"
+    write(path, {**yaml.safe_load(path.read_text()), "metrics": ["loss", "started_at_epoch", "val_loss"]})
+    sweep = lab / "conf" / "sweeps" / "lab-cls.yaml"
+    write(sweep, {**yaml.safe_load(sweep.read_text()), "metric": "val_loss"})
+    ran = run_orch(["run", "conf/sweeps/lab-cls.yaml"], cwd=lab, timeout=300)
+    assert_one_error_line(ran, "conf/sweeps/lab-cls.yaml", "metric:", "has no 'val_loss'", "report it at every step")
+    client = MlflowClient(f"sqlite:///{lab}/.orch/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("quad-cls").experiment_id])
+    assert runs and {r.info.status for r in runs} == {"KILLED"}, [(r.data.tags.get("orch.kind"), r.info.status) for r in runs]
+
+
 def test_a_sweep_outside_a_workspace_says_where_it_looked(tmp_path: Path) -> None:
     stray = tmp_path / "stray.yaml"
     stray.write_text("name: x\n")

@@ -1,7 +1,7 @@
-"""The lab's own research projects (research/: weight sharing and sparse top-k, class trainables; pruning, a plain
-train.py) on the real local SLURM cluster through `orch submit`, as a lab runs them from its own repository: each
-sweep's job is preempted while it trains and finishes in the same MLflow run, every epoch logged once, resumed
-from the project's own checkpoint (at most the steps since the last checkpoint redone)."""
+"""The lab's own research projects (research/: weight sharing, sparse top-k and nuclei grading, class trainables;
+pruning, a plain train.py) on the real local SLURM cluster through `orch submit`, as a lab runs them from its own
+repository: each sweep's job is preempted while it trains and finishes in the same MLflow run, every epoch logged
+once, resumed from the project's own checkpoint (at most the steps since the last checkpoint redone)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ SWEEPS: dict[str, dict[str, Any]] = {
         "mode": "max",
         "search_space": {"variant": "topk/0.1", "epochs": 20, "attack_subset": 40, "pgd_steps": 2, "device": "cpu"},
         "steps_metric": "test_accuracy",
+        "epochs": 20,
+    },
+    "nuclei": {
+        "metric": "tile_accuracy",
+        "mode": "max",
+        "search_space": {"tile_size": 14, "n_patches": 120, "epochs": 20, "device": "cpu"},
+        "steps_metric": "tile_accuracy",
         "epochs": 20,
     },
     "pruning": {

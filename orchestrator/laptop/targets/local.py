@@ -26,7 +26,7 @@ from orchestrator.kernel.config.loading import ResolvedSweep, sweep_files_hash
 from orchestrator.kernel.config.models import LocalProfile
 from orchestrator.kernel.config.resources import MachineResources
 from orchestrator.kernel.config.search_space import flatten
-from orchestrator.kernel.errors import SweepInterruptedError, UsageError
+from orchestrator.kernel.errors import ConfigError, SweepInterruptedError, UsageError
 from orchestrator.kernel.files import write_atomic
 from orchestrator.kernel.states import RunStatus
 from orchestrator.kernel.sweep_id import new_sweep_id
@@ -250,6 +250,8 @@ def _fit(
             client.end_run(record.parent_run_id, RunStatus.KILLED)
             if isinstance(exc, KeyboardInterrupt):
                 raise SweepInterruptedError(interrupted_line(record.sweep_id)) from None
+            if STRICT_METRIC_SIGN in str(exc):
+                raise metric_missing_error(resolved.file, sweep.metric, record.sweep_id) from None
             raise
     tracker.close()
     rows = _result_rows(grid, sweep.metric, sweep.mode, tracker)
@@ -270,6 +272,21 @@ def _fit(
         )
     client.end_run(record.parent_run_id, RunStatus.FAILED if outcome.failed else RunStatus.FINISHED)
     return outcome
+
+
+STRICT_METRIC_SIGN = "did not include the specified metric"  # Ray Tune's check of every result
+
+
+def metric_missing_error(sweep_file: Path | str, metric: str, sweep_id: str) -> ConfigError:
+    """Ray Tune stops a sweep whose trainable returns a result without the sweep's metric (e.g. a metric computed
+    only every few epochs): one line instead of Ray's traceback."""
+    return ConfigError(
+        sweep_file,
+        "metric",
+        f"a trial's result has no '{metric}' (Ray Tune needs the sweep's metric in every result); "
+        f"sweep {sweep_id} stopped, its runs are KILLED",
+        "report it at every step (e.g. the last value again), or choose a metric the trainable reports every step",
+    )
 
 
 def _result_rows(grid: Any, metric: str, mode: str, tracker: Any) -> list[dict[str, Any]]:
