@@ -77,10 +77,12 @@ def test_agent_job_runs_the_queue_and_requeues_itself(slurm_cluster: Any, tmp_pa
         finally:
             store.close()
         assert holder and '"skipped": null' in holder, holder  # the job agent held the lease and ticked
-        nodes = slurm_cluster.run(
+        lines = slurm_cluster.run(
             ["sacct", "--noheader", "--allocations", "--duplicates", "--jobs", job_id, "--format=NodeList", "--parsable2"]
-        ).stdout.split()
-        assert nodes and set(nodes) <= set(slurm_cluster.node_names), nodes  # it ran on compute nodes, not the login node
+        ).stdout.splitlines()
+        # One record per attempt; the attempt requeued and waiting right now has no node yet ("None assigned").
+        nodes = [line.strip() for line in lines if line.strip() and line.strip() != "None assigned"]
+        assert nodes and set(nodes) <= set(slurm_cluster.node_names), lines  # it ran on compute nodes, not the login node
         log = (Path(slurm_cluster.dir) / "remote" / "agent" / "queue-job.log").read_text()
         assert "requeues itself" in log and "restart 1" in log, log[-2000:]
         stopped = orch(slurm_cluster, "agent", "stop", "--cluster", str(profile))
