@@ -79,7 +79,7 @@ def test_agent_job_runs_the_queue_and_requeues_itself(slurm_cluster: Any, tmp_pa
         # One record per attempt; the attempt requeued and waiting right now has no node yet ("None assigned").
         nodes = [line.strip() for line in lines if line.strip() and line.strip() != "None assigned"]
         assert nodes and set(nodes) <= set(slurm_cluster.node_names), lines  # it ran on compute nodes, not the login node
-        log = (Path(slurm_cluster.dir) / "remote" / "agent" / "queue-job.log").read_text()
+        log = agent_log.read_text()
         assert "requeues itself" in log and "restart 1" in log, log[-2000:]
         stopped = orch(slurm_cluster, "agent", "stop", "--cluster", str(profile))
         assert stopped.returncode == 0 and f"agent job(s) {job_id} cancelled" in stopped.stdout, stopped.stdout + stopped.stderr
