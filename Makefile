@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh Debian 12 machine:
-#   make run    install, then run the quickstart sweep on this machine
-#   make test   install what the tests need, then run the whole suite
+#   make run        install, then run the quickstart sweep on this machine
+#   make test       install what the tests need (the local SLURM cluster's packages too), lint, then run the whole suite
+#   make test-fast  the development loop: every test that needs no SLURM cluster (docs/testing.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,13 +10,20 @@ PIP := $(BIN)/pip install --quiet --constraint constraints.txt
 SWEEP ?= conf/sweeps/quickstart.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test lint install install-test system-deps clean
+.PHONY: run test test-fast test-deps lint install install-test system-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/orch run $(SWEEP)
 
-test: lint slurm-deps browser-deps postgres-deps
+# Everything the whole suite needs installed (.ci/run times it apart from the tests).
+test-deps: $(VENV)/.installed-test slurm-deps browser-deps postgres-deps
+
+test: test-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tiers (docs/testing.md): tests/conftest.py marks `slurm` every test that uses the SLURM cluster fixture.
+test-fast: $(VENV)/.installed-test browser-deps postgres-deps
+	$(BIN)/python -m pytest -m 'not slurm and not image' $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy on orchestrator/, cluster/ and trainables/ (settings in pyproject.toml),
 # hadolint on the Dockerfile (its ignored rules are justified inline); the import contracts run in the suite

@@ -70,6 +70,14 @@ def assert_one_error_line(result: CliResult, *words: str, code: int = 2) -> str:
     return lines[0]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the session's SLURM cluster, directly or through another fixture, is marked `slurm`:
+    `make test-fast` leaves them out (-m 'not slurm'), `make test` runs them (docs/testing.md)."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A run that collected nothing, or passed nothing (all skipped), is a failure."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

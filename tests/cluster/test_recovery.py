@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.test_slurm_sweeps import finished, mlflow_runs, orch_env, profile_variant, sweep_folder, wait_for
 from tests.conftest import REPO, run_orch
@@ -22,8 +23,7 @@ from tests.harness.s3 import BUCKET, S3Server, free_port
 pytestmark = pytest.mark.integration
 
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
-TIMELIMIT = REPO / "conf" / "sweeps" / "avae-slurm-timelimit.yaml"  # 30 epochs: more than one 2-minute job's work
-TIMELIMIT_EPOCHS = 30
+TIMELIMIT_EPOCHS, TIMELIMIT_STEP_S, TIMELIMIT_LEAD_S = 40, 2.5, 30  # 100 s of sleep: more than a 2-minute job allows
 FAULTS = REPO / "conf" / "sweeps" / "avae-slurm-faults.yaml"
 FAULTS_EPOCHS = 36
 EPOCHS = 20  # three interruptions leave ~8 epochs of margin (14 left ~3: one slow preemption from finishing early)
@@ -407,15 +407,59 @@ def _is_trial_actor(proc: Path, job_id: str) -> bool:
 
 
 def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path) -> None:
-    profile = profile_variant(tmp_path, "slurm-local-short", slurm={"time_limit_min": 2, "signal_lead_s": 60, "max_requeues": 6})
-    sweep_id, job_id = submit(slurm_cluster, profile, TIMELIMIT)
-    state = wait_for(slurm_cluster, sweep_id, finished, 900)
-    assert state["jobs"][0]["state"] == "COMPLETED", state
+    """A sweep that cannot fit in one job by construction, whatever the machine's speed: two trials of a lab's class
+    trainable whose 40 epochs each sleep 2.5 s (at least 100 s of training), under a 2-minute limit whose USR2 comes
+    30 s before the end or earlier (SLURM sends a `--signal` early, never late), so at most 90 s into the job. The job
+    checkpoints on the signal, requeues itself, and the trials finish in their own runs with every step once."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.harness.lab_workspace import make_lab
+
+    profile = yaml.safe_load(Path(REPO / "conf" / "clusters" / "slurm-local.yaml").read_text())
+    profile["slurm"].update(time_limit_min=2, min_time_limit_min=2, signal_lead_s=TIMELIMIT_LEAD_S, max_requeues=8)
+    lab = make_lab(
+        tmp_path / "lab-repo", epochs=TIMELIMIT_EPOCHS, step_s=TIMELIMIT_STEP_S, lrs=(0.2, 0.3), profiles={"short": profile}
+    )
+    assert TIMELIMIT_EPOCHS * TIMELIMIT_STEP_S > 2 * 60 - TIMELIMIT_LEAD_S  # the construction: more work than one job allows
+    done = run_orch(
+        ["submit", "conf/sweeps/lab-cls.yaml", "--cluster", "short"], cwd=lab, env=orch_env(slurm_cluster), timeout=180
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    sweep_id = done.stdout.split("submitted sweep ", 1)[1].split()[0]
+    job_id = done.stdout.split("SLURM job(s) ", 1)[1].split(";")[0]
+    deadline = time.monotonic() + 900  # bound on the wait, not a verdict: the job ends COMPLETED after its requeues
+    while not finished(state := _lab_status(slurm_cluster, lab, sweep_id)):
+        assert time.monotonic() < deadline, f"sweep {sweep_id} did not end: {json.dumps(state)[:2000]}"
+        slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip the requeue delay
+        time.sleep(3)
+    assert [job["state"] for job in state["jobs"]] == ["COMPLETED"], state
     attempts = json.loads((sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())
-    assert len(attempts) >= 2, f"the sweep fitted in one 2-minute job: give it more epochs ({attempts})"
+    assert len(attempts) >= 2, attempts
     log = "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.*"))
     assert "restart 1" in log and "previous attempt: USR2 (time limit)" in log, log[-2000:]
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=len(attempts) - 1, epochs=TIMELIMIT_EPOCHS)
+
+    client = MlflowClient(f"sqlite:///{slurm_cluster.dir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("quad-cls").experiment_id], f"tags.`orch.sweep_id` = '{sweep_id}'")
+    parents = [r for r in runs if r.data.tags["orch.kind"] == "sweep"]
+    trials = [r for r in runs if r.data.tags["orch.kind"] == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED", parents
+    assert parents[0].data.metrics.get("orch_attempts", 0) >= 2, parents[0].data.metrics
+    assert len(trials) == 2, "one run per trial, never a new one after a requeue"
+    for run in trials:
+        assert run.info.status == "FINISHED" and run.data.tags.get("orch.resumed") == "true", run.data.tags
+        assert int(run.data.tags["orch.attempt"]) >= 1, run.data.tags
+        steps = [int(m.step) for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert sorted(steps) == list(range(1, TIMELIMIT_EPOCHS + 1)), ("every step once", steps)
+        logs = [a.path for a in client.list_artifacts(run.info.run_id, "logs")]
+        assert any(path.endswith("_log.out") for path in logs) and "logs/attempts.json" in logs, logs  # every attempt's log
+        redone = [m.value for m in client.get_metric_history(run.info.run_id, "orch_redone_steps")]
+        assert sum(redone) <= 2 * (len(attempts) - 1), ("checkpointed on the signal, or every epoch", redone)
+
+
+def _lab_status(cluster: Any, lab: Path, sweep_id: str) -> dict[str, Any]:
+    done = run_orch(["status", sweep_id, "--cluster", "short", "--json"], cwd=lab, env=orch_env(cluster))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)[0]
 
 
 def test_killed_trial_is_retried_then_the_cancelled_sweep_resumes_in_the_same_runs(slurm_cluster: Any) -> None:
