@@ -35,12 +35,36 @@ def suspend(root: Path, hostlist: str, log=print) -> None:
         _save(lay, state)
 
 
+# A test that must see a node booting holds its boot (`hold_boot`) until it has looked, at most this long: below
+# slurm.conf's ResumeTimeout (120 s) less the boot delay, so SLURM never gives the node up.
+BOOT_HOLD_MAX_S = 90.0
+
+
+def _boot_hold(lay: Layout, node_name: str) -> Path:
+    return lay.run / f"hold-boot-{node_name}"
+
+
+def hold_boot(root: Path, node_name: str) -> None:
+    """The node's next boot (resume) waits after its delay until `release_boot`, at most BOOT_HOLD_MAX_S: a test sees
+    the jobs waiting for it CONFIGURING for as long as it needs, however slow the machine."""
+    _boot_hold(Layout(root.resolve()), node_name).write_text("")
+
+
+def release_boot(root: Path, node_name: str) -> None:
+    _boot_hold(Layout(root.resolve()), node_name).unlink(missing_ok=True)
+
+
 def resume(root: Path, hostlist: str, delay_s: float = RESUME_DELAY_S, log=print) -> None:
     lay = Layout(root.resolve())
     env = daemons.base_env(lay)
     nodes = _nodes(hostlist, env)
     log(f"{time.strftime('%H:%M:%S')} resume {','.join(n.name for n in nodes)}: booting for {delay_s:g} s")
     time.sleep(delay_s)
+    held_until = time.monotonic() + BOOT_HOLD_MAX_S  # bound on the hold: SLURM's ResumeTimeout must not pass
+    if any(_boot_hold(lay, node.name).exists() for node in nodes):
+        log(f"{time.strftime('%H:%M:%S')} resume: boot held by a test")
+        while any(_boot_hold(lay, node.name).exists() for node in nodes) and time.monotonic() < held_until:
+            time.sleep(0.2)
     for node in nodes:
         daemon = start_slurmd(lay.root, node.name, booted=True)
         if daemon is None:

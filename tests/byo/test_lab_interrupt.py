@@ -32,12 +32,18 @@ def _interrupt_after(lab: Path, epochs_seen: int, log: Path) -> subprocess.Compl
             text=True,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and orch.poll() is None:
-            if log.read_text().count(f"epoch {epochs_seen} ") >= 2:
-                break
-            time.sleep(0.5)
-        assert orch.poll() is None, log.read_text()
+        try:
+            deadline = time.monotonic() + 240  # bound on the wait, not a verdict
+            while log.read_text().count(f"epoch {epochs_seen} ") < 2:
+                assert orch.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"both trials did not report epoch {epochs_seen} in 240 s: {log.read_text()}"
+                time.sleep(0.5)
+            assert orch.poll() is None, log.read_text()
+        except BaseException:
+            if orch.poll() is None:  # the run this test started, by its process group
+                os.killpg(orch.pid, signal.SIGKILL)
+                orch.wait(timeout=60)
+            raise
         os.killpg(orch.pid, signal.SIGINT)
         rc = orch.wait(timeout=120)
     return subprocess.CompletedProcess(orch.args, rc, log.read_text(), "")

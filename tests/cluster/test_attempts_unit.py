@@ -54,14 +54,19 @@ def test_gate_hands_the_signal_over_once_trials_checkpointed(tmp_path: Path) -> 
     try:
         preemption.install(tmp_path / "now.json", experiment, deadline_s=30, on_handover=lambda reason: handed.append(reason))
         preemption.on_signal(signal.SIGUSR2, None)
-        assert runtime.checkpoint_requested_at(str(tmp_path / "now.json")) is not None and preemption.pending()
+        asked_at = runtime.checkpoint_requested_at(str(tmp_path / "now.json"))
+        assert asked_at is not None and preemption.pending()
         trial = SimpleNamespace(trial_id="t0", status="RUNNING", storage=SimpleNamespace(trial_fs_path=str(trial_dir)))
         gate = preemption.SignalGate()
         gate.on_step_begin(1, [trial])
         assert handed == []  # no checkpoint newer than the signal yet
-        time.sleep(0.01)
-        (trial_dir / "checkpoint_000001" / "state.pt.sha256").write_text("x")
-        (experiment / "experiment_state-1.json").write_text("{}")
+        # Written after the signal: stamped so, whatever the file system's clock granularity (no sleep to make it so).
+        for written, text in (
+            (trial_dir / "checkpoint_000001" / "state.pt.sha256", "x"),
+            (experiment / "experiment_state-1.json", "{}"),
+        ):
+            written.write_text(text)
+            os.utime(written, (asked_at + 1, asked_at + 1))
         gate.on_step_begin(2, [trial])
         assert handed[0].startswith("USR2 (signal); trials checkpointed") and handed[1] == signal.SIGUSR2
         assert not preemption.pending()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cluster.testcluster.faults import clear_launch_failures, fail_next_launch
-from cluster.testcluster.power import power_down
+from cluster.testcluster.power import hold_boot, power_down, release_boot
 from orchestrator.kernel.states import SweepState
 from orchestrator.login.queue.agent import HOLD_RELEASED
 from orchestrator.login.queue.store import QueueStore
@@ -59,8 +59,11 @@ def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster:
         while not set(names) <= set(job_states(slurm_cluster, power["partition"])):
             assert time.monotonic() < deadline, (tmp_path / "agent.log").read_text()[-3000:]
             time.sleep(0.5)
+        # The node's boot is held until both jobs were seen CONFIGURING and `during` was read (power.hold_boot, at
+        # most 90 s): the test sees the boot however slow the machine, instead of racing a fixed 8 s boot.
+        hold_boot(slurm_cluster.dir, power["node"])
         slurm_cluster.run(["scontrol", "update", f"PartitionName={power['partition']}", "State=UP"])
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 120  # bound on the wait, not a verdict
         while not all("RUNNING" in s for s in seen.values()):
             assert time.monotonic() < deadline, (seen, slurm_cluster.run(["sinfo", "-N"], check=False).stdout)
             for name, state in job_states(slurm_cluster, power["partition"]).items():
@@ -71,6 +74,7 @@ def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster:
                 during["status"] = status(slurm_cluster, direct_id, direct_profile)
                 during["queued"] = store.get(queued_id).state
                 during["parents"] = {sid: mlflow_runs(slurm_cluster, sid)[0].info.status for sid in (direct_id, queued_id)}
+                release_boot(slurm_cluster.dir, power["node"])
             time.sleep(0.5)
         assert seen["direct"] >= {"CONFIGURING", "RUNNING"} and seen["queued"] >= {"CONFIGURING", "RUNNING"}, seen
         # sacct (what orch status reads) may already say RUNNING for a job squeue still shows CONFIGURING.
@@ -87,6 +91,7 @@ def test_sweeps_direct_and_queued_live_through_a_node_powering_up(slurm_cluster:
         row = store.get(queued_id)
         events = [e["kind"] for e in store.events(sweep_id=queued_id)]
     finally:
+        release_boot(slurm_cluster.dir, power["node"])
         agent.kill()
         store.close()
         slurm_cluster.run(["scontrol", "update", f"PartitionName={power['partition']}", "State=UP"], check=False)
@@ -175,22 +180,44 @@ def test_a_step_slurmd_could_not_launch_requeues_its_job_instead_of_failing_it(s
     (`srun`: "Job credential expired") before the job's Python runs, and the job ended FAILED. Here the step
     launches while the node's slurmd is down. The batch script now requeues such a job
     (cluster/slurm/job_spec.step_guard_lines), which then completes."""
+    import shlex
+
     from cluster.testcluster.faults import kill_slurmd, start_slurmd
     from tests.cluster.test_slurm_sweeps import submit, sweep_folder
 
-    slow = profile_variant(tmp_path, "slurm-slow-setup", remote={"setup": ["sleep 3"]})  # a slow `module load`
+    # A slow `module load` that the test ends: the batch script says it runs, then waits until the test has killed its
+    # node's slurmd (at most 300 s, a bound, not a verdict), so its step launches while slurmd is down, however slow.
+    started, gate = tmp_path / "batch-script-started", tmp_path / "launch-now"
+    setup = (
+        f"touch {shlex.quote(str(started))}; n=0; "
+        f"while [ ! -e {shlex.quote(str(gate))} ] && [ $n -lt 1500 ]; do sleep 0.2; n=$((n + 1)); done"
+    )
+    slow = profile_variant(tmp_path, "slurm-slow-setup", remote={"setup": [setup]})
     sweep_id = submit(slurm_cluster, TINY, slow)
-    deadline = time.monotonic() + 120
-    while True:  # the batch script has started (its setup sleeps): its step is not launched yet
+
+    def err_log() -> str:
+        return "".join(p.read_text() for p in (sweep_folder(slurm_cluster, sweep_id) / "submitit").glob("*/*_log.err"))
+
+    node = None
+    try:
+        deadline = time.monotonic() + 120  # bound on the wait, not a verdict
+        while not started.exists():  # the batch script runs its setup: its step is not launched yet
+            assert time.monotonic() < deadline, "the job's batch script never started"
+            time.sleep(0.2)
         out = slurm_cluster.run(["squeue", "-h", "-n", f"orch.{sweep_id}", "-o", "%i %T %N"], check=False).stdout.split()
-        if len(out) == 3 and out[1] == "RUNNING":
-            job_id, node = out[0], out[2]
-            break
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.2)
-    assert kill_slurmd(slurm_cluster.dir, node) is not None
-    time.sleep(8)  # the step launches while the node's slurmd is down
-    start_slurmd(slurm_cluster.dir, node)
+        assert len(out) == 3 and out[1] == "RUNNING", out
+        job_id = out[0]
+        assert kill_slurmd(slurm_cluster.dir, out[2]) is not None
+        node = out[2]
+        gate.touch()  # the step launches now, while the node's slurmd is down
+        deadline = time.monotonic() + 180  # bound on the wait, not a verdict
+        while "orch: the job step never started" not in err_log():  # srun failed; the batch script requeues the job
+            assert time.monotonic() < deadline, f"the step launched with slurmd down did not fail: {err_log()[-2000:]}"
+            time.sleep(0.5)
+    finally:
+        gate.touch()  # never leave a batch script waiting
+        if node is not None:
+            start_slurmd(slurm_cluster.dir, node)
     state = wait_for(
         slurm_cluster,
         sweep_id,

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from cluster.slurm.submitit_backend import make_executor
 from orchestrator.kernel.config.models import ContainerSettings, RemoteSettings, SlurmSettings
 from orchestrator.kernel.errors import RemoteError
 from orchestrator.kernel.sweep_folder import Bundle
+from tests.cluster.test_sbatch_script import assert_usr2_ignored_until_handled, usr2_program
 from tests.conftest import REPO, assert_one_error_line, run_orch
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -106,22 +105,12 @@ def test_usr2_is_ignored_inside_the_container_until_python_handles_it(tmp_path: 
     container = ContainerSettings(runtime="apptainer", image="/images/orch.sif", python=sys.executable)
     command = launch(_remote(container), "/unused/python", apptainer=str(bin_dir / "apptainer")).python
     handled = tmp_path / "handled"
-    program = (
-        "import signal, time\n"
-        "assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN, signal.getsignal(signal.SIGUSR2)\n"
-        "time.sleep(1.0)\n"
-        f"signal.signal(signal.SIGUSR2, lambda *_: open({str(handled)!r}, 'w').close())\n"
-        "print('handler', flush=True)\n"
-        "time.sleep(3.0)\n"
-    )
     env = {**os.environ, "RECORD": str(tmp_path / "image")}
-    process = subprocess.Popen([*shlex.split(command), "-c", program], stdout=subprocess.PIPE, text=True, env=env)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGUSR2)  # every shell has exec'd: this is Python, USR2 still ignored
-    assert process.stdout is not None and process.stdout.readline().strip() == "handler"
-    process.send_signal(signal.SIGUSR2)
-    assert process.wait(timeout=30) == 0
-    assert handled.exists() and (tmp_path / "image").read_text().strip() == "/images/orch.sif"
+    process = subprocess.Popen(
+        [*shlex.split(command), "-c", usr2_program(handled)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert_usr2_ignored_until_handled(process, handled)  # "ignoring" comes from Python: every shell before it has exec'd
+    assert (tmp_path / "image").read_text().strip() == "/images/orch.sif"
 
 
 HOSTILE = ["a'; touch {marker}; echo '", "$(touch {marker})", "`touch {marker}`"]

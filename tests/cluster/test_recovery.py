@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 RECOVERY = REPO / "conf" / "sweeps" / "avae-slurm-recovery.yaml"
 TIMELIMIT_EPOCHS, TIMELIMIT_STEP_S, TIMELIMIT_LEAD_S = 40, 2.5, 30  # 100 s of sleep: more than a 2-minute job allows
 FAULTS = REPO / "conf" / "sweeps" / "avae-slurm-faults.yaml"
-FAULTS_EPOCHS = 36
+FAULTS_EPOCHS = 24
 EPOCHS = 20  # three interruptions leave ~8 epochs of margin (14 left ~3: one slow preemption from finishing early)
 EVERY = 2  # checkpoint interval (epochs): at most this many steps re-done per interruption
 
@@ -139,17 +139,24 @@ def fallback_target(experiment: Path, epochs_left: int = 0) -> tuple[Path, str, 
     return None
 
 
-def quiet_for(folder: Path, seconds: float, timeout_s: float = 120) -> None:
-    """Wait until no file under `folder` has changed for `seconds`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            newest = max((path.stat().st_mtime for path in folder.rglob("*")), default=0.0)
-        except OSError:  # a file or folder removed meanwhile (Tune rotates checkpoints): still being written
-            newest = time.time()
-        if time.time() - newest >= seconds:
-            return
-        assert time.monotonic() < deadline, f"{folder} is still being written {timeout_s:g} s after its job stopped"
+def job_processes_gone(job_id: str, timeout_s: float = 120) -> None:
+    """Wait until no process of the SLURM job is left on the machine (Ray's daemonised workers outlive the job's SLURM
+    state here; each carries the job's SLURM_JOB_ID in its environment): then nothing writes to its experiment."""
+    marker = f"SLURM_JOB_ID={job_id}".encode()
+
+    def left() -> list[int]:
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+        return pids
+
+    deadline = time.monotonic() + timeout_s  # bound on the wait, not a verdict
+    while pids := left():
+        assert time.monotonic() < deadline, f"processes {pids} of job {job_id} still live {timeout_s:g} s after it stopped"
         time.sleep(1)
 
 
@@ -166,8 +173,17 @@ def assert_every_metric_once(client: Any, run_id: str, epochs: int) -> None:
 
 
 def assert_exactly_once(
-    cluster: Any, sweep_id: str, interruptions: int, epochs: int = EPOCHS, tracking_uri: str | None = None
+    cluster: Any,
+    sweep_id: str,
+    interruptions: int,
+    epochs: int = EPOCHS,
+    tracking_uri: str | None = None,
+    signalless: int = 0,
 ) -> None:
+    """One FINISHED run per trial, every metric step once, every attempt's log, and the steps re-done within the
+    promise of docs/recovery.md: one checkpoint interval per interruption, two for each of the `signalless` ones among
+    them (scontrol requeue, node failure, scancel: Tune restores the newest checkpoint its experiment state knows,
+    which may lag the newest on disk by an interval however fast the machine is)."""
     from mlflow.tracking import MlflowClient
 
     parent, children = mlflow_runs(cluster, sweep_id, tracking_uri)
@@ -180,7 +196,7 @@ def assert_exactly_once(
         logs = [a.path for a in client.list_artifacts(child.info.run_id, "logs")]
         assert any(path.endswith("_log.out") for path in logs) and "logs/attempts.json" in logs, logs  # every attempt's log
         redone = client.get_metric_history(child.info.run_id, "orch_redone_steps")
-        assert sum(m.value for m in redone) <= EVERY * interruptions, [m.value for m in redone]
+        assert sum(m.value for m in redone) <= EVERY * (interruptions + signalless), [m.value for m in redone]
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics.get("orch_attempts", 0) >= 2 and "gpu_hours_lost_to_preemption" in parent.data.metrics
 
@@ -206,7 +222,7 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
     slurm_cluster.run(["scontrol", "requeuehold", job_id])
     stopped = wait_for(slurm_cluster, sweep_id, lambda s: s["jobs"][0]["state"] not in ("RUNNING", "COMPLETING"), 120)
     assert stopped["jobs"][0]["state"] in ("PENDING", "REQUEUED", "REQUEUE_HOLD"), stopped
-    quiet_for(experiment, 5.0)
+    job_processes_gone(job_id)
     target = fallback_target(experiment)
     assert target is not None, "Tune's experiment state moved back"
     trial_dir, restoring, kept = target
@@ -222,7 +238,7 @@ def test_preemptions_requeue_and_corrupt_checkpoint_resume_into_the_same_runs(sl
         ["sacct", "--noheader", "--allocations", "--duplicates", "--parsable2", "-j", job_id, "--format=State"]
     ).stdout.split()
     assert len(attempts) >= 4, attempts  # three interruptions, then the attempt that finished
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=3 + int(corrupted))
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=3 + int(corrupted), signalless=1)  # the scontrol requeue
     # The fallback itself ran: the trial's run names the corrupt checkpoint and the older one it resumed from.
     from mlflow.tracking import MlflowClient
 
@@ -333,7 +349,7 @@ def test_node_failure_mid_trial_requeues_on_the_other_node_tracked_on_the_server
         slurm_cluster.run(["scontrol", "update", f"NodeName={node}", "State=RESUME"], check=False)
     state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
     assert state["jobs"][0]["state"] == "COMPLETED", state
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1, tracking_uri=team_tracking.uri)
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=1, tracking_uri=team_tracking.uri, signalless=1)
     # Checkpoints and every attempt's logs reached S3 through the server, under each trial's ONE run.
     _, children = mlflow_runs(slurm_cluster, sweep_id, team_tracking.uri)
     keys = team_tracking.s3.keys("recovery/", team_tracking.s3_environment)
@@ -348,27 +364,27 @@ def test_node_failure_mid_trial_requeues_on_the_other_node_tracked_on_the_server
 def test_tracking_server_down_then_s3_refusing_uploads_mid_sweep_loses_and_doubles_nothing(
     slurm_cluster: Any, team_tracking: TeamTracking, tmp_path: Path
 ) -> None:
-    """The team's tracking server stopped for 30 s while a SLURM sweep trains, then S3 refusing uploads for 30 s:
-    no trial fails, every metric the trials report is in their runs once per step, and the checkpoints and logs
-    the faults held back arrive on S3 afterwards."""
+    """The team's tracking server stopped while a SLURM sweep trains two more epochs (a checkpoint comes every two),
+    then S3 refusing uploads for two more: no trial fails, every metric the trials report is in their runs once per
+    step, and the checkpoints and logs the faults held back arrive on S3 afterwards. Each fault lasts until the event
+    it needs (epochs trained through it, read from the trials' own results on the shared filesystem), not a fixed
+    time: on a busy machine it lasts longer, never shorter than the work it must hold back."""
     profile = profile_variant(tmp_path, "slurm-local-faults", tracking={"uri": team_tracking.uri})
     sweep_id, job_id = submit(slurm_cluster, profile, FAULTS)
-    before = running_past(slurm_cluster, sweep_id, 2, profile=profile)
+    running_past(slurm_cluster, sweep_id, 2, profile=profile)
+    before = trained_epochs(slurm_cluster, sweep_id)
     team_tracking.stop_server()
     try:
-        time.sleep(30)
+        during_server = trained_past(slurm_cluster, sweep_id, min(before) + 2)
     finally:
         team_tracking.start_server()
-    during_server = status_of(slurm_cluster, sweep_id, profile)
     team_tracking.s3.stop()
     try:
-        time.sleep(30)
+        during_s3 = trained_past(slurm_cluster, sweep_id, min(during_server) + 2)
     finally:
         team_tracking.s3.start()
-    during_s3 = status_of(slurm_cluster, sweep_id, profile)
     # Both faults hit a training sweep: its trials went on through each (and checkpointed, every 2 epochs).
-    assert min(epochs(during_server)) >= min(epochs(before)) + 2, (before, during_server)
-    assert min(epochs(during_s3)) >= min(epochs(during_server)) + 2 and max(epochs(during_s3)) < FAULTS_EPOCHS, during_s3
+    assert max(during_s3) < FAULTS_EPOCHS, ("the sweep was still training when the faults ended", before, during_s3)
     state = wait_for(slurm_cluster, sweep_id, finished, 600, profile)
     assert state["jobs"][0]["state"] == "COMPLETED" and state["jobs"][0]["restarts"] == 0, state
     assert sorted(t["state"] for t in state["trials"]) == ["TERMINATED", "TERMINATED"], state
@@ -388,10 +404,28 @@ def test_tracking_server_down_then_s3_refusing_uploads_mid_sweep_loses_and_doubl
     assert trial_dirs and not any((p / "error.txt").exists() for p in trial_dirs), "a trial failed and was retried"
 
 
-def status_of(cluster: Any, sweep_id: str, profile: Path) -> dict[str, Any]:
-    from tests.cluster.test_slurm_sweeps import status
+def trained_epochs(cluster: Any, sweep_id: str) -> list[int]:
+    """Each trial's last reported epoch, from its Tune results on the shared filesystem (no tracking server needed);
+    a line still being written is skipped."""
+    reached = []
+    for path in (sweep_folder(cluster, sweep_id) / "ray_results" / sweep_id).glob("*/result.json"):
+        iterations = [0]
+        for line in path.read_text().splitlines():
+            try:
+                iterations.append(int(json.loads(line).get("training_iteration") or 0))
+            except ValueError:
+                continue
+        reached.append(max(iterations))
+    return reached
 
-    return status(cluster, sweep_id, profile)
+
+def trained_past(cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300) -> list[int]:
+    """Wait until both trials have reported `epoch` or later; their epochs then."""
+    deadline = time.monotonic() + timeout_s  # bound on the wait, not a verdict
+    while len(reached := trained_epochs(cluster, sweep_id)) < 2 or min(reached) < epoch:
+        assert time.monotonic() < deadline, f"the trials did not train to epoch {epoch}: {reached}"
+        time.sleep(0.5)
+    return reached
 
 
 def _is_trial_actor(proc: Path, job_id: str) -> bool:
@@ -520,8 +554,9 @@ def test_killed_trial_is_retried_then_the_cancelled_sweep_resumes_in_the_same_ru
     state = wait_for(slurm_cluster, sweep_id, finished, 600)
     assert [job["state"] for job in state["jobs"]][-1] == "COMPLETED" and len(state["jobs"]) == 2, state
     assert {t["state"] for t in state["trials"]} == {"TERMINATED"}, state
-    # The killed trial lost at most a checkpoint interval to the kill and one to the cancel.
-    assert_exactly_once(slurm_cluster, sweep_id, interruptions=2)
+    # The killed trial lost at most a checkpoint interval to the kill (Tune retries from the trial's own newest) and
+    # two to the cancel (no signal: the experiment state's checkpoint).
+    assert_exactly_once(slurm_cluster, sweep_id, interruptions=2, signalless=1)
 
 
 def test_drill_on_a_partition_without_grace_time_says_a_preemption_gives_nothing(slurm_cluster: Any) -> None:

@@ -117,28 +117,51 @@ def test_the_jobs_python_survives_usr2_until_it_handles_it(tmp_path: Path) -> No
     """The command submitit runs the job's Python with ignores USR2 from the first instant: a preemption signal in
     the job's first second no longer kills it (the soak saw a job die of it, exit 140, FAILED and never requeued).
     A handler installed later still gets the signal."""
-    import signal
     import sys
-    import time
 
     executor = make_executor(SETTINGS, REMOTE, "avae-tiny-20261123-120000-abcd", Bundle(tmp_path / "bundle"))
     assert executor.python == guarded_python() and executor.python.endswith(sys.executable)
     handled = tmp_path / "handled"
-    program = (
-        "import signal, sys, time\n"
+    process = subprocess.Popen(
+        [*shlex.split(executor.python), "-c", usr2_program(handled)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert_usr2_ignored_until_handled(process, handled)
+
+
+def usr2_program(handled: Path) -> str:
+    """A job's Python, in steps the test drives: it says it runs (USR2 still ignored), waits for a line on stdin,
+    installs its handler (which touches `handled`), says so, and waits for that USR2 (at most 30 s)."""
+    return (
+        "import os, signal, sys, time\n"
         "assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN, signal.getsignal(signal.SIGUSR2)\n"
-        "time.sleep(1.0)\n"  # start-up: a USR2 now is ignored
+        "print('ignoring', flush=True)\n"
+        "sys.stdin.readline()\n"  # start-up: the USR2 the test sends meanwhile is ignored
         f"signal.signal(signal.SIGUSR2, lambda *_: open({str(handled)!r}, 'w').close())\n"
         "print('handler', flush=True)\n"
-        "time.sleep(3.0)\n"
+        "deadline = time.monotonic() + 30\n"  # bound on the wait for the second USR2, not a verdict
+        f"while not os.path.exists({str(handled)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"  # poll interval
     )
-    process = subprocess.Popen([*shlex.split(executor.python), "-c", program], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGUSR2)  # the shell has exec'd Python by now, USR2 ignored
-    assert process.stdout is not None and process.stdout.readline().strip() == "handler"
-    process.send_signal(signal.SIGUSR2)
-    assert process.wait(timeout=30) == 0
-    assert handled.exists()
+
+
+def assert_usr2_ignored_until_handled(process: subprocess.Popen, handled: Path) -> None:
+    """A USR2 once the job's Python runs, before its handler: ignored; one after: handled, exit 0."""
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        assert process.stdout.readline().strip() == "ignoring"  # Python runs: every shell before it has exec'd
+        process.send_signal(signal.SIGUSR2)  # ignored (discarded as it is sent: it cannot land after the next line)
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == "handler", "the first USR2 killed the job's Python"
+        process.send_signal(signal.SIGUSR2)
+        assert process.wait(timeout=60) == 0
+        assert handled.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        process.stdin.close()
+        process.stdout.close()
 
 
 def _run_script_with(tmp: Path, srun_body: str, restart_count: int) -> tuple[int, str]:
@@ -192,7 +215,7 @@ def test_a_finished_job_s_python_exits_0_through_a_late_usr2() -> None:
         "from cluster.node.job_entry import ignore_late_signals\n"
         "assert ignore_late_signals({'done': 1}) == {'done': 1}\n"
         "os.kill(os.getpid(), signal.SIGUSR2)\n"
-        "time.sleep(0.2)\n"
+        "time.sleep(0.2)\n"  # not a verdict: a USR2 sent to itself un-ignored kills it inside os.kill already
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert done.returncode == 0

@@ -268,11 +268,11 @@ class PostgresServer:
             )
         proc.returncode = 0  # reaped through is_alive/waitpid, never wait()ed: silence Popen's warning
         ticks = None
-        for _ in range(200):
+        for _ in range(200):  # bound on the wait (200 polls), not a verdict
             ticks = start_ticks(proc.pid)
             if ticks is not None:
                 break
-            time.sleep(0.01)
+            time.sleep(0.01)  # poll interval
         server = cls(root, port, proc.pid, ticks or 0, data, socket_dir, scratch, password)
         (root / PID_FILE).write_text(
             json.dumps(

@@ -202,6 +202,8 @@ def test_an_unreachable_tracking_server_is_one_line_in_seconds(conf_tree: ConfTr
     result = run_orch(args, cwd=workdir, env=env)
     assert_one_line_error(result, workdir, uri, "connection refused")
     line = result.stderr.strip()
+    # A product-promised upper bound, kept on purpose: the check (TrackingClient.unreachable) gives up after 3 s where
+    # MLflow's own client retries for minutes; 30 s for the whole CLI is the generous margin around that promise.
     assert time.monotonic() - began < 30, "an unreachable server must be said in seconds"
     named = {"flag": "--tracking-uri", "environment": "MLFLOW_TRACKING_URI", "profile": "team.yaml: tracking.uri"}[source]
     assert named in line, line

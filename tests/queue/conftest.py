@@ -14,11 +14,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness.postgres import PostgresError, PostgresServer, missing
+from tests.harness.s3 import free_port
 
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """SQLAlchemy URL of the `orch_queue` database on a real PostgreSQL server (127.0.0.1:6930)."""
+    """SQLAlchemy URL of the `orch_queue` database on a real PostgreSQL server (127.0.0.1, a free port: two pytest
+    processes on one machine each have their own)."""
     absent = missing()
     if absent:
         pytest.fail(
@@ -26,7 +28,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     root = tmp_path_factory.mktemp("postgres")
     try:
-        server = PostgresServer.start(root)
+        server = PostgresServer.start(root, port=free_port())
     except PostgresError as exc:
         pytest.fail(f"PostgreSQL test server did not start in {root}: {exc}", pytrace=False)
     try:

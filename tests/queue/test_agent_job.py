@@ -18,7 +18,7 @@ from tests.conftest import assert_one_error_line
 from tests.harness.postgres import PostgresServer
 from tests.queue.test_queue_slurm import SWEEPS, make_profile, orch
 
-JOB_PG_PORT = 6931  # the session's postgres_url server has 6930
+JOB_PG_PORT = 6931  # on the node network too; the session's postgres_url server has a free loopback port
 
 
 def test_job_script_and_sbatch_argv_keep_values_inert(tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ class SoakSettings:
     in_flight: int = 4  # sweeps kept queued or running while the chaos lasts
     pause_s: tuple[float, float] = (8.0, 20.0)  # between two interruptions
     settle_s: float = 1200.0  # after the chaos, every sweep must end within this
+    # The chaos goes on past `minutes` until every kind of interruption has happened at least once (an interruption
+    # that finds nothing running to hit is tried again later), for at most this much longer: a bound on that wait,
+    # not a verdict. 0: the chaos stops at `minutes`, whatever it managed.
+    every_kind_within_s: float = 0.0
 
 
 @dataclass
@@ -257,9 +261,12 @@ class Soak:
         started = time.monotonic()
         self.setup()
         try:
-            deadline = started + self.settings.minutes * 60
+            deadline = started + self.settings.minutes * 60  # how long the chaos lasts: a schedule, not a verdict
+            every_kind_by = deadline + self.settings.every_kind_within_s  # bound on the wait for every kind, not a verdict
             cycle: list[str] = []
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline or (
+                time.monotonic() < every_kind_by and not all(self.report.interruptions[kind] for kind in KINDS)
+            ):
                 states = self.states()
                 for _ in range(self.settings.in_flight - sum(1 for s in states.values() if s not in TERMINAL)):
                     self.submit()
@@ -268,13 +275,13 @@ class Soak:
                     self.rng.shuffle(cycle)
                 if self.interrupt(cycle[0]):
                     cycle.pop(0)
-                pause_until = time.monotonic() + self.rng.uniform(*self.settings.pause_s)
+                pause_until = time.monotonic() + self.rng.uniform(*self.settings.pause_s)  # chaos pacing, not a verdict
                 while time.monotonic() < pause_until:
                     self.heal()
                     time.sleep(0.5)
             self.say(f"chaos over after {(time.monotonic() - started) / 60:.1f} min; waiting for the sweeps to end")
             self.dead_slurmd = [(node, 0.0) for node, _ in self.dead_slurmd]  # start them again now
-            settle = time.monotonic() + self.settings.settle_s
+            settle = time.monotonic() + self.settings.settle_s  # bound on the wait for every sweep's end, not a verdict
             while time.monotonic() < settle:
                 self.heal()
                 if all(s in TERMINAL for s in self.states().values()):
@@ -316,7 +323,9 @@ class Soak:
         experiments = [e.experiment_id for e in client.search_experiments()]
         reasons = self.reasons([sid for sid, state in report.sweeps.items() if state != "succeeded"])
         for sweep_id, state in report.sweeps.items():
-            if state != "succeeded":
+            if state not in TERMINAL:  # the settle bound passed first
+                report.lost_runs.append(f"sweep {sweep_id} still {state} {self.settings.settle_s:g} s after the chaos")
+            elif state != "succeeded":
                 report.lost_runs.append(f"sweep {sweep_id} ended {state}: {reasons.get(sweep_id) or 'no reason recorded'}")
             runs = client.search_runs(experiments, f"tags.`orch.sweep_id` = '{sweep_id}'")
             parents = [r for r in runs if r.data.tags.get("orch.kind") == "sweep"]

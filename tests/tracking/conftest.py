@@ -13,9 +13,9 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +127,15 @@ class FinishedSweep:
     parent_run_id: str
 
 
+def _sweep_parents(client: Any) -> dict[str, Any]:
+    """The parent runs of every sweep in the `avae` experiment, by run id (none when it does not exist yet)."""
+    experiment = client.get_experiment_by_name("avae")
+    if experiment is None:
+        return {}
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`orch.kind` = 'sweep'")
+    return {run.info.run_id: run for run in runs}
+
+
 @pytest.fixture(scope="session")
 def finished_sweep(tracking_server: TrackingServer, fake_secrets: dict[str, str]) -> FinishedSweep:
     """`orch run conf/sweeps/avae-tiny.yaml` against the team server, checkpoints direct to S3."""
@@ -137,7 +146,8 @@ def finished_sweep(tracking_server: TrackingServer, fake_secrets: dict[str, str]
         "ORCH_DIRECT_S3_THRESHOLD_MB": "0.05",  # the checkpoint goes straight to S3, small pictures through the proxy
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
-    started = time.time()
+    client = MlflowClient(tracking_server.uri)
+    before = _sweep_parents(client)  # the parent runs earlier tests left: this run's is the one new parent
     result = run_orch(
         ["run", str(REPO / "conf" / "sweeps" / "avae-tiny.yaml"), "--tracking-uri", tracking_server.uri],
         cwd=tracking_server.state_dir,
@@ -145,16 +155,10 @@ def finished_sweep(tracking_server: TrackingServer, fake_secrets: dict[str, str]
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    client = MlflowClient(tracking_server.uri)
     experiment = client.get_experiment_by_name("avae")
-    parents = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.`orch.kind` = 'sweep'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    parent = parents[0]
-    assert parent.info.start_time / 1000 >= started - 5
+    new = [run for run_id, run in _sweep_parents(client).items() if run_id not in before]
+    assert len(new) == 1, [run.data.tags.get("orch.sweep_id") for run in new]
+    parent = new[0]
     return FinishedSweep(
         tracking_server.state_dir, result, parent.data.tags["orch.sweep_id"], experiment.experiment_id, parent.info.run_id
     )

@@ -68,12 +68,24 @@ def _wait_for_text(driver, texts: list[str], name: str) -> str:  # noqa: ANN001
     raise AssertionError(f"{name}: not on the page after {WAIT_S:.0f} s: {missing}")
 
 
+def _shown(element) -> bool:  # noqa: ANN001
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return element.is_displayed()
+    except StaleElementReferenceException:  # removed from the page
+        return False
+
+
 def _close_assistant(driver) -> None:  # noqa: ANN001
-    """The MLflow 3 UI opens an assistant side panel; close it so the runs get the width."""
+    """The MLflow 3 UI opens an assistant side panel; close it so the runs get the width (for the screenshots: no
+    verdict depends on it), waiting until its close button is gone rather than a fixed time."""
     for button in driver.find_elements("css selector", "button[aria-label='Close']"):
-        if button.is_displayed():
+        if _shown(button):
             button.click()
-            time.sleep(0.5)
+            deadline = time.monotonic() + 10  # bound on the wait, not a verdict: a panel still open only narrows a picture
+            while _shown(button) and time.monotonic() < deadline:
+                time.sleep(0.1)
             return
 
 
@@ -108,7 +120,7 @@ def test_ui_shows_parent_with_children_and_compares_two_trials(
     headings = browser.find_elements("xpath", "//*[normalize-space(text())='Metrics']")
     if headings:  # the metrics table in view for the screenshot
         browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", headings[-1])
-        time.sleep(1.0)
+        time.sleep(1.0)  # lets the scroll settle for the screenshot only: no verdict reads the page after it
     for child in children:  # each trial's metric value is on the page (the UI rounds to a few digits)
         value = child.data.metrics["val_loss"]
         assert any(f"{value:.{digits}g}" in page for digits in (3, 4, 5, 6)) or f"{value:.3f}" in page, (value, page[:2000])
