@@ -21,9 +21,11 @@ test-deps: $(VENV)/.installed-test slurm-deps browser-deps postgres-deps
 test: test-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The tiers (docs/testing.md): tests/conftest.py marks `slurm` every test that uses the SLURM cluster fixture.
+# The tiers (docs/testing.md): tests/conftest.py marks `slurm` every test that uses the SLURM cluster fixture. Two
+# workers, each a test file at a time: the tests wait on servers and sleeps often enough that two beat one on 2 cores
+# (four were slower).
 test-fast: $(VENV)/.installed-test browser-deps postgres-deps
-	$(BIN)/python -m pytest -m 'not slurm and not image' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'not slurm and not image' -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy on orchestrator/, cluster/ and trainables/ (settings in pyproject.toml),
 # hadolint on the Dockerfile (its ignored rules are justified inline); the import contracts run in the suite
