@@ -142,17 +142,9 @@ def fallback_target(experiment: Path, epochs_left: int = 0) -> tuple[Path, str, 
 def job_processes_gone(job_id: str, timeout_s: float = 120) -> None:
     """Wait until no process of the SLURM job is left on the machine (Ray's daemonised workers outlive the job's SLURM
     state here; each carries the job's SLURM_JOB_ID in its environment): then nothing writes to its experiment."""
-    marker = f"SLURM_JOB_ID={job_id}".encode()
 
     def left() -> list[int]:
-        pids = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(proc.name))
-            except OSError:  # gone meanwhile
-                continue
-        return pids
+        return [int(proc.name) for proc in Path("/proc").iterdir() if proc.name.isdigit() and _of_job(proc, job_id)]
 
     deadline = time.monotonic() + timeout_s  # bound on the wait, not a verdict
     while pids := left():
@@ -428,16 +420,22 @@ def trained_past(cluster: Any, sweep_id: str, epoch: int, timeout_s: float = 300
     return reached
 
 
+def _of_job(proc: Path, job_id: str) -> bool:
+    """A process of that SLURM job: Ray's workers inherit the job's environment, its SLURM_JOB_ID included."""
+    try:
+        return f"SLURM_JOB_ID={job_id}".encode() in (proc / "environ").read_bytes().split(b"\0")
+    except OSError:  # gone meanwhile
+        return False
+
+
 def _is_trial_actor(proc: Path, job_id: str) -> bool:
-    """A Ray trial actor (`ray::ResourceTrainable.train`) of THIS test's SLURM job: its workers inherit the job's
-    environment. Never another Ray on the machine (a researcher's `orch run` beside the suite)."""
+    """A Ray trial actor (`ray::ResourceTrainable.train`) of THIS test's SLURM job. Never another Ray on the machine
+    (a researcher's `orch run` beside the suite)."""
     try:
         title = (proc / "cmdline").read_bytes().split(b"\0")[0]
-        if not (title.startswith(b"ray::") and b"Trainable" in title):
-            return False
-        return f"SLURM_JOB_ID={job_id}".encode() in (proc / "environ").read_bytes().split(b"\0")
     except OSError:
         return False
+    return title.startswith(b"ray::") and b"Trainable" in title and _of_job(proc, job_id)
 
 
 def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path) -> None:
@@ -447,25 +445,19 @@ def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path)
     checkpoints on the signal, requeues itself, and the trials finish in their own runs with every step once."""
     from mlflow.tracking import MlflowClient
 
+    from tests.byo.test_lab_slurm import _ended, _orch, _wait
     from tests.harness.lab_workspace import make_lab
 
     profile = yaml.safe_load(Path(REPO / "conf" / "clusters" / "slurm-local.yaml").read_text())
     profile["slurm"].update(time_limit_min=2, min_time_limit_min=2, signal_lead_s=TIMELIMIT_LEAD_S, max_requeues=8)
     lab = make_lab(
-        tmp_path / "lab-repo", epochs=TIMELIMIT_EPOCHS, step_s=TIMELIMIT_STEP_S, lrs=(0.2, 0.3), profiles={"short": profile}
+        tmp_path / "lab-repo", epochs=TIMELIMIT_EPOCHS, step_s=TIMELIMIT_STEP_S, lrs=(0.2, 0.3), profiles={"slurm": profile}
     )
     assert TIMELIMIT_EPOCHS * TIMELIMIT_STEP_S > 2 * 60 - TIMELIMIT_LEAD_S  # the construction: more work than one job allows
-    done = run_orch(
-        ["submit", "conf/sweeps/lab-cls.yaml", "--cluster", "short"], cwd=lab, env=orch_env(slurm_cluster), timeout=180
-    )
+    done = _orch(slurm_cluster, lab, "submit", "conf/sweeps/lab-cls.yaml", "--cluster", "slurm")
     assert done.returncode == 0, done.stdout + done.stderr
     sweep_id = done.stdout.split("submitted sweep ", 1)[1].split()[0]
-    job_id = done.stdout.split("SLURM job(s) ", 1)[1].split(";")[0]
-    deadline = time.monotonic() + 900  # bound on the wait, not a verdict: the job ends COMPLETED after its requeues
-    while not finished(state := _lab_status(slurm_cluster, lab, sweep_id)):
-        assert time.monotonic() < deadline, f"sweep {sweep_id} did not end: {json.dumps(state)[:2000]}"
-        slurm_cluster.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)  # skip the requeue delay
-        time.sleep(3)
+    state = _wait(slurm_cluster, lab, {"cls": sweep_id}, _ended, "the sweep's end after its requeues", timeout_s=900)["cls"]
     assert [job["state"] for job in state["jobs"]] == ["COMPLETED"], state
     attempts = json.loads((sweep_folder(slurm_cluster, sweep_id) / "attempts.json").read_text())
     assert len(attempts) >= 2, attempts
@@ -488,12 +480,6 @@ def test_time_limit_checkpoints_and_requeues(slurm_cluster: Any, tmp_path: Path)
         assert any(path.endswith("_log.out") for path in logs) and "logs/attempts.json" in logs, logs  # every attempt's log
         redone = [m.value for m in client.get_metric_history(run.info.run_id, "orch_redone_steps")]
         assert sum(redone) <= 2 * (len(attempts) - 1), ("checkpointed on the signal, or every epoch", redone)
-
-
-def _lab_status(cluster: Any, lab: Path, sweep_id: str) -> dict[str, Any]:
-    done = run_orch(["status", sweep_id, "--cluster", "short", "--json"], cwd=lab, env=orch_env(cluster))
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout)[0]
 
 
 def test_killed_trial_is_retried_then_the_cancelled_sweep_resumes_in_the_same_runs(slurm_cluster: Any) -> None:
